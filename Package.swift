@@ -1,0 +1,65 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "dkp-mirror",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "dkp-mirror", targets: ["dkp-mirror"]),
+        .library(name: "Mirror", targets: ["Mirror"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+    ],
+    targets: [
+        // System libraries (Debian -dev packages, found through pkg-config).
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        // Value types of the OCI specs; no I/O.
+        .target(name: "OCI"),
+        // Hashing and byte plumbing.
+        .target(name: "Streams", dependencies: ["CCrypto", "CZstd", "OCI"]),
+        // OCI distribution client.
+        .target(name: "Registry", dependencies: [
+            "OCI", "Streams",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Engines: copy (and later pull, push, verify).
+        .target(name: "Mirror", dependencies: ["OCI", "Streams", "Registry",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "dkp-mirror", dependencies: [
+            "Mirror", "Registry", "OCI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // Test helpers: real registries started by scripts/registry.sh, a token issuer,
+        // a fault-injecting TCP proxy.
+        .target(name: "TestSupport", dependencies: [
+            "CCrypto", "OCI",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], path: "Tests/TestSupport"),
+        .testTarget(name: "OCITests", dependencies: ["OCI"]),
+        .testTarget(name: "StreamsTests", dependencies: ["Streams", "OCI"]),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry", "OCI", "Streams", "TestSupport",
+            .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "EndToEndTests", dependencies: ["OCI", "Registry", "TestSupport",
+            .product(name: "NIOCore", package: "swift-nio")]),
+    ],
+    swiftLanguageModes: [.v6]
+)

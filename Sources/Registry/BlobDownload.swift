@@ -1,0 +1,126 @@
+import AsyncHTTPClient
+import NIOCore
+import NIOHTTP1
+import OCI
+import Streams
+
+/// The bytes of one blob as an async sequence of buffers, pulled from the registry with
+/// backpressure. Every byte is hashed and counted on the way; the sequence throws instead
+/// of ending when the size or digest is wrong, so a consumer never sees a bad blob finish.
+/// A dropped connection resumes with `Range` from the last byte received.
+public struct BlobDownload: AsyncSequence, Sendable {
+    public typealias Element = ByteBuffer
+
+    let transport: Transport
+    let repository: String
+    public let descriptor: Descriptor
+    /// Called with the size of each buffer as it arrives (progress).
+    let onBytes: (@Sendable (Int) -> Void)?
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(download: self)
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let download: BlobDownload
+        private var body: HTTPClientResponse.Body.AsyncIterator?
+        private let verifier: BlobVerifier
+        private var received: Int64 = 0
+        /// Bytes still to discard from a server that ignored our Range header.
+        private var skip: Int64 = 0
+        private var failuresWithoutProgress = 0
+        private var finished = false
+
+        init(download: BlobDownload) {
+            self.download = download
+            self.verifier = BlobVerifier(digest: download.descriptor.digest, size: download.descriptor.size)
+        }
+
+        private var what: String { "blob \(download.descriptor.digest) of \(download.transport.host)/\(download.repository)" }
+
+        public mutating func next() async throws -> ByteBuffer? {
+            guard !finished else { return nil }
+            while true {
+                if body == nil { try await open() }
+                let chunk: ByteBuffer?
+                do {
+                    chunk = try await body!.next()
+                } catch {
+                    let failure = Transport.classify(error, host: download.transport.host, configuration: download.transport.configuration)
+                    body = nil
+                    failuresWithoutProgress += 1
+                    guard failure.retriable, failuresWithoutProgress < download.transport.configuration.maxAttempts else { throw failure.error }
+                    download.transport.configuration.logger.info("\(what): \(failure.error); resuming at byte \(received)")
+                    try await download.transport.backoff(attempt: failuresWithoutProgress, retryAfter: nil)
+                    continue
+                }
+                guard var chunk else {
+                    finished = true
+                    do { try verifier.finish() } catch { throw mapped(error) }
+                    return nil
+                }
+                if skip > 0 {
+                    let drop = Int(Swift.min(skip, Int64(chunk.readableBytes)))
+                    chunk.moveReaderIndex(forwardBy: drop)
+                    skip -= Int64(drop)
+                    if chunk.readableBytes == 0 { continue }
+                }
+                do {
+                    try chunk.withUnsafeReadableBytes { try verifier.consume($0) }
+                } catch {
+                    finished = true
+                    throw mapped(error)
+                }
+                received += Int64(chunk.readableBytes)
+                failuresWithoutProgress = 0
+                download.transport.statistics.withLockedValue { $0.bytesDownloaded += Int64(chunk.readableBytes) }
+                download.onBytes?(chunk.readableBytes)
+                return chunk
+            }
+        }
+
+        private func mapped(_ error: Error) -> Error {
+            switch error {
+            case let StreamsError.digestMismatch(expected, actual):
+                return RegistryError.digestMismatch(what: what, expected: expected, actual: actual)
+            case let StreamsError.sizeMismatch(_, expected, actual):
+                return RegistryError.sizeMismatch(what: what, expected: expected, actual: actual)
+            default:
+                return error
+            }
+        }
+
+        private mutating func open() async throws {
+            var headers = HTTPHeaders()
+            if received > 0 { headers.add(name: "Range", value: "bytes=\(received)-") }
+            let transport = download.transport
+            let response = try await transport.send(RegistryRequest(
+                method: .GET,
+                url: "\(transport.baseURL)/v2/\(download.repository)/blobs/\(download.descriptor.digest)",
+                headers: headers,
+                scopes: [.pull(download.repository)]))
+            switch response.status.code {
+            case 200:
+                // A full body: skip what we already have (a server that does not do ranges).
+                skip = received
+            case 206 where received > 0:
+                let start = response.headers.first(name: "Content-Range").flatMap(Self.rangeStart)
+                guard start == received else {
+                    await Transport.drain(response)
+                    throw RegistryError.invalidResponse(what: what, detail: "resumed at the wrong offset")
+                }
+                skip = 0
+            default:
+                throw await transport.unexpected(response, method: "GET", url: "\(transport.baseURL)/v2/\(download.repository)/blobs/\(download.descriptor.digest)",
+                                                 what: what, repository: download.repository, action: "pull")
+            }
+            body = response.body.makeAsyncIterator()
+        }
+
+        /// The first byte of `Content-Range: bytes START-END/TOTAL`.
+        static func rangeStart(_ header: String) -> Int64? {
+            guard let spec = header.split(separator: " ").last, let dash = spec.firstIndex(of: "-") else { return nil }
+            return Int64(spec[..<dash])
+        }
+    }
+}

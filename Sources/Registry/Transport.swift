@@ -1,0 +1,282 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import Streams
+
+/// One request to a registry, described so it can be sent again: the body is a factory.
+struct RegistryRequest: Sendable {
+    var method: HTTPMethod
+    var url: String
+    var headers: HTTPHeaders = [:]
+    /// What the token must grant; also names the repository in errors.
+    var scopes: [Scope]
+    var body: (@Sendable () throws -> HTTPClientRequest.Body)?
+    /// False for a streamed upload whose body cannot be replayed within the same upload session.
+    var retryable = true
+}
+
+/// Counters of what crossed the wire, for progress, summaries and tests.
+public struct TransferStatistics: Sendable, Equatable {
+    public var requests = 0
+    public var retries = 0
+    public var bytesDownloaded: Int64 = 0
+    public var bytesUploaded: Int64 = 0
+    public var blobsMounted = 0
+}
+
+/// Sends requests to one registry host: authentication, redirects, retries with backoff,
+/// and the mapping of transport failures onto `RegistryError`.
+final class Transport: Sendable {
+    static let userAgent = "dkp-mirror/0.1"
+
+    let host: String
+    let configuration: RegistryConfiguration
+    let http: HTTPClient
+    let auth: Authenticator
+    let statistics = NIOLockedValueBox(TransferStatistics())
+    private var logger: Logger { configuration.logger }
+
+    init(host: String, configuration: RegistryConfiguration) throws {
+        self.host = host
+        self.configuration = configuration
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if configuration.tlsSkipVerify { tls.certificateVerification = .none }
+        if let caFile = configuration.caFile {
+            do {
+                let certificates = try NIOSSLCertificate.fromPEMFile(caFile)
+                guard !certificates.isEmpty else { throw RegistryError.invalidInput("") }
+                tls.additionalTrustRoots = [.certificates(certificates)]
+            } catch {
+                throw RegistryError.invalidInput("cannot use CA file \(caFile): it is missing, unreadable or holds no PEM certificate; pass \(configuration.optionNames.caFile) with the PEM bundle of the CA that signed the registry's certificate")
+            }
+        }
+        var pool = HTTPClient.Configuration.ConnectionPool(idleTimeout: .seconds(60),
+                                                            concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.maxConnections)
+        // Connection retries are ours (with backoff and a clear error), not a silent loop inside the pool.
+        pool.retryConnectionEstablishment = false
+        var http = HTTPClient.Configuration(
+            tlsConfiguration: tls,
+            redirectConfiguration: .disallow,
+            timeout: .init(connect: .init(configuration.connectTimeout),
+                           read: .init(configuration.idleTimeout),
+                           write: .init(configuration.idleTimeout)),
+            connectionPool: pool,
+            decompression: .disabled)
+        // Separate connections per transfer beat multiplexing many large blobs on one HTTP/2 stream window.
+        http.httpVersion = .http1Only
+        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
+        self.auth = Authenticator(host: host, configuration: configuration, http: self.http)
+    }
+
+    func shutdown() async {
+        try? await http.shutdown()
+    }
+
+    var baseURL: String { "\(configuration.scheme)://\(host)" }
+
+    /// Sends `request`, answering auth challenges, following redirects of GET/HEAD (without
+    /// credentials once they leave the registry's origin) and retrying what may succeed later.
+    /// The caller owns the returned response and must consume or drop its body.
+    func send(_ request: RegistryRequest) async throws -> HTTPClientResponse {
+        var attempt = 1
+        var reauthenticated = false
+        var url = request.url
+        var redirects = 0
+        var leftOrigin = false
+        while true {
+            try Task.checkCancellation()
+            var outgoing = HTTPClientRequest(url: url)
+            outgoing.method = request.method
+            outgoing.headers = request.headers
+            outgoing.headers.replaceOrAdd(name: "User-Agent", value: Self.userAgent)
+            var sentAuthorization: String?
+            if !leftOrigin, let authorization = try await auth.authorization(for: request.scopes) {
+                outgoing.headers.replaceOrAdd(name: "Authorization", value: authorization)
+                sentAuthorization = authorization
+            }
+            if let body = request.body, redirects == 0 { outgoing.body = try body() }
+            statistics.withLockedValue { $0.requests += 1 }
+
+            let response: HTTPClientResponse
+            do {
+                response = try await http.execute(outgoing, deadline: .distantFuture, logger: logger)
+            } catch {
+                let failure = Self.classify(error, host: host, configuration: configuration)
+                if failure.retriable, request.retryable, attempt < configuration.maxAttempts {
+                    logger.info("\(request.method) \(Self.redact(url)): \(failure.error); retrying (\(attempt)/\(configuration.maxAttempts - 1))")
+                    try await backoff(attempt: attempt, retryAfter: nil)
+                    attempt += 1
+                    continue
+                }
+                throw failure.error
+            }
+            let status = Int(response.status.code)
+            logger.debug("\(request.method) \(Self.redact(url)) -> \(status)")
+
+            if status == 401, !leftOrigin {
+                let challenge = response.headers.first(name: "WWW-Authenticate")
+                await Self.drain(response)
+                if reauthenticated || !request.retryable && sentAuthorization != nil {
+                    throw await auth.finalUnauthorized(header: challenge)
+                }
+                try await auth.challenged(by: challenge, scopes: request.scopes, sentAuthorization: sentAuthorization)
+                reauthenticated = true
+                continue
+            }
+            if [301, 302, 303, 307, 308].contains(status), request.method == .GET || request.method == .HEAD,
+               let location = response.headers.first(name: "Location") {
+                await Self.drain(response)
+                redirects += 1
+                guard redirects <= 5, let next = Self.resolve(location, against: url) else {
+                    throw RegistryError.invalidResponse(what: Self.redact(request.url), detail: "too many or unusable redirects")
+                }
+                if !Self.sameOrigin(next, baseURL) { leftOrigin = true }
+                url = next
+                continue
+            }
+            if status == 408 || status == 429 || (500...599).contains(status), request.retryable,
+               attempt < configuration.maxAttempts {
+                let retryAfter = response.headers.first(name: "Retry-After").flatMap(Self.parseRetryAfter)
+                await Self.drain(response)
+                logger.info("\(request.method) \(Self.redact(url)): status \(status); retrying (\(attempt)/\(configuration.maxAttempts - 1))")
+                try await backoff(attempt: attempt, retryAfter: retryAfter)
+                attempt += 1
+                continue
+            }
+            return response
+        }
+    }
+
+    /// Waits before a retry: `Retry-After` when the server gave one (capped), else exponential backoff with jitter.
+    func backoff(attempt: Int, retryAfter: Duration?) async throws {
+        statistics.withLockedValue { $0.retries += 1 }
+        let delay: Duration
+        if let retryAfter {
+            delay = min(retryAfter, configuration.maxBackoff * 3)
+        } else {
+            let exponential = configuration.initialBackoff * (1 << min(attempt - 1, 16))
+            delay = min(exponential, configuration.maxBackoff) * Double.random(in: 0.5...1.0)
+        }
+        try await Task.sleep(for: delay)
+    }
+
+    // MARK: helpers
+
+    static func drain(_ response: HTTPClientResponse) async {
+        _ = try? await response.body.collect(upTo: 64 << 10)
+    }
+
+    /// Reads an error body (up to 64 KiB) into a short human message.
+    static func errorDetail(of response: HTTPClientResponse) async -> String {
+        guard let body = try? await response.body.collect(upTo: 64 << 10) else { return "" }
+        return errorDetail(body)
+    }
+
+    /// The registry's `{"errors":[{"code","message"}]}` as "CODE: message", else a short printable excerpt.
+    static func errorDetail(_ body: ByteBuffer) -> String {
+        struct Errors: Decodable {
+            struct Item: Decodable { var code: String?; var message: String? }
+            var errors: [Item]?
+        }
+        if let decoded = try? JSONDecoder().decode(Errors.self, from: Data(body.readableBytesView)), let items = decoded.errors, !items.isEmpty {
+            return items.map { [$0.code, $0.message].compactMap { $0 }.joined(separator: ": ") }.joined(separator: "; ")
+        }
+        let text = String(decoding: body.readableBytesView.prefix(300), as: UTF8.self)
+            .filter { !$0.isNewline && ($0.isASCII ? ($0.asciiValue! >= 32) : true) }
+        return String(text.prefix(200)).trimmed(" ")
+    }
+
+    /// A URL for messages: the query is dropped (upload session state, scopes).
+    static func redact(_ url: String) -> String {
+        url.split(separator: "?", maxSplits: 1).first.map(String.init) ?? url
+    }
+
+    static func resolve(_ location: String, against url: String) -> String? {
+        guard let base = URL(string: url), let resolved = URL(string: location, relativeTo: base) else { return nil }
+        return resolved.absoluteString
+    }
+
+    static func sameOrigin(_ a: String, _ b: String) -> Bool {
+        guard let x = URLComponents(string: a), let y = URLComponents(string: b) else { return false }
+        func port(_ c: URLComponents) -> Int { c.port ?? (c.scheme == "https" ? 443 : 80) }
+        return x.scheme == y.scheme && x.host?.lowercased() == y.host?.lowercased() && port(x) == port(y)
+    }
+
+    /// `Retry-After` as seconds or an HTTP date.
+    static func parseRetryAfter(_ value: String) -> Duration? {
+        let trimmed = value.trimmed(" ")
+        if let seconds = Int(trimmed) { return .seconds(max(0, seconds)) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: trimmed) else { return nil }
+        return .milliseconds(max(0, Int64(date.timeIntervalSinceNow * 1000)))
+    }
+
+    /// Maps a thrown transport error onto a `RegistryError` and says whether trying again may help.
+    static func classify(_ error: Error, host: String, configuration: RegistryConfiguration) -> (error: Error, retriable: Bool) {
+        let names = configuration.optionNames
+        switch error {
+        case is CancellationError:
+            return (error, false)
+        case let error as RegistryError:
+            if case .timedOut = error { return (error, true) }
+            return (error, false)
+        case is StreamsError:
+            return (error, false)
+        case let error as HTTPClientError:
+            switch error {
+            case .connectTimeout:
+                return (RegistryError.cannotConnect(host: host, detail: "connection timed out", hint: "check the address and that the registry is reachable"), true)
+            case .readTimeout, .writeTimeout:
+                return (RegistryError.timedOut(host: host, detail: "no data for \(configuration.idleTimeout)"), true)
+            case .remoteConnectionClosed, .uncleanShutdown, .tlsHandshakeTimeout, .bodyLengthMismatch:
+                return (RegistryError.cannotConnect(host: host, detail: "the connection was closed mid-request", hint: "check the network"), true)
+            case .cancelled:
+                return (CancellationError(), false)
+            default:
+                break
+            }
+        case let error as NIOConnectionError:
+            if error.connectionErrors.isEmpty, error.dnsAError != nil || error.dnsAAAAError != nil {
+                return (RegistryError.cannotConnect(host: host, detail: "the host name does not resolve", hint: "check the registry address"), false)
+            }
+            let reason = error.connectionErrors.first.map { "\($0.error)" } ?? "\(error)"
+            return (RegistryError.cannotConnect(host: host, detail: Self.shortSocketError(reason), hint: "check the address and that the registry is running"), true)
+        default:
+            break
+        }
+        let text = String(describing: error)
+        let lower = text.lowercased()
+        if lower.contains("certificate_verify_failed") || lower.contains("certificate verify failed")
+            || lower.contains("unable to get local issuer") || lower.contains("self signed") || lower.contains("self-signed") {
+            return (RegistryError.untrustedCertificate(host: host, detail: "certificate verify failed",
+                    hint: "pass \(names.caFile) PEM with the CA that signed it, or \(names.tlsSkipVerify) to skip verification"), false)
+        }
+        if lower.contains("wrong_version_number") || lower.contains("http_request") {
+            return (RegistryError.tlsFailure(host: host, detail: "the server does not speak TLS",
+                    hint: "if the registry serves plain HTTP, pass \(names.insecure)"), false)
+        }
+        if error is NIOSSLError || lower.contains("ssl") || lower.contains("tls") {
+            return (RegistryError.tlsFailure(host: host, detail: String(text.prefix(200)),
+                    hint: "check the registry's TLS setup, \(names.caFile) or \(names.insecure)"), false)
+        }
+        if lower.contains("refused") {
+            return (RegistryError.cannotConnect(host: host, detail: "connection refused", hint: "check the address and that the registry is running"), true)
+        }
+        if error is IOError || error is ChannelError || lower.contains("reset") || lower.contains("broken pipe") {
+            return (RegistryError.cannotConnect(host: host, detail: String(text.prefix(200)), hint: "check the network"), true)
+        }
+        return (RegistryError.cannotConnect(host: host, detail: String(text.prefix(200)), hint: "check the address and the network"), false)
+    }
+
+    private static func shortSocketError(_ text: String) -> String {
+        text.lowercased().contains("refused") ? "connection refused" : String(text.prefix(200))
+    }
+}

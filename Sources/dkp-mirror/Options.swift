@@ -1,0 +1,139 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Registry
+
+enum ProgressMode: String, ExpressibleByArgument, CaseIterable {
+    case auto, bar, plain, json, none
+}
+
+/// Options every command has (cli.md, "Common options").
+struct CommonOptions: ParsableArguments {
+    @Option(name: [.short, .long], help: "Concurrent blob transfers.")
+    var jobs: Int = 8
+
+    @Flag(help: "Print a machine-readable result on stdout.")
+    var json = false
+
+    @Option(help: "Progress on stderr: auto (bar on a terminal, plain lines otherwise), bar, plain, json (events on stdout), none.")
+    var progress: ProgressMode = .auto
+
+    @Flag(name: [.short, .long], help: "More log lines (never secrets).")
+    var verbose = false
+
+    func validate() throws {
+        guard (1...256).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 256, got \(jobs)") }
+    }
+
+    var logger: Logger {
+        var logger = Logger(label: "dkp-mirror")
+        logger.logLevel = verbose ? .debug : .notice
+        return logger
+    }
+}
+
+/// How to reach a registry (`--insecure`, `--tls-skip-verify`, `--ca-file`) and whom to log in as.
+struct ConnectionOptions: ParsableArguments {
+    @Flag(help: "Talk plain HTTP to the registry.")
+    var insecure = false
+
+    @Flag(help: "HTTPS without certificate verification.")
+    var tlsSkipVerify = false
+
+    @Option(help: ArgumentHelp("Trust this CA bundle in addition to the system's.", valueName: "PEM"))
+    var caFile: String?
+
+    @Option(name: [.customShort("u"), .customLong("login")], help: "Registry username (default: from the docker config).")
+    var login: String?
+
+    @Option(name: [.customShort("p"), .customLong("password")], help: "Registry password.")
+    var password: String?
+
+    @Flag(help: "Read the registry password from stdin.")
+    var passwordStdin = false
+
+    func configuration(host: String, common: CommonOptions) throws -> RegistryConfiguration {
+        var configuration = RegistryConfiguration()
+        configuration.insecure = insecure
+        configuration.tlsSkipVerify = tlsSkipVerify
+        configuration.caFile = caFile
+        configuration.logger = common.logger
+        configuration.maxConnections = max(8, common.jobs * 2)
+        configuration.optionNames = OptionNames()
+        configuration.optionNames.login = "--login"
+        configuration.optionNames.password = "--password"
+        configuration.credential = try resolveCredential(
+            host: host, login: login, password: password, passwordStdin: passwordStdin,
+            names: ("--login", "--password", "--password-stdin"), environment: nil)
+        return configuration
+    }
+}
+
+/// `copy`'s source side: the connection options with a `--src-` prefix.
+struct SourceOptions: ParsableArguments {
+    @Flag(name: .customLong("src-insecure"), help: "Talk plain HTTP to the source registry.")
+    var insecure = false
+    @Flag(name: .customLong("src-tls-skip-verify"), help: "HTTPS to the source without certificate verification.")
+    var tlsSkipVerify = false
+    @Option(name: .customLong("src-ca-file"), help: ArgumentHelp("Trust this CA bundle for the source.", valueName: "PEM"))
+    var caFile: String?
+    @Option(name: [.customLong("src-login"), .customLong("source-login")], help: "Source username (env D8_MIRROR_SOURCE_LOGIN).")
+    var login: String?
+    @Option(name: [.customLong("src-password"), .customLong("source-password")], help: "Source password (env D8_MIRROR_SOURCE_PASSWORD).")
+    var password: String?
+}
+
+/// `copy`'s destination side: the connection options with a `--dest-` prefix.
+struct DestinationOptions: ParsableArguments {
+    @Flag(name: .customLong("dest-insecure"), help: "Talk plain HTTP to the destination registry.")
+    var insecure = false
+    @Flag(name: .customLong("dest-tls-skip-verify"), help: "HTTPS to the destination without certificate verification.")
+    var tlsSkipVerify = false
+    @Option(name: .customLong("dest-ca-file"), help: ArgumentHelp("Trust this CA bundle for the destination.", valueName: "PEM"))
+    var caFile: String?
+    @Option(name: [.customLong("dest-login"), .customLong("registry-login")], help: "Destination username (env D8_MIRROR_REGISTRY_LOGIN).")
+    var login: String?
+    @Option(name: [.customLong("dest-password"), .customLong("registry-password")], help: "Destination password (env D8_MIRROR_REGISTRY_PASSWORD).")
+    var password: String?
+    @Flag(name: [.customLong("dest-password-stdin"), .customLong("registry-password-stdin")], help: "Read the destination password from stdin.")
+    var passwordStdin = false
+}
+
+/// Credentials by precedence: options, then the d8 environment variables, then the docker config.
+/// A login without a password (or the reverse) is a usage error rather than a silent anonymous try.
+func resolveCredential(host: String, login: String?, password: String?, passwordStdin: Bool,
+                       names: (login: String, password: String, stdin: String),
+                       environment: (login: String, password: String)?) throws -> Credential? {
+    var password = password
+    if passwordStdin {
+        guard password == nil else { throw UsageError("pass either \(names.password) or \(names.stdin), not both") }
+        let data = FileHandle.standardInput.readDataToEndOfFile()
+        password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+    }
+    if let login {
+        guard let password else { throw UsageError("\(names.login) needs a password: pass \(names.password) or \(names.stdin)") }
+        return Credential(username: login, password: password)
+    }
+    if password != nil { throw UsageError("\(names.password) needs \(names.login)") }
+    if let environment {
+        let env = ProcessInfo.processInfo.environment
+        if let login = env[environment.login], !login.isEmpty {
+            guard let password = env[environment.password] else {
+                throw UsageError("\(environment.login) is set but \(environment.password) is not")
+            }
+            return Credential(username: login, password: password)
+        }
+    }
+    return try DockerConfig().credential(for: host)
+}
+
+/// Parses a reference given on the command line; a malformed one is a usage error (exit 2).
+func parseReference(_ text: String, what: String) throws -> Reference {
+    do {
+        return try Reference(parsing: text)
+    } catch {
+        throw UsageError("\(what): \(error)")
+    }
+}
+
+import OCI
