@@ -49,7 +49,7 @@ let package = Package(
         // Test helpers: real registries started by scripts/registry.sh, a token issuer,
         // a fault-injecting TCP proxy.
         .target(name: "TestSupport", dependencies: [
-            "CCrypto", "OCI",
+            "CCrypto", "OCI", "Streams", "Registry",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -86,7 +86,8 @@ actor Authenticator {
     }
 
     /// The error for a request that stays unauthorized after authenticating once more.
-    func finalUnauthorized(header: String?) -> RegistryError {
+    func finalUnauthorized(header: String?, sentAuthorization: String? = nil) -> RegistryError {
+        if sentAuthorization?.hasPrefix("Basic ") == true { return unauthorized(detail: "wrong username or password") }
         let challenge = AuthChallenge.parse(header ?? "").first
         if let error = challenge?.parameters["error"] {
             return unauthorized(detail: error == "insufficient_scope" ? "no access to the requested repository" : error)

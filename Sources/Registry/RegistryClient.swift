@@ -213,7 +213,7 @@ public final class RegistryClient: Sendable {
 
     /// Asks the registry to link an existing blob of `from` into `repository`; true when it did.
     public func mountBlob(repository: String, digest: Digest, from: String) async throws -> Bool {
-        let (mounted, location) = try await startUpload(repository: repository, digest: digest, mountFrom: from)
+        let (mounted, location, _) = try await startUpload(repository: repository, digest: digest, mountFrom: from)
         if !mounted, let location {
             // The registry opened an upload session instead; close it so nothing is left behind.
             _ = try? await transport.send(RegistryRequest(method: .DELETE, url: location, scopes: [.push(repository)]))
@@ -221,7 +221,7 @@ public final class RegistryClient: Sendable {
         return mounted
     }
 
-    private func startUpload(repository: String, digest: Digest, mountFrom: String?) async throws -> (mounted: Bool, location: String?) {
+    private func startUpload(repository: String, digest: Digest, mountFrom: String?) async throws -> (mounted: Bool, location: String?, minimumChunk: Int) {
         var url = "\(base)/v2/\(repository)/blobs/uploads/"
         var scopes: [Scope] = [.push(repository)]
         if let mountFrom, mountFrom != repository {
@@ -233,13 +233,14 @@ public final class RegistryClient: Sendable {
         case 201 where mountFrom != nil:
             await Transport.drain(response)
             transport.statistics.withLockedValue { $0.blobsMounted += 1 }
-            return (true, nil)
+            return (true, nil, 0)
         case 202:
             await Transport.drain(response)
             guard let location = response.headers.first(name: "Location").flatMap({ Transport.resolve($0, against: url) }) else {
                 throw RegistryError.invalidResponse(what: "upload to \(host)/\(repository)", detail: "no Location header")
             }
-            return (false, location)
+            let minimum = response.headers.first(name: "OCI-Chunk-Min-Length").flatMap { Int($0) } ?? 0
+            return (false, location, minimum)
         default:
             throw await unexpected(response, method: "POST", url: url, what: "upload to \(host)/\(repository)",
                                    repository: repository, action: "push")
@@ -264,7 +265,7 @@ public final class RegistryClient: Sendable {
 
         if let chunkSize = configuration.uploadChunkSize, size > configuration.monolithicUploadLimit {
             location = try await uploadChunks(location: location, repository: repository, descriptor: descriptor,
-                                              chunkSize: chunkSize, content: counted, what: what)
+                                              chunkSize: chunkSize, minimumChunk: started.minimumChunk, content: counted, what: what)
             return try await finishUpload(location: location, repository: repository, descriptor: descriptor, body: nil, what: what)
         }
         if size <= configuration.monolithicUploadLimit {
@@ -292,10 +293,10 @@ public final class RegistryClient: Sendable {
     /// `OCI-Chunk-Min-Length`), each with its `Content-Range`. Memory: one chunk.
     private func uploadChunks<Content: AsyncSequence & Sendable>(
         location start: String, repository: String, descriptor: Descriptor, chunkSize requested: Int,
-        content: @Sendable () throws -> Content, what: String
+        minimumChunk: Int, content: @Sendable () throws -> Content, what: String
     ) async throws -> String where Content.Element == ByteBuffer {
         var location = start
-        var minimum = 0
+        var minimum = minimumChunk
         var offset: Int64 = 0
         var pending = ByteBuffer()
         func send(_ chunk: ByteBuffer) async throws {
@@ -355,8 +356,8 @@ public final class RegistryClient: Sendable {
     // MARK: tags
 
     /// Every tag of a repository, following `Link` pagination.
-    public func tags(repository: String) async throws -> [String] {
-        var url: String? = "\(base)/v2/\(repository)/tags/list?n=1000"
+    public func tags(repository: String, pageSize: Int = 1000) async throws -> [String] {
+        var url: String? = "\(base)/v2/\(repository)/tags/list?n=\(pageSize)"
         var tags: [String] = []
         var pages = 0
         while let current = url {

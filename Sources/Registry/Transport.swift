@@ -122,7 +122,7 @@ final class Transport: Sendable {
                 let challenge = response.headers.first(name: "WWW-Authenticate")
                 await Self.drain(response)
                 if reauthenticated || !request.retryable && sentAuthorization != nil {
-                    throw await auth.finalUnauthorized(header: challenge)
+                    throw await auth.finalUnauthorized(header: challenge, sentAuthorization: sentAuthorization)
                 }
                 try await auth.challenged(by: challenge, scopes: request.scopes, sentAuthorization: sentAuthorization)
                 reauthenticated = true
@@ -243,6 +243,9 @@ final class Transport: Sendable {
             default:
                 break
             }
+        case is HTTPParserError:
+            // A body cut short mid-transfer surfaces as an unexpected EOF in the parser.
+            return (RegistryError.cannotConnect(host: host, detail: "the connection was cut mid-response", hint: "check the network"), true)
         case let error as NIOConnectionError:
             if error.connectionErrors.isEmpty, error.dnsAError != nil || error.dnsAAAAError != nil {
                 return (RegistryError.cannotConnect(host: host, detail: "the host name does not resolve", hint: "check the registry address"), false)
