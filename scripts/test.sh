@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the build and tests need (apt-get), builds, and runs every test against
+# real registries that the tests start on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/common.sh
+
+ensure_packages "${BASE_PACKAGES[@]}"
+swift --version 2>&1 | head -1
+
+log=$(mktemp)
+if ! swift build --build-tests >"$log" 2>&1; then
+  grep -E 'error|warning: unre' "$log" | head -50 >&2 || true
+  tail -20 "$log" >&2
+  echo "build failed" >&2
+  exit 1
+fi
+echo "build complete"
+
+# Swift Testing runs the suites in parallel; each test starts its own registries on free ports.
+set +e
+swift test --skip-build >"$log" 2>&1
+status=$?
+set -e
+grep -vE '^(◇|↳)|started\.$' "$log"
+passed=$(grep -cE '^✔ Test .* passed' "$log" || true)
+failed=$(grep -cE '^✘ Test .* failed' "$log" || true)
+rm -f "$log"
+echo
+echo "$passed passed, $failed failed"
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  echo "swift test exited $status" >&2
+fi
+exit "$status"
