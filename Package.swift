@@ -46,6 +46,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Development helpers for the demo and the benchmark: seeding synthetic images, micro-benchmarks.
+        .executableTarget(name: "dkp-dev", dependencies: [
+            "Registry", "OCI", "Streams", "TestSupport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         // Test helpers: real registries started by scripts/registry.sh, a token issuer,
         // a fault-injecting TCP proxy.
         .target(name: "TestSupport", dependencies: [

@@ -49,10 +49,15 @@ final class ProgressRenderer: Sendable {
         }
     }
 
-    /// Stops the ticker and draws the last state.
-    func finish() {
+    /// Stops the ticker and draws the last state; after a failure only ends a drawn bar,
+    /// so the error stands alone on its line.
+    func finish(success: Bool = true) {
         ticker.cancel()
-        Self.render(progress, mode: mode, final: true)
+        if success {
+            Self.render(progress, mode: mode, final: true)
+        } else if mode == .bar {
+            writeErr("\n")
+        }
     }
 
     private static func render(_ progress: TransferProgress, mode: ProgressMode, final: Bool) {

@@ -144,7 +144,7 @@ struct CopyCommand: AsyncParsableCommand {
             result = try await copier.copy(from: from, to: to)
             renderer.finish()
         } catch {
-            renderer.finish()
+            renderer.finish(success: false)
             await sourceClient.shutdown()
             await destinationClient.shutdown()
             throw error
