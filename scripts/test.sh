@@ -23,8 +23,9 @@ swift test --skip-build >"$log" 2>&1
 status=$?
 set -e
 grep -vE '^(◇|↳)|started\.$' "$log"
-passed=$(grep -cE '^✔ Test .* passed' "$log" || true)
-failed=$(grep -cE '^✘ Test .* failed' "$log" || true)
+# Per-test verdict lines; the run's own summary line ("Test run with N tests") is not a test.
+passed=$(grep -E '^✔ Test .* passed' "$log" | grep -vc '^✔ Test run with' || true)
+failed=$(grep -E '^✘ Test .* failed' "$log" | grep -vc '^✘ Test run with' || true)
 rm -f "$log"
 echo
 echo "$passed passed, $failed failed"

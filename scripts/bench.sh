@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Benchmarks that print figures (never pass/fail), each next to a reference measured in the
+# same run on the same machine:
+#   1. SHA-256 throughput of the Streams hasher vs `openssl speed -evp sha256`;
+#   2. `dkp-mirror copy` of a 1 GiB image vs `skopeo copy`, from a plain local registry
+#      into fresh TLS + htpasswd registries (wall time, MB/s, peak RSS).
+# Environment: BENCH_LAYERS (default 512M,256M,128M,64M,48M,16M: 1 GiB), BENCH_JOBS (8).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/common.sh
+ensure_packages "${BASE_PACKAGES[@]}" skopeo time
+
+LAYERS=${BENCH_LAYERS:-512M,256M,128M,64M,48M,16M}
+JOBS=${BENCH_JOBS:-8}
+
+swift build -c release --product dkp-mirror 2>&1 | tail -1
+swift build -c release --product dkp-dev 2>&1 | tail -1
+bin=$(swift build -c release --show-bin-path)
+
+work=$(mktemp -d /tmp/dkp-bench.XXXXXX)
+cleanup() {
+  for r in source ours theirs; do scripts/registry.sh stop "$work/$r" >/dev/null 2>&1 || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+read_env() { local k v; while IFS='=' read -r k v; do printf -v "$1_$k" '%s' "$v"; done <"$2"; }
+
+rows=()
+row() { rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "$@")"); }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+# 1. Hashing.
+ours_sha=$("$bin/dkp-dev" hash-bench --total 4G)
+openssl_sha=$(openssl speed -evp sha256 -bytes 1048576 -seconds 3 2>/dev/null | awk '/^sha256/ { v = $NF; sub(/k$/, "", v); printf "%.0f", v * 1000 / 1e6 }')
+row "SHA-256 MB/s (1 MiB updates)" "$ours_sha" "$openssl_sha" "$(ratio "$ours_sha" "$openssl_sha")"
+
+# 2. Copy between registries.
+scripts/registry.sh start "$work/source" >"$work/source.env"; read_env SRC "$work/source.env"
+password=$(openssl rand -hex 12)
+for r in ours theirs; do scripts/registry.sh start "$work/$r" --tls --user "rw:$password" >"$work/$r.env"; done
+read_env OURS "$work/ours.env"; read_env THEIRS "$work/theirs.env"
+echo "seeding a synthetic image with layers $LAYERS ..." >&2
+"$bin/dkp-dev" seed-image "$SRC_HOST/bench/image:v1" --insecure --layers "$LAYERS" >/dev/null
+bytes=$(awk -v list="$LAYERS" 'BEGIN { n = split(list, a, ","); for (i = 1; i <= n; i++) { v = a[i]; u = substr(v, length(v)); m = 1;
+  if (u == "K") m = 1024; else if (u == "M") m = 1048576; else if (u == "G") m = 1073741824; if (m > 1) v = substr(v, 1, length(v) - 1); t += v * m } printf "%d", t }')
+
+# timed LABEL CMD...: runs CMD under GNU time; sets T_WALL (s) and T_RSS (MB).
+timed() {
+  local label=$1; shift
+  /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/$label.out" 2>&1 || { cat "$work/$label.out" >&2; exit 1; }
+  read -r T_WALL T_RSS_KB <"$work/time"
+  T_RSS=$(awk -v k="$T_RSS_KB" 'BEGIN { printf "%.0f", k / 1024 }')
+}
+
+mkdir -p "$work/certs"; cp "$THEIRS_CA" "$work/certs/ca.crt"
+timed skopeo skopeo copy --src-tls-verify=false --dest-cert-dir "$work/certs" --dest-creds "rw:$password" \
+  "docker://$SRC_HOST/bench/image:v1" "docker://$THEIRS_HOST/bench/image:v1"
+skopeo_wall=$T_WALL; skopeo_rss=$T_RSS
+export D8_MIRROR_REGISTRY_LOGIN=rw D8_MIRROR_REGISTRY_PASSWORD="$password"
+timed ours "$bin/dkp-mirror" copy "$SRC_HOST/bench/image:v1" "$OURS_HOST/bench/image" \
+  --src-insecure --dest-ca-file "$OURS_CA" -j "$JOBS" --progress none
+ours_wall=$T_WALL; ours_rss=$T_RSS
+ours_mbs=$(awk -v b="$bytes" -v t="$ours_wall" 'BEGIN { printf "%.0f", b / t / 1e6 }')
+skopeo_mbs=$(awk -v b="$bytes" -v t="$skopeo_wall" 'BEGIN { printf "%.0f", b / t / 1e6 }')
+mib=$((bytes / 1048576))
+row "copy ${mib} MiB image: wall s" "$ours_wall" "$skopeo_wall" "$(ratio "$skopeo_wall" "$ours_wall")x"
+row "copy ${mib} MiB image: MB/s" "$ours_mbs" "$skopeo_mbs" "$(ratio "$ours_mbs" "$skopeo_mbs")"
+row "copy ${mib} MiB image: peak RSS MB" "$ours_rss" "$skopeo_rss" "$(ratio "$ours_rss" "$skopeo_rss")"
+
+# Both copies must have produced the same manifest digest.
+d1=$("$bin/dkp-mirror" inspect "$OURS_HOST/bench/image:v1" --ca-file "$OURS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')
+d2=$("$bin/dkp-mirror" inspect "$THEIRS_HOST/bench/image:v1" --ca-file "$THEIRS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')
+[ "$d1" = "$d2" ] || echo "WARNING: digests differ: ours $d1, skopeo $d2" >&2
+
+echo
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); skopeo $(skopeo --version | awk '{print $3}'); -j $JOBS"
+printf '| %-34s | %12s | %12s | %8s |\n' "measure" "dkp-mirror" "reference" "ratio"
+printf '|%s|%s|%s|%s|\n' "------------------------------------" "--------------" "--------------" "----------"
+printf '%s\n' "${rows[@]}"
+echo "(reference: openssl for SHA-256, skopeo ${mib} MiB copy; wall ratio = skopeo/ours, >1 means we are faster)"
