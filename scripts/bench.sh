@@ -70,7 +70,9 @@ row "copy ${mib} MiB image: peak RSS MB" "$ours_rss" "$skopeo_rss" "$(ratio "$ou
 # Both copies must have produced the same manifest digest.
 d1=$("$bin/dkp-mirror" inspect "$OURS_HOST/bench/image:v1" --ca-file "$OURS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')
 d2=$("$bin/dkp-mirror" inspect "$THEIRS_HOST/bench/image:v1" --ca-file "$THEIRS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')
-[ "$d1" = "$d2" ] || echo "WARNING: digests differ: ours $d1, skopeo $d2" >&2
+d0=$("$bin/dkp-mirror" inspect "$SRC_HOST/bench/image:v1" --insecure | awk '/^digest/ {print $2}')
+[ "$d1" = "$d0" ] || { echo "ERROR: dkp-mirror changed the manifest digest: source $d0, copy $d1" >&2; exit 1; }
+[ "$d2" = "$d0" ] || echo "note: skopeo rewrote the manifest (source $d0, skopeo $d2)" >&2
 
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); skopeo $(skopeo --version | awk '{print $3}'); -j $JOBS"
