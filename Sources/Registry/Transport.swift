@@ -104,7 +104,7 @@ final class Transport: Sendable {
 
             let response: HTTPClientResponse
             do {
-                response = try await http.execute(outgoing, deadline: .distantFuture, logger: logger)
+                response = try await http.execute(outgoing, deadline: .distantFuture)
             } catch {
                 let failure = Self.classify(error, host: host, configuration: configuration)
                 if failure.retriable, request.retryable, attempt < configuration.maxAttempts {
