@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/mxcl/Version.git", from: "2.2.1"),
     ],
     targets: [
         // System libraries (Debian -dev packages, found through pkg-config).
@@ -36,12 +38,24 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // Engines: copy (and later pull, push, verify).
-        .target(name: "Mirror", dependencies: ["OCI", "Streams", "Registry",
+        // The bundle on disk: tar layout and writing, chunk files, reading tars and image layers.
+        .target(name: "Bundle", dependencies: ["OCI", "Streams", "CArchive"]),
+        // Deckhouse knowledge: editions, channels, versions, images_digests.json, modules, cluster detection.
+        .target(name: "DKP", dependencies: [
+            "OCI", "Streams", "Registry", "Bundle",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Version", package: "Version"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Engines: copy, pull (and later push, verify).
+        .target(name: "Mirror", dependencies: ["OCI", "Streams", "Registry", "Bundle", "DKP",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "dkp-mirror", dependencies: [
-            "Mirror", "Registry", "OCI",
+            "Mirror", "Registry", "OCI", "DKP", "Bundle",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -55,7 +69,7 @@ let package = Package(
         // Test helpers: real registries started by scripts/registry.sh, a token issuer,
         // a fault-injecting TCP proxy.
         .target(name: "TestSupport", dependencies: [
-            "CCrypto", "OCI", "Streams", "Registry",
+            "CCrypto", "OCI", "Streams", "Registry", "Bundle",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -63,6 +77,9 @@ let package = Package(
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
         .testTarget(name: "StreamsTests", dependencies: ["Streams", "OCI"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "OCI", "Streams", "TestSupport",
+            .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "BundleTests", dependencies: ["Bundle", "Streams", "OCI", "TestSupport"]),
+        .testTarget(name: "DKPTests", dependencies: ["DKP", "Registry", "Bundle", "OCI", "Streams", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "EndToEndTests", dependencies: ["OCI", "Registry", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio")]),
