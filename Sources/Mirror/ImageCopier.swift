@@ -87,7 +87,7 @@ public struct ImageCopier: Sendable {
         progress.imageDone(to.description)
 
         let snapshot = progress.snapshot
-        let seconds = Double(progress.elapsed.components.seconds) + Double(progress.elapsed.components.attoseconds) / 1e18
+        let seconds = progress.elapsed.inSeconds
         return CopyResult(
             source: from.description, destination: to.with(digest: nil).description + "@\(top.digest)",
             digest: top.digest.string, mediaType: top.mediaType.rawValue, manifests: manifests.count,

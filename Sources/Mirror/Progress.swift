@@ -85,3 +85,8 @@ public func peakResidentBytes() -> Int64 {
     }
     return 0
 }
+
+extension Duration {
+    /// The duration as fractional seconds.
+    var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -11,7 +11,7 @@ struct DevTool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dkp-dev",
         abstract: "Development helpers: seed synthetic images into a registry, measure the hasher.",
-        subcommands: [SeedImage.self, HashBench.self])
+        subcommands: [SeedImage.self, SeedEdition.self, HashBench.self])
 }
 
 struct RegistryAccess: ParsableArguments {
@@ -105,5 +105,38 @@ struct HashBench: AsyncParsableCommand {
         }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         print(String(format: "%.0f", Double(hashed) / seconds / 1e6))
+    }
+}
+
+struct SeedEdition: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "seed-edition",
+        abstract: "Seed a synthetic DKP edition (channels, versions, platform images, security DBs, modules, installer).")
+
+    @Argument(help: "Edition root: HOST[:PORT]/deckhouse/ee") var root: String
+    @Option(help: "Size of the base layer shared by controller images (suffixes K, M, G).") var baseLayer = "256K"
+    @Option(help: "Size of each platform and module image's own layer.") var imageLayer = "32K"
+    @Option(help: "Digest-referenced platform images per version.") var platformImages = 4
+    @Option(help: "Digest-referenced images per module version.") var moduleImages = 2
+    @OptionGroup var access: RegistryAccess
+
+    func run() async throws {
+        let ref = try Reference(parsing: root)
+        var options = EditionSeeder.Options()
+        options.root = ref.repository
+        options.edition = ref.lastPathComponent
+        options.baseLayerSize = try parseSize(baseLayer)
+        options.imageLayerSize = try parseSize(imageLayer)
+        options.platformImagesPerVersion = platformImages
+        options.moduleImagesPerVersion = moduleImages
+        let client = try access.client(host: ref.host)
+        do {
+            _ = try await EditionSeeder(client: client, options: options).seed()
+            await client.shutdown()
+            print("seeded \(ref.host)/\(options.root): versions \(options.versions.joined(separator: " ")), modules \(options.modules.keys.sorted().joined(separator: " "))")
+        } catch {
+            await client.shutdown()
+            throw error
+        }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import DKP
 import Mirror
 import OCI
 import Registry
@@ -35,6 +36,7 @@ struct Entry {
         switch error {
         case is OCIError, is UsageError: return true
         case let error as RegistryError: return error.isUsageError
+        case let error as DKPError: return error.isUsageError
         case let error as MirrorError:
             if case .invalidInput = error { return true }
             return false
@@ -60,5 +62,5 @@ struct DKPMirror: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dkp-mirror",
         abstract: "Mirror Deckhouse Kubernetes Platform images for air-gapped clusters.",
-        subcommands: [CopyCommand.self, InspectCommand.self, TagsCommand.self])
+        subcommands: [PullCommand.self, CopyCommand.self, InspectCommand.self, TagsCommand.self, DetectCommand.self])
 }

@@ -1,0 +1,81 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Errors of the bundle on disk. Each message names the file, says what is wrong and what
+/// the user can do about it.
+public enum BundleError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// A system call failed on `path`.
+    case io(path: String, operation: String, errno: Int32)
+    /// The device holding `path` is full (ENOSPC/EDQUOT). Pull resumes, so freeing space and
+    /// re-running loses nothing already written.
+    case diskFull(path: String)
+    /// `file` is not what it should be (truncated, not a tar, bad journal, ...).
+    case corrupt(file: String, detail: String)
+    /// A chunk file of a chunked tar is absent.
+    case missingChunk(file: String)
+    /// The plan behind a partial file is not the plan of this run.
+    case planChanged(file: String)
+    /// A tar entry name that cannot be written safely.
+    case invalidEntryName(name: String, reason: String)
+    /// Two entries of one tar with the same name.
+    case duplicateEntry(name: String)
+    /// An entry index that is not in the layout of `file`.
+    case invalidEntryIndex(file: String, index: Int, count: Int)
+    /// More bytes were given for an entry than its planned size.
+    case entryOverflow(file: String, entry: String, size: Int64, attempted: Int64)
+    /// An entry was finished with a size other than the planned one.
+    case entrySizeMismatch(file: String, entry: String, expected: Int64, actual: Int64)
+    /// A write outside the planned byte range of `file`.
+    case outOfRange(file: String, offset: Int64, length: Int64, size: Int64)
+    /// Commit was asked for while entries were still missing.
+    case incomplete(file: String, missing: Int, firstMissing: String)
+    /// The file was already committed; it cannot be written any more.
+    case alreadyCommitted(file: String)
+
+    public var description: String {
+        switch self {
+        case let .io(path, operation, code):
+            return "cannot \(operation) \(path): \(String(cString: strerror(code))) (errno \(code))"
+        case let .diskFull(path):
+            return "no space left on the device holding \(path): free space (or choose another directory) "
+                + "and run the command again; it resumes where it stopped"
+        case let .corrupt(file, detail):
+            return "\(file) is damaged or not what it should be: \(detail); "
+                + "copy or pull it again"
+        case let .missingChunk(file):
+            return "chunk file \(file) is missing: a chunked tar needs all its chunk files side by side; "
+                + "copy the missing chunk next to the others"
+        case let .planChanged(file):
+            return "the interrupted run that left \(file) had a different plan; "
+                + "its partial files were discarded and the file is written from the start"
+        case let .invalidEntryName(name, reason):
+            return "cannot put '\(name)' into a tar: \(reason)"
+        case let .duplicateEntry(name):
+            return "the tar plan lists '\(name)' twice; each path must appear once"
+        case let .invalidEntryIndex(file, index, count):
+            return "\(file): entry #\(index) does not exist (the plan has \(count) entries)"
+        case let .entryOverflow(file, entry, size, attempted):
+            return "\(file): entry '\(entry)' is planned with \(size) bytes but \(attempted) were written; "
+                + "the source delivered more data than its descriptor says"
+        case let .entrySizeMismatch(file, entry, expected, actual):
+            return "\(file): entry '\(entry)' is planned with \(expected) bytes but ended after \(actual); "
+                + "the download was cut short or the descriptor is wrong"
+        case let .outOfRange(file, offset, length, size):
+            return "\(file): write of \(length) bytes at offset \(offset) is outside the planned size \(size)"
+        case let .incomplete(file, missing, firstMissing):
+            return "\(file) cannot be finished: \(missing) entr\(missing == 1 ? "y is" : "ies are") not written "
+                + "yet (first: '\(firstMissing)'); run the command again to fetch them"
+        case let .alreadyCommitted(file):
+            return "\(file) is already complete and cannot be written any more"
+        }
+    }
+
+    /// Maps an errno from a write path: a full disk gets its own, actionable message.
+    static func write(path: String, operation: String, errno code: Int32) -> BundleError {
+        if code == ENOSPC || code == EDQUOT { return .diskFull(path: path) }
+        return .io(path: path, operation: operation, errno: code)
+    }
+}

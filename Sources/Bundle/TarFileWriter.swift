@@ -1,0 +1,258 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// Writes a tar whose layout is planned up front, entry by entry in any order and from many
+/// tasks at once, each byte written once at its final offset (no temp tree, no packing pass).
+///
+/// Progress is recorded in a journal, `<finalPath>.journal`, beside the `.partial` files:
+/// the first line identifies the plan (`<layout fingerprint> chunk-size=<N|none>`), every
+/// further line is the index of an entry whose header, data and padding are on disk (the
+/// data is synced before its line is written). A new writer for the same plan resumes: the
+/// journaled entries are `completed` and need not be written again. Any other plan starts
+/// from scratch. Nothing carries the final name until `commit`.
+public final class TarFileWriter: Sendable {
+    public let layout: TarLayout
+    public let finalPath: String
+    public let journalPath: String
+    private let file: ChunkedFileWriter
+    private let journal: Int32
+    private let state: Mutex<State>
+
+    private struct State {
+        var completed: Set<Int>
+        var committed = false
+    }
+
+    /// Opens (or resumes) the partial files of a tar at `finalPath`, cut into chunk files of
+    /// `chunkSize` bytes when given.
+    public init(finalPath: String, layout: TarLayout, chunkSize: Int64?) throws(BundleError) {
+        let journalPath = finalPath + ".journal"
+        let key = "\(layout.fingerprint) chunk-size=\(chunkSize.map(String.init) ?? "none")"
+        let previous = Self.readJournal(journalPath, key: key, entryCount: layout.entries.count)
+
+        // Decide what survives before touching any file, and record exactly that first: a
+        // crash after partial files were recreated must never leave a journal that claims
+        // entries in them.
+        var kept = Set<Int>()
+        if let previous {
+            let files = ChunkedFileWriter.plannedFiles(finalPath: finalPath, totalSize: layout.totalSize, chunkSize: chunkSize)
+            let intact = files.map { TarIO.fileSize($0.partial) == $0.size }
+            kept = previous.filter { Self.entry(layout.entries[$0], liesIn: intact, chunkSize: chunkSize) }
+        }
+        try Self.writeJournal(journalPath, key: key, completed: kept)
+
+        let file = try ChunkedFileWriter(
+            finalPath: finalPath, totalSize: layout.totalSize, chunkSize: chunkSize, resume: previous != nil)
+        // A file that changed between the check above and opening it: forget its entries too.
+        let stillKept = kept.filter { Self.entry(layout.entries[$0], liesIn: file.reopened, chunkSize: chunkSize) }
+        if stillKept != kept {
+            kept = stillKept
+            try Self.writeJournal(journalPath, key: key, completed: kept)
+        }
+
+        let fd = open(journalPath, O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard fd >= 0 else { throw .io(path: journalPath, operation: "open the journal", errno: errno) }
+        self.layout = layout
+        self.finalPath = finalPath
+        self.journalPath = journalPath
+        self.file = file
+        self.journal = fd
+        self.state = Mutex(State(completed: kept))
+    }
+
+    deinit { close(journal) }
+
+    /// Indexes of the entries that are complete: those journaled by an earlier run plus those
+    /// finished since.
+    public var completed: Set<Int> { state.withLock { $0.completed } }
+
+    /// Whether entry `entry` is complete (and need not be downloaded again).
+    public func isComplete(_ entry: Int) -> Bool { state.withLock { $0.completed.contains(entry) } }
+
+    /// The files being written (`.partial`), in order.
+    public var partialPaths: [String] { file.partialPaths }
+    /// The files as they are named after `commit`, in order.
+    public var finalPaths: [String] { file.finalPaths }
+
+    /// Writes a small entry in one go (header, data, padding), syncs it and journals it.
+    public func writeEntry(_ entry: Int, bytes: [UInt8]) throws(BundleError) {
+        let item = try self.entry(entry)
+        try ensureWritable()
+        guard Int64(bytes.count) == item.size else {
+            throw .entrySizeMismatch(file: finalPath, entry: item.name, expected: item.size, actual: Int64(bytes.count))
+        }
+        // Header and data are adjacent: one buffer, one positioned write (two at a chunk edge).
+        var block = TarHeader.encode(name: item.name, size: item.size)
+        block += bytes
+        block += [UInt8](repeating: 0, count: Int(TarHeader.paddedSize(item.size) - item.size))
+        try TarIO.withBytes(block) { raw throws(BundleError) in try file.write(raw, at: item.headerOffset) }
+        try markComplete(entry, item)
+    }
+
+    /// A stream to write a large entry piece by piece as it downloads.
+    public func entryStream(_ entry: Int) -> EntryStream { EntryStream(writer: self, entry: entry) }
+
+    /// Finishes the tar: requires every entry complete, writes the end-of-archive blocks,
+    /// syncs, renames the partial files to their final names and removes the journal.
+    /// Returns the final paths in order.
+    @discardableResult
+    public func commit() throws(BundleError) -> [String] {
+        if state.withLock({ $0.committed }) { return file.finalPaths }
+        let missing: [Int] = state.withLock { state in
+            layout.entries.indices.filter { !state.completed.contains($0) }
+        }
+        if let first = missing.first {
+            throw .incomplete(file: finalPath, missing: missing.count, firstMissing: layout.entries[first].name)
+        }
+        let end = 2 * Int64(TarHeader.blockSize)
+        try file.writeZeros(at: layout.totalSize - end, length: end)
+        let paths = try file.commit()
+        state.withLock { $0.committed = true }
+        if unlink(journalPath) != 0 && errno != ENOENT {
+            throw .io(path: journalPath, operation: "remove the journal", errno: errno)
+        }
+        try TarIO.syncDirectory(of: journalPath)
+        return paths
+    }
+
+    // MARK: - for EntryStream
+
+    func entry(_ index: Int) throws(BundleError) -> TarLayout.Entry {
+        guard layout.entries.indices.contains(index) else {
+            throw .invalidEntryIndex(file: finalPath, index: index, count: layout.entries.count)
+        }
+        return layout.entries[index]
+    }
+
+    func writeData(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(BundleError) {
+        try file.write(bytes, at: offset)
+    }
+
+    /// Writes the header and padding of a streamed entry, then makes it durable and journals it.
+    func finishStreamed(_ index: Int, _ item: TarLayout.Entry) throws(BundleError) {
+        let header = TarHeader.encode(name: item.name, size: item.size)
+        try TarIO.withBytes(header) { raw throws(BundleError) in try file.write(raw, at: item.headerOffset) }
+        try file.writeZeros(at: item.dataOffset + item.size, length: TarHeader.paddedSize(item.size) - item.size)
+        try markComplete(index, item)
+    }
+
+    /// Syncs the entry's bytes, then appends its index to the journal and syncs that: the
+    /// journal never claims bytes that are not on disk.
+    private func markComplete(_ index: Int, _ item: TarLayout.Entry) throws(BundleError) {
+        try file.sync(offset: item.headerOffset, length: item.endOffset - item.headerOffset)
+        if state.withLock({ $0.completed.contains(index) }) { return }
+        // One short O_APPEND write per line: concurrent appends do not interleave.
+        let line = Array("\(index)\n".utf8)
+        var written = 0
+        while written < line.count {
+            let n = line.withUnsafeBytes { write(journal, $0.baseAddress! + written, line.count - written) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw BundleError.write(path: journalPath, operation: "append to the journal", errno: errno)
+            }
+            written += n
+        }
+        #if canImport(Glibc)
+        let synced = fdatasync(journal)
+        #else
+        let synced = fsync(journal)
+        #endif
+        if synced != 0 { throw BundleError.write(path: journalPath, operation: "fdatasync the journal", errno: errno) }
+        state.withLock { _ = $0.completed.insert(index) }
+    }
+
+    func ensureWritable() throws(BundleError) {
+        if state.withLock({ $0.committed }) { throw .alreadyCommitted(file: finalPath) }
+    }
+
+    // MARK: - journal
+
+    /// The completed entries recorded for plan `key`, or nil when there is no journal or it
+    /// belongs to another plan (or cannot be trusted). A torn last line is ignored.
+    private static func readJournal(_ path: String, key: String, entryCount: Int) -> Set<Int>? {
+        guard let bytes = TarIO.readSmallFile(path) else { return nil }
+        var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        // Everything after the last newline was being written when the run stopped.
+        lines.removeLast()
+        guard let first = lines.first, String(decoding: first, as: UTF8.self) == key else { return nil }
+        var completed = Set<Int>()
+        for line in lines.dropFirst() {
+            guard let index = Int(String(decoding: line, as: UTF8.self)), (0..<entryCount).contains(index) else {
+                return nil
+            }
+            completed.insert(index)
+        }
+        return completed
+    }
+
+    /// Replaces the journal atomically with `key` and `completed`.
+    private static func writeJournal(_ path: String, key: String, completed: Set<Int>) throws(BundleError) {
+        var text = key + "\n"
+        for index in completed.sorted() { text += "\(index)\n" }
+        try TarIO.writeFileAtomically(path, Array(text.utf8))
+    }
+
+    /// Whether all bytes of `entry` lie in files marked intact.
+    private static func entry(_ entry: TarLayout.Entry, liesIn intact: [Bool], chunkSize: Int64?) -> Bool {
+        guard let chunkSize else { return intact.first ?? false }
+        let first = Int(entry.headerOffset / chunkSize)
+        let last = Int((entry.endOffset - 1) / chunkSize)
+        return (first...last).allSatisfy { $0 < intact.count && intact[$0] }
+    }
+}
+
+/// Writes one large entry sequentially as its bytes arrive (a blob download). Each `append`
+/// goes straight from the caller's buffer to its place in the tar with `pwrite`; nothing is
+/// copied or allocated per piece. One task uses a stream at a time; different entries' streams
+/// run concurrently.
+public final class EntryStream: Sendable {
+    public let entry: Int
+    private let writer: TarFileWriter
+    private let written = Mutex<Int64>(0)
+
+    init(writer: TarFileWriter, entry: Int) {
+        self.writer = writer
+        self.entry = entry
+    }
+
+    /// Bytes appended since the start (or the last `reset`).
+    public var bytesWritten: Int64 { written.withLock { $0 } }
+
+    /// Writes `bytes` at the next position of the entry; throws, writing nothing, when they
+    /// would go past the entry's planned size.
+    public func append(_ bytes: UnsafeRawBufferPointer) throws(BundleError) {
+        let item = try writer.entry(entry)
+        try written.withLock { (position: inout Int64) throws(BundleError) in
+            let end = position + Int64(bytes.count)
+            guard end <= item.size else {
+                throw .entryOverflow(file: writer.finalPath, entry: item.name, size: item.size, attempted: end)
+            }
+            try writer.writeData(bytes, at: item.dataOffset + position)
+            position = end
+        }
+    }
+
+    /// Convenience for byte arrays.
+    public func append(_ bytes: [UInt8]) throws(BundleError) {
+        try TarIO.withBytes(bytes) { raw throws(BundleError) in try append(raw) }
+    }
+
+    /// Completes the entry: the size must match exactly; writes the header and padding,
+    /// syncs the bytes and journals the entry.
+    public func finish() throws(BundleError) {
+        let item = try writer.entry(entry)
+        try writer.ensureWritable()
+        let position = bytesWritten
+        guard position == item.size else {
+            throw .entrySizeMismatch(file: writer.finalPath, entry: item.name, expected: item.size, actual: position)
+        }
+        try writer.finishStreamed(entry, item)
+    }
+
+    /// Starts the entry over, for a retried download; bytes already written are overwritten.
+    public func reset() { written.withLock { $0 = 0 } }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import OCI
+import Version
+
+/// A DKP edition root in a source registry, e.g. `registry.deckhouse.ru/deckhouse/ee`.
+public struct EditionSource: Sendable, Hashable, CustomStringConvertible {
+    /// Host and repository of the edition root (`<E>`), without tag or digest.
+    public let root: Reference
+
+    public init(_ root: Reference) {
+        self.root = Reference(host: root.host, repository: root.repository)
+    }
+
+    public init(parsing text: String) throws {
+        let reference = try Reference(parsing: text)
+        guard reference.tag == nil, reference.digest == nil else {
+            throw DKPError.invalidInput("--source \(text) names an image; give the edition root, e.g. registry.deckhouse.ru/deckhouse/ee")
+        }
+        self.init(reference)
+    }
+
+    /// The edition: the last path segment of the root (`ee`, `ce`, `se-plus`, ...).
+    public var edition: String { root.lastPathComponent }
+    /// `<R>`: the root without its edition segment.
+    public var registryRoot: Reference {
+        let parts = root.repository.split(separator: "/")
+        return Reference(host: root.host, repository: parts.dropLast().joined(separator: "/"))
+    }
+    public var host: String { root.host }
+
+    /// The repository `<E>/<path>` (or `<E>` itself for an empty path).
+    public func repository(_ path: String) -> String {
+        path.isEmpty ? root.repository : "\(root.repository)/\(path)"
+    }
+
+    /// The same registry path with another edition (for `pull --detect`).
+    public func with(edition: String) -> EditionSource {
+        EditionSource(registryRoot.appending(path: edition))
+    }
+
+    public var description: String { root.description }
+}
+
+/// Deckhouse release channels, in the order d8 lists them.
+public enum ReleaseChannel: String, CaseIterable, Sendable, Codable {
+    case alpha, beta
+    case earlyAccess = "early-access"
+    case stable
+    case rockSolid = "rock-solid"
+    case lts
+
+    /// The five channels every edition has (`lts` exists only in some).
+    public static let standard: [ReleaseChannel] = [.alpha, .beta, .earlyAccess, .stable, .rockSolid]
+}
+
+/// `version.json` of a release-channel image: `{"version":"v1.69.3","suspend":false}`.
+public struct ChannelVersionFile: Decodable, Sendable {
+    public var version: String
+    public var suspend: Bool?
+}
+
+extension Version {
+    /// Parses `vX.Y.Z` (the `v` required, as DKP tags are written); nil for anything else.
+    public init?(tag: String) {
+        guard tag.hasPrefix("v"), tag.dropFirst().split(separator: ".").count == 3,
+              tag.dropFirst().allSatisfy({ $0.isNumber || $0 == "." }) else { return nil }
+        self.init(tolerant: tag)
+    }
+
+    /// The tag form, `vX.Y.Z`.
+    public var tag: String { "v\(major).\(minor).\(patch)" }
+}
+
+/// Every `sha256:<64 hex>` in a JSON document (images_digests.json's shape varies between
+/// releases, so the digests are collected wherever they appear).
+public func digests(in bytes: [UInt8]) -> [Digest] {
+    let text = String(decoding: bytes, as: UTF8.self)
+    var found = Set<Digest>()
+    var index = text.startIndex
+    while let range = text.range(of: "sha256:", range: index..<text.endIndex) {
+        let hexEnd = text.index(range.upperBound, offsetBy: 64, limitedBy: text.endIndex) ?? text.endIndex
+        if let digest = try? Digest(parsing: String(text[range.lowerBound..<hexEnd])) {
+            let following = hexEnd < text.endIndex ? text[hexEnd] : "\""
+            if !following.isHexDigit { found.insert(digest) }
+        }
+        index = range.upperBound
+    }
+    return found.sorted()
+}
+
+public enum DKPError: Error, CustomStringConvertible, Sendable {
+    /// Bad input from the user (exit 2).
+    case invalidInput(String)
+    /// The source does not have what was asked for, or is not laid out as DKP's is.
+    case notFound(String)
+    case invalidSource(String)
+
+    public var description: String {
+        switch self {
+        case let .invalidInput(m), let .notFound(m), let .invalidSource(m): return m
+        }
+    }
+
+    public var isUsageError: Bool {
+        if case .invalidInput = self { return true }
+        return false
+    }
+}

@@ -1,0 +1,291 @@
+import Bundle
+import DKP
+import Foundation
+import NIOCore
+import OCI
+import Registry
+import Streams
+
+/// Where each entry of a tar comes from.
+enum EntrySource: Sendable {
+    case bytes([UInt8])
+    case blob(repository: String, descriptor: Descriptor)
+}
+
+/// One tar of the bundle, planned down to the byte: its layout (entry names, sizes, offsets)
+/// and, for each entry, where its bytes come from.
+struct TarPlan: Sendable {
+    var name: String
+    var layout: TarLayout
+    var sources: [EntrySource]
+    var images: Int
+}
+
+/// The whole pull, planned: every tar, every entry.
+public struct BundlePlan: Sendable {
+    var tars: [TarPlan]
+    public var references: [BundleImage]
+
+    public var imageCount: Int { references.count }
+    public var blobCount: Int { tars.reduce(0) { $0 + $1.sources.filter { if case .blob = $0 { return true } else { return false } }.count } }
+    public var totalBytes: Int64 { tars.reduce(0) { $0 + $1.layout.totalSize } }
+    public var tarNames: [String] { tars.map(\.name) }
+}
+
+public struct PullResult: Sendable, Codable {
+    public var bundleDirectory: String
+    public var files: [String]
+    public var images: Int
+    public var blobs: Int
+    public var bytesTransferred: Int64
+    public var bytesAlreadyPresent: Int64
+    public var seconds: Double
+    public var bytesPerSecond: Double
+    public var peakResidentBytes: Int64
+}
+
+/// Pulls images into d8-format tars (dkp-source-and-bundle.md §2). Plan: fetch every
+/// manifest, lay every tar out to the byte. Then one bounded pool downloads blobs straight to
+/// their offsets in the tars (written once, no temporary tree); tars appear under their final
+/// names only when complete, and a re-run resumes from the journal of finished entries.
+public struct BundlePuller: Sendable {
+    public let client: RegistryClient
+    public let jobs: Int
+    public let progress: TransferProgress
+
+    public init(client: RegistryClient, jobs: Int, progress: TransferProgress) {
+        self.client = client
+        self.jobs = max(1, jobs)
+        self.progress = progress
+    }
+
+    // MARK: plan
+
+    public func plan(_ images: [BundleImage]) async throws -> BundlePlan {
+        // Fetch each distinct (repository, reference) once; aliases share their target's fetch.
+        let keys = Array(Set(images.map { ManifestKey(repository: $0.repository, reference: $0.reference) })).sorted()
+        let fetched = try await concurrentFetch(keys)
+
+        var byTar: [String: [String: LayoutContent]] = [:]
+        for image in images {
+            guard let tree = fetched[ManifestKey(repository: image.repository, reference: image.reference)] else { continue }
+            var layout = byTar[image.tar, default: [:]][image.layout] ?? LayoutContent(path: image.layout)
+            layout.add(image: image, tree: tree)
+            byTar[image.tar, default: [:]][image.layout] = layout
+        }
+        var tars: [TarPlan] = []
+        for name in byTar.keys.sorted() {
+            var entries: [(name: String, size: Int64)] = []
+            var sources: [EntrySource] = []
+            for (path, content) in byTar[name]!.sorted(by: { $0.key < $1.key }) {
+                let prefix = path.isEmpty ? "" : path + "/"
+                for (name, sized) in content.entries(prefix: prefix) {
+                    entries.append((name, sized.size))
+                    sources.append(sized.source)
+                }
+            }
+            // Names and sizes cover the blobs; the small entries' bytes (index.json) need their own digest.
+            let contentHasher = SHA256()
+            for case let .bytes(bytes) in sources { contentHasher.update(bytes) }
+            let layout = try TarLayout(entries: entries, contentTag: contentHasher.finalize().hex)
+            tars.append(TarPlan(name: name, layout: layout, sources: sources,
+                                images: images.filter { $0.tar == name }.count))
+        }
+        return BundlePlan(tars: tars, references: images)
+    }
+
+    private func concurrentFetch(_ keys: [ManifestKey]) async throws -> [ManifestKey: ManifestTree] {
+        try await withThrowingTaskGroup(of: (ManifestKey, ManifestTree).self) { group in
+            var result: [ManifestKey: ManifestTree] = [:]
+            var iterator = keys.makeIterator()
+            func add() {
+                guard let key = iterator.next() else { return }
+                group.addTask { (key, try await self.fetchTree(key)) }
+            }
+            for _ in 0..<jobs { add() }
+            while let (key, tree) = try await group.next() {
+                result[key] = tree
+                add()
+            }
+            return result
+        }
+    }
+
+    /// A manifest with, for an index, every child manifest (recursively).
+    private func fetchTree(_ key: ManifestKey) async throws -> ManifestTree {
+        let top = try await client.manifest(repository: key.repository, reference: key.reference)
+        var all = [top]
+        var queue = [top]
+        while let manifest = queue.popLast() {
+            guard case let .index(index) = manifest.document else { continue }
+            for child in index.manifests where !all.contains(where: { $0.digest == child.digest }) {
+                let fetched = try await client.manifest(repository: key.repository, reference: child.digest.string)
+                all.append(fetched)
+                queue.append(fetched)
+            }
+        }
+        return ManifestTree(repository: key.repository, top: top, manifests: all)
+    }
+
+    // MARK: pull
+
+    public func pull(_ plan: BundlePlan, into directory: String, chunkSize: Int64?) async throws -> PullResult {
+        let state = StateDirectory(bundle: directory)
+        try state.create()
+        var files: [String] = []
+        var alreadyPresent: Int64 = 0
+        var pending: [(TarPlan, TarFileWriter)] = []
+        for tar in plan.tars {
+            let finalPath = directory + "/" + tar.name
+            if let done = state.completed(tar: tar.name, fingerprint: tar.layout.fingerprint, chunkSize: chunkSize) {
+                files += done
+                alreadyPresent += tar.layout.totalSize
+                progress.note("\(tar.name): complete from an earlier run")
+                continue
+            }
+            let writer = try TarFileWriter(finalPath: finalPath, layout: tar.layout, chunkSize: chunkSize)
+            pending.append((tar, writer))
+        }
+        // Progress counts the whole plan; what is already on disk counts as skipped.
+        var jobs: [BlobJob] = []
+        var blobs = 0
+        for (tar, writer) in pending {
+            for (index, source) in tar.sources.enumerated() {
+                switch source {
+                case let .bytes(bytes):
+                    if !writer.isComplete(index) { try writer.writeEntry(index, bytes: bytes) }
+                case let .blob(repository, descriptor):
+                    blobs += 1
+                    if writer.isComplete(index) {
+                        alreadyPresent += descriptor.size
+                    } else {
+                        jobs.append(BlobJob(writer: writer, entry: index, repository: repository, descriptor: descriptor))
+                    }
+                }
+            }
+        }
+        progress.plan(blobs: jobs.count, bytes: jobs.reduce(0) { $0 + $1.descriptor.size }, images: plan.imageCount)
+        jobs.sort { $0.descriptor.size > $1.descriptor.size }
+        try await forEachConcurrently(jobs, limit: self.jobs) { job in
+            try await self.download(job)
+        }
+        for (tar, writer) in pending {
+            let written = try writer.commit()
+            try state.markCompleted(tar: tar.name, fingerprint: tar.layout.fingerprint, chunkSize: chunkSize, files: written)
+            files += written
+            progress.note("\(tar.name): written")
+        }
+        try Checksums.writeSHA256SUMS(directory: directory, files: files.map { ($0 as NSString).lastPathComponent })
+        let snapshot = progress.snapshot
+        let seconds = progress.elapsed.inSeconds
+        return PullResult(bundleDirectory: directory, files: files.map { ($0 as NSString).lastPathComponent },
+                          images: plan.imageCount, blobs: blobs,
+                          bytesTransferred: snapshot.transferredBytes, bytesAlreadyPresent: alreadyPresent,
+                          seconds: seconds, bytesPerSecond: seconds > 0 ? Double(snapshot.transferredBytes) / seconds : 0,
+                          peakResidentBytes: peakResidentBytes())
+    }
+
+    private func download(_ job: BlobJob) async throws {
+        let stream = job.writer.entryStream(job.entry)
+        var received: Int64 = 0
+        do {
+            let progress = self.progress
+            for try await buffer in client.blob(repository: job.repository, descriptor: job.descriptor, onBytes: { progress.addBytes($0) }) {
+                try buffer.withUnsafeReadableBytes { try stream.append($0) }
+                received += Int64(buffer.readableBytes)
+            }
+            try stream.finish()
+        } catch {
+            stream.reset()
+            progress.retract(bytes: received)
+            throw error
+        }
+        progress.blobDone(digest: job.descriptor.digest.string, bytes: job.descriptor.size, transferred: true)
+    }
+}
+
+struct BlobJob: Sendable {
+    let writer: TarFileWriter
+    let entry: Int
+    let repository: String
+    let descriptor: Descriptor
+}
+
+struct ManifestKey: Hashable, Comparable, Sendable {
+    var repository: String
+    var reference: String
+    static func < (a: ManifestKey, b: ManifestKey) -> Bool { (a.repository, a.reference) < (b.repository, b.reference) }
+}
+
+/// A fetched manifest and, for an index, all its children.
+struct ManifestTree: Sendable {
+    var repository: String
+    var top: FetchedManifest
+    var manifests: [FetchedManifest]
+}
+
+/// The content of one OCI layout: its index.json descriptors and every blob it holds.
+struct LayoutContent {
+    var path: String
+    var references: [(refName: String, shortTag: String, descriptor: Descriptor)] = []
+    var manifestBytes: [Digest: [UInt8]] = [:]
+    var blobs: [Digest: (repository: String, descriptor: Descriptor)] = [:]
+
+    mutating func add(image: BundleImage, tree: ManifestTree) {
+        if !references.contains(where: { $0.refName == image.refName }) {
+            references.append((image.refName, image.shortTag, tree.top.descriptor))
+        }
+        for manifest in tree.manifests {
+            manifestBytes[manifest.digest] = manifest.bytes
+            if case let .image(image) = manifest.document {
+                for blob in [image.config] + image.layers where manifestBytes[blob.digest] == nil {
+                    blobs[blob.digest] = (tree.repository, blob)
+                }
+            }
+        }
+    }
+
+    /// Entries in a stable order: blobs by digest, then oci-layout and index.json.
+    func entries(prefix: String) -> [(String, EntrySourceSized)] {
+        var all: [(String, EntrySourceSized)] = []
+        for digest in Set(manifestBytes.keys).union(blobs.keys).sorted() {
+            let name = "\(prefix)blobs/sha256/\(digest.hex)"
+            if let bytes = manifestBytes[digest] {
+                all.append((name, EntrySourceSized(.bytes(bytes))))
+            } else if let blob = blobs[digest] {
+                all.append((name, EntrySourceSized(.blob(repository: blob.repository, descriptor: blob.descriptor))))
+            }
+        }
+        all.append(("\(prefix)oci-layout", EntrySourceSized(.bytes(Array(#"{"imageLayoutVersion":"1.0.0"}"#.utf8)))))
+        all.append(("\(prefix)index.json", EntrySourceSized(.bytes(indexJSON()))))
+        return all
+    }
+
+    /// index.json as newer d8 writes it: one descriptor per reference, sorted by ref name,
+    /// with the source reference and the tag to push as annotations.
+    func indexJSON() -> [UInt8] {
+        let sorted = references.sorted { $0.refName < $1.refName }
+        let items = sorted.map { ref in
+            "{\"mediaType\":\(json(ref.descriptor.mediaType.rawValue)),\"digest\":\(json(ref.descriptor.digest.string)),\"size\":\(ref.descriptor.size),"
+                + "\"annotations\":{\"io.deckhouse.image.short_tag\":\(json(ref.shortTag)),\"org.opencontainers.image.ref.name\":\(json(ref.refName))}}"
+        }
+        return Array("{\"schemaVersion\":2,\"mediaType\":\"\(MediaType.ociLayout.rawValue)\",\"manifests\":[\(items.joined(separator: ","))]}".utf8)
+    }
+
+    private func json(_ string: String) -> String {
+        guard let data = try? JSONEncoder().encode(string) else { return "\"\"" }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// An entry source with its size (the tar layout needs every size before any byte moves).
+struct EntrySourceSized: Sendable {
+    var source: EntrySource
+    init(_ source: EntrySource) { self.source = source }
+    var size: Int64 {
+        switch source {
+        case let .bytes(bytes): return Int64(bytes.count)
+        case let .blob(_, descriptor): return descriptor.size
+        }
+    }
+}

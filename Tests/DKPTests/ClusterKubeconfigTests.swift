@@ -1,0 +1,239 @@
+import Foundation
+import Testing
+
+@testable import DKP
+
+@Suite("Kubeconfig discovery and parsing")
+struct ClusterKubeconfigTests {
+    let minimal = clusterKubeconfig(server: "https://10.0.0.1:6443", user: ["token: abc"])
+
+    // MARK: Discovery
+
+    @Test func explicitPathWinsOverKUBECONFIGAndHome() throws {
+        let scratch = try ClusterScratch()
+        let explicit = try scratch.write("explicit.yaml", minimal)
+        let fromEnv = try scratch.write("env.yaml", minimal)
+        try scratch.write("home/.kube/config", minimal)
+        let environment = ["KUBECONFIG": fromEnv, "HOME": scratch.path + "/home"]
+        #expect(try Kubeconfig.locate(explicitPath: explicit, environment: environment) == explicit)
+        #expect(try Kubeconfig.locate(explicitPath: nil, environment: environment) == fromEnv)
+        #expect(try Kubeconfig.locate(explicitPath: nil, environment: ["HOME": scratch.path + "/home"])
+            == scratch.path + "/home/.kube/config")
+    }
+
+    @Test func kubeconfigListTakesTheFirstExistingFile() throws {
+        let scratch = try ClusterScratch()
+        let second = try scratch.write("second.yaml", minimal)
+        let third = try scratch.write("third.yaml", minimal)
+        let list = "\(scratch.path)/missing.yaml::\(second):\(third)"
+        #expect(try Kubeconfig.locate(environment: ["KUBECONFIG": list, "HOME": scratch.path]) == second)
+    }
+
+    @Test func kubeconfigListWithNoExistingFileIsAnError() throws {
+        let scratch = try ClusterScratch()
+        try scratch.write(".kube/config", minimal) // not used: KUBECONFIG is set
+        let error = #expect(throws: ClusterError.self) {
+            try Kubeconfig.locate(environment: ["KUBECONFIG": "\(scratch.path)/a:\(scratch.path)/b", "HOME": scratch.path])
+        }
+        #expect(error?.isUsageError == true)
+        #expect(error?.description.contains("KUBECONFIG") == true)
+        #expect(error?.description.contains("\(scratch.path)/a, \(scratch.path)/b") == true)
+    }
+
+    @Test func missingEverywhereSaysWhatToPass() throws {
+        let scratch = try ClusterScratch()
+        let error = #expect(throws: ClusterError.self) {
+            try Kubeconfig.locate(environment: ["HOME": scratch.path])
+        }
+        #expect(error?.isUsageError == true)
+        #expect(error?.description.contains("\(scratch.path)/.kube/config does not exist") == true)
+        #expect(error?.description.contains("--kubeconfig") == true)
+    }
+
+    @Test func explicitPathThatDoesNotExist() throws {
+        let error = #expect(throws: ClusterError.self) {
+            try Kubeconfig.load(path: "/nonexistent/dkp/kubeconfig", environment: [:])
+        }
+        #expect(error == .kubeconfigNotFound("kubeconfig /nonexistent/dkp/kubeconfig does not exist; pass --kubeconfig with the path of the cluster's kubeconfig"))
+        #expect(error?.isUsageError == true)
+    }
+
+    @Test func tildeIsExpanded() throws {
+        let scratch = try ClusterScratch()
+        let path = try scratch.write("cfg", minimal)
+        #expect(try Kubeconfig.locate(explicitPath: "~/cfg", environment: ["HOME": scratch.path]) == path)
+    }
+
+    // MARK: Parsing
+
+    @Test func tokenAndCADataOfTheCurrentContext() throws {
+        let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        let yaml = clusterKubeconfig(server: "https://api.example.com:6443/", cluster: ["certificate-authority-data: \(clusterBase64(ca))"],
+                                     user: ["token: eyJhbGciOi.secret-token"])
+        let config = try Kubeconfig(yaml: yaml, path: "/k/config")
+        #expect(config.contextName == "dkp-test")
+        #expect(config.clusterName == "dkp-test-cluster")
+        #expect(config.userName == "dkp-test-user")
+        #expect(config.server == "https://api.example.com:6443")
+        #expect(config.certificateAuthorityPEM == Array(ca.utf8))
+        #expect(config.insecureSkipTLSVerify == false)
+        #expect(config.credentials.token == "eyJhbGciOi.secret-token")
+        #expect(config.credentials.clientCertificatePEM == nil)
+        #expect(!config.description.contains("secret-token"))
+        #expect(!"\(config.credentials)".contains("secret-token"))
+        #expect(config.description.contains("token"))
+    }
+
+    @Test func contextIsChosenByName() throws {
+        let yaml = """
+            apiVersion: v1
+            kind: Config
+            current-context: prod
+            clusters:
+            - name: prod
+              cluster: {server: "https://prod:6443"}
+            - name: stage
+              cluster: {server: "https://stage:6443", insecure-skip-tls-verify: true}
+            contexts:
+            - name: prod
+              context: {cluster: prod, user: admin}
+            - name: stage
+              context: {cluster: stage, user: admin}
+            users:
+            - name: admin
+              user: {username: admin, password: "p@ss:word"}
+            """
+        let current = try Kubeconfig(yaml: yaml, path: "/k")
+        #expect(current.server == "https://prod:6443")
+        let stage = try Kubeconfig(yaml: yaml, path: "/k", context: "stage")
+        #expect(stage.server == "https://stage:6443")
+        #expect(stage.insecureSkipTLSVerify)
+        #expect(stage.credentials.basic?.username == "admin")
+        #expect(stage.credentials.basic?.password == "p@ss:word")
+        #expect(!stage.description.contains("p@ss"))
+
+        let error = #expect(throws: ClusterError.self) { try Kubeconfig(yaml: yaml, path: "/k", context: "dev") }
+        #expect(error?.description == "kubeconfig /k: has no context 'dev' (contexts: prod, stage); pass --context with one of them")
+        #expect(error?.isUsageError == true)
+    }
+
+    @Test func noCurrentContextWithSeveralContexts() throws {
+        let yaml = """
+            clusters: [{name: a, cluster: {server: "https://a"}}]
+            contexts: [{name: one, context: {cluster: a}}, {name: two, context: {cluster: a}}]
+            """
+        let error = #expect(throws: ClusterError.self) { try Kubeconfig(yaml: yaml, path: "/k") }
+        #expect(error?.description == "kubeconfig /k: has no current-context; pass --context NAME (contexts: one, two)")
+        // A single context is used even without current-context; no user means anonymous.
+        let single = try Kubeconfig(yaml: "clusters: [{name: a, cluster: {server: \"https://a\"}}]\ncontexts: [{name: one, context: {cluster: a}}]\n", path: "/k")
+        #expect(single.contextName == "one")
+        #expect(single.credentials.hasAny == false)
+    }
+
+    @Test func filesAreResolvedAgainstTheKubeconfigDirectory() throws {
+        let scratch = try ClusterScratch()
+        try scratch.write("conf/pki/ca.crt", "CA PEM")
+        try scratch.write("conf/pki/admin.crt", "CERT PEM")
+        try scratch.write("conf/pki/admin.key", "KEY PEM")
+        try scratch.write("conf/token", "  file-token-123\n")
+        let path = try scratch.write("conf/config", clusterKubeconfig(
+            server: "https://10.0.0.1:6443", cluster: ["certificate-authority: pki/ca.crt"],
+            user: ["client-certificate: pki/admin.crt", "client-key: \(scratch.path)/conf/pki/admin.key", "tokenFile: token"]))
+        let config = try Kubeconfig.load(path: path, environment: [:])
+        #expect(config.path == path)
+        #expect(config.certificateAuthorityPEM == Array("CA PEM".utf8))
+        #expect(config.certificateAuthoritySource == "certificate-authority \(scratch.path)/conf/pki/ca.crt of cluster 'dkp-test-cluster'")
+        #expect(config.credentials.clientCertificatePEM == Array("CERT PEM".utf8))
+        #expect(config.credentials.clientKeyPEM == Array("KEY PEM".utf8))
+        #expect(config.credentials.token == "file-token-123")
+        #expect(config.credentials.kinds == "token, client certificate")
+    }
+
+    @Test func missingReferencedFileNamesKubeconfigAndField() throws {
+        let scratch = try ClusterScratch()
+        let path = try scratch.write("config", clusterKubeconfig(
+            server: "https://10.0.0.1:6443", user: ["client-certificate: admin.crt", "client-key: admin.key"]))
+        let error = #expect(throws: ClusterError.self) { try Kubeconfig.load(path: path, environment: [:]) }
+        #expect(error?.description == "kubeconfig \(path): user 'dkp-test-user' field client-certificate names \(scratch.path)/admin.crt, which does not exist or cannot be read")
+        #expect(error?.isUsageError == true)
+    }
+
+    @Test func clientCertificateDataNeedsAKey() throws {
+        let yaml = clusterKubeconfig(server: "https://a:6443", user: ["client-certificate-data: \(clusterBase64("CERT"))"])
+        let error = #expect(throws: ClusterError.self) { try Kubeconfig(yaml: yaml, path: "/k") }
+        #expect(error?.description == "kubeconfig /k: user 'dkp-test-user' has a client certificate but no field client-key-data (or client-key)")
+        let both = try Kubeconfig(yaml: clusterKubeconfig(server: "https://a:6443", user: [
+            "client-certificate-data: \(clusterBase64("CERT"))", "client-key-data: \(clusterBase64("KEY"))",
+        ]), path: "/k")
+        #expect(both.credentials.clientKeyPEM == Array("KEY".utf8))
+        #expect(!both.description.contains("KEY"))
+    }
+
+    @Test func execPluginIsRefusedWithAWayOut() throws {
+        let yaml = clusterKubeconfig(server: "https://a:6443", user: [
+            "exec:",
+            "  apiVersion: client.authentication.k8s.io/v1beta1",
+            "  command: kubectl",
+            "  args: [oidc-login, get-token, --oidc-issuer-url=https://dex.example.com]",
+            "  interactiveMode: IfAvailable",
+        ])
+        let error = #expect(throws: ClusterError.self) { try Kubeconfig(yaml: yaml, path: "/home/op/.kube/config") }
+        let text = error?.description ?? ""
+        #expect(text.hasPrefix("kubeconfig /home/op/.kube/config: user 'dkp-test-user' authenticates through an exec plugin (command 'kubectl'), which dkp-mirror does not run"))
+        #expect(text.contains("use a kubeconfig whose user has a token or a client certificate"))
+        #expect(error?.isUsageError == true)
+        if case .unsupportedAuthentication = error {} else { Issue.record("expected unsupportedAuthentication, got \(String(describing: error))") }
+
+        // A static token next to the plugin is used instead.
+        let withToken = clusterKubeconfig(server: "https://a:6443", user: ["token: t0k", "exec: {command: kubelogin}"])
+        #expect(try Kubeconfig(yaml: withToken, path: "/k").credentials.token == "t0k")
+    }
+
+    @Test func authProviderIsRefused() throws {
+        let yaml = clusterKubeconfig(server: "https://a:6443", user: [
+            "auth-provider:", "  name: oidc", "  config: {client-id: kubernetes, id-token: eyJ.x.y}",
+        ])
+        let error = #expect(throws: ClusterError.self) { try Kubeconfig(yaml: yaml, path: "/k") }
+        #expect(error?.description.contains("user 'dkp-test-user' authenticates through auth-provider 'oidc', which dkp-mirror does not support") == true)
+        #expect(error?.description.contains("eyJ.x.y") == false)
+    }
+
+    @Test(arguments: [
+        ("clusters:\n- name: dkp-test-cluster\n  cluster:\n    insecure-skip-tls-verify: true\ncontexts:\n- name: c\n  context: {cluster: dkp-test-cluster, user: u}\nusers:\n- name: u\n  user: {token: x}\ncurrent-context: c\n",
+         "kubeconfig /k: cluster 'dkp-test-cluster' has no field cluster.server"),
+        ("clusters: []\ncontexts:\n- name: c\n  context: {cluster: gone, user: u}\ncurrent-context: c\n",
+         "kubeconfig /k: context 'c' names cluster 'gone', which is not in clusters"),
+        ("clusters: [{name: a, cluster: {server: \"https://a\"}}]\ncontexts:\n- name: c\n  context: {user: u}\ncurrent-context: c\n",
+         "kubeconfig /k: context 'c' has no field context.cluster"),
+        ("clusters: [{name: a, cluster: {server: \"https://a\"}}]\ncontexts:\n- name: c\n  context: {cluster: a, user: nobody}\ncurrent-context: c\n",
+         "kubeconfig /k: context 'c' names user 'nobody', which is not in users"),
+        ("clusters: [{name: a, cluster: {server: \"ftp://a\"}}]\ncontexts: [{name: c, context: {cluster: a}}]\n",
+         "kubeconfig /k: cluster 'a' has server 'ftp://a', which is not an https:// (or http://) URL"),
+        ("clusters: [{name: a, cluster: {server: \"https://a\", certificate-authority-data: \"%%%not base64\"}}]\ncontexts: [{name: c, context: {cluster: a}}]\n",
+         "kubeconfig /k: cluster 'a' field certificate-authority-data is not valid base64"),
+        ("clusters: [{name: a, cluster: {server: \"https://a\"}}]\ncontexts: [{name: c, context: {cluster: a, user: u}}]\nusers: [{name: u, user: {username: bob}}]\n",
+         "kubeconfig /k: user 'u' has field username but no field password"),
+        ("clusters: \"oops\"\n", "kubeconfig /k: field clusters has the wrong type (expected a list)"),
+        ("   \n", "kubeconfig /k: is empty; use the kubeconfig of the cluster (e.g. /etc/kubernetes/admin.conf on a master)"),
+    ])
+    func malformedKubeconfigs(yaml: String, expected: String) throws {
+        let error = #expect(throws: ClusterError.self) { try Kubeconfig(yaml: yaml, path: "/k") }
+        #expect(error?.description == expected)
+        #expect(error?.isUsageError == true)
+    }
+
+    @Test func notYAMLAtAll() throws {
+        let error = #expect(throws: ClusterError.self) { try Kubeconfig(yaml: "clusters: [unclosed\n  - {", path: "/k") }
+        #expect(error?.description.hasPrefix("kubeconfig /k: ") == true)
+        #expect(error?.isUsageError == true)
+    }
+
+    @Test func unreadableCAIsReportedWhenTheClientIsBuilt() throws {
+        let yaml = clusterKubeconfig(server: "https://a:6443", cluster: ["certificate-authority-data: \(clusterBase64("not a certificate"))"],
+                                     user: ["token: x"])
+        let config = try Kubeconfig(yaml: yaml, path: "/k")
+        let error = #expect(throws: ClusterError.self) { _ = try KubeClient(kubeconfig: config) }
+        #expect(error?.description == "kubeconfig /k: certificate-authority-data of cluster 'dkp-test-cluster' holds no PEM certificate")
+        #expect(error?.isUsageError == true)
+    }
+}

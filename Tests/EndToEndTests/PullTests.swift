@@ -1,0 +1,233 @@
+import Foundation
+import OCI
+import Registry
+import Testing
+import TestSupport
+
+/// `dkp-mirror pull` of a synthetic edition from a real registry, checked by opening the tars.
+@Suite struct PullTests {
+    struct PullResult: Decodable {
+        var files: [String]; var images: Int; var blobs: Int
+        var bytesTransferred: Int64; var bytesAlreadyPresent: Int64; var peakResidentBytes: Int64
+    }
+
+    struct Plan: Decodable {
+        var versions: [String]; var channels: [String: String]; var modules: [String: [String]]; var blobs: Int; var bytes: Int64
+    }
+
+    /// A registry seeded once per test with the synthetic edition.
+    static func seededEdition(_ adjust: (inout EditionSeeder.Options) -> Void = { _ in }) async throws -> (TestRegistry, EditionSeeder.Seeded) {
+        let registry = try await TestRegistry.start()
+        var configuration = RegistryConfiguration()
+        configuration.insecure = true
+        let client = try RegistryClient(host: registry.host, configuration: configuration)
+        var options = EditionSeeder.Options()
+        adjust(&options)
+        do {
+            let seeded = try await EditionSeeder(client: client, options: options).seed()
+            await client.shutdown()
+            return (registry, seeded)
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+
+    static func pull(_ registry: TestRegistry, into directory: URL, _ extra: [String]) async throws -> TestProcess.Output {
+        try await CLITests.run(["pull", directory.path, "--source", "\(registry.host)/deckhouse/ee", "--insecure",
+                                "--json", "--progress", "none"] + extra)
+    }
+
+    /// Extracts a tar (or its chunks, concatenated) with GNU tar into a fresh folder.
+    static func extract(_ files: [URL]) async throws -> URL {
+        let folder = try TestRegistry.temporaryDirectory("dkp-extract")
+        let whole = folder.appendingPathComponent("whole.tar")
+        var bytes = Data()
+        for file in files { bytes.append(try Data(contentsOf: file)) }
+        try bytes.write(to: whole)
+        let out = try await TestProcess.run("tar", ["-xf", whole.path, "-C", folder.path])
+        #expect(out.succeeded, "tar: \(out.stderrString)")
+        try FileManager.default.removeItem(at: whole)
+        return folder
+    }
+
+    struct IndexFile: Decodable {
+        var mediaType: String?
+        var manifests: [Descriptor]
+    }
+
+    static func index(_ folder: URL, _ layout: String) throws -> IndexFile {
+        let path = layout.isEmpty ? "index.json" : "\(layout)/index.json"
+        return try JSONDecoder().decode(IndexFile.self, from: Data(contentsOf: folder.appendingPathComponent(path)))
+    }
+
+    /// Every layout in `folder` is complete: oci-layout present, every blob hashes to its
+    /// name, and every manifest's children, config and layers are there.
+    static func checkLayouts(_ folder: URL) throws -> Int {
+        let enumerator = FileManager.default.enumerator(atPath: folder.path)
+        var layouts = 0
+        while let path = enumerator?.nextObject() as? String {
+            guard (path as NSString).lastPathComponent == "index.json" else { continue }
+            layouts += 1
+            let dir = folder.appendingPathComponent((path as NSString).deletingLastPathComponent)
+            #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("oci-layout").path), "\(path)")
+            let index = try JSONDecoder().decode(IndexFile.self, from: Data(contentsOf: folder.appendingPathComponent(path)))
+            #expect(index.mediaType == "application/vnd.oci.image.layout.v1+json")
+            var queue = index.manifests
+            while let descriptor = queue.popLast() {
+                let blob = dir.appendingPathComponent("blobs/sha256/\(descriptor.digest.hex)")
+                guard let bytes = FileManager.default.contents(atPath: blob.path) else {
+                    Issue.record("\(path): blob \(descriptor.digest) missing"); continue
+                }
+                #expect(Int64(bytes.count) == descriptor.size)
+                #expect(TestCrypto.sha256Digest(Array(bytes)) == descriptor.digest.string)
+                if descriptor.mediaType.isManifest, let document = try? ManifestDocument.parse(Array(bytes), contentType: descriptor.mediaType) {
+                    queue += document.references
+                }
+            }
+        }
+        return layouts
+    }
+
+    @Test func pullOneTagProducesTheD8Bundle() async throws {
+        let (registry, seeded) = try await Self.seededEdition()
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let output = try await Self.pull(registry, into: directory, ["--deckhouse-tag", "v1.69.3"])
+        #expect(output.status == 0, "\(output.stderrString)")
+        let result = try JSONDecoder().decode(PullResult.self, from: Data(output.stdout))
+        #expect(Set(result.files) == ["platform.tar", "installer.tar", "security.tar",
+                                     "module-console.tar", "module-commander.tar", "module-stronghold.tar"])
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        #expect(!files.contains { $0.hasSuffix(".partial") || $0.hasSuffix(".journal") })
+        let sums = try await TestProcess.run("sha256sum", ["-c", "SHA256SUMS"], currentDirectory: directory)
+        #expect(sums.succeeded, "\(sums.stdoutString) \(sums.stderrString)")
+
+        let platform = try await Self.extract([directory.appendingPathComponent("platform.tar")])
+        #expect(try Self.checkLayouts(platform) == 4)
+        let root = try Self.index(platform, "")
+        let host = registry.host
+        let refs = Dictionary(root.manifests.map { ($0.annotations?["org.opencontainers.image.ref.name"] ?? "", $0) }, uniquingKeysWith: { a, _ in a })
+        #expect(refs["\(host)/deckhouse/ee:v1.69.3"]?.digest == seeded.controller["v1.69.3"])
+        #expect(refs["\(host)/deckhouse/ee:v1.69.3"]?.annotations?["io.deckhouse.image.short_tag"] == "v1.69.3")
+        for digest in seeded.platformDigests["v1.69.3"] ?? [] {
+            let entry = refs["\(host)/deckhouse/ee@\(digest)"]
+            #expect(entry?.digest == digest)
+            #expect(entry?.annotations?["io.deckhouse.image.short_tag"] == digest.hex)
+        }
+        #expect(!refs.keys.contains("\(host)/deckhouse/ee:v1.68.4"), "only the asked tag")
+        // The version's channel image answers on all five channels.
+        let channels = try Self.index(platform, "release-channel").manifests.compactMap { $0.annotations?["io.deckhouse.image.short_tag"] }
+        #expect(Set(channels) == ["v1.69.3", "alpha", "beta", "early-access", "stable", "rock-solid"])
+        let sortedRefs = root.manifests.compactMap { $0.annotations?["org.opencontainers.image.ref.name"] }
+        #expect(sortedRefs == sortedRefs.sorted())
+
+        let console = try await Self.extract([directory.appendingPathComponent("module-console.tar")])
+        #expect(try Self.checkLayouts(console) == 3)  // modules/console, .../release, .../extra/scanner
+        let moduleTags = try Self.index(console, "modules/console").manifests.compactMap { $0.annotations?["io.deckhouse.image.short_tag"] }
+        #expect(moduleTags.contains("v1.2.0") && moduleTags.contains("v1.1.5"))
+        #expect(try Self.index(console, "modules/console/extra/scanner").manifests.first?.annotations?["io.deckhouse.image.short_tag"] == "v0.3.1")
+
+        let security = try await Self.extract([directory.appendingPathComponent("security.tar")])
+        #expect(try Self.checkLayouts(security) == 4)
+        #expect(try Self.index(security, "security/trivy-db").manifests.first?.digest == seeded.securityDigests["trivy-db"])
+    }
+
+    @Test func defaultRangeAndChunkedPull() async throws {
+        let (registry, _) = try await Self.seededEdition()
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let dry = try await Self.pull(registry, into: directory, ["--dry-run", "--no-modules"])
+        #expect(dry.status == 0, "\(dry.stderrString)")
+        let plan = try JSONDecoder().decode(Plan.self, from: Data(dry.stdout))
+        #expect(plan.versions == ["v1.67.5", "v1.68.4", "v1.69.3", "v1.70.1"])
+        #expect(plan.channels["rock-solid"] == "v1.67.5" && plan.channels["alpha"] == "v1.70.1")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty, "a dry run writes nothing")
+
+        let whole = try await Self.pull(registry, into: directory, ["--no-modules"])
+        #expect(whole.status == 0, "\(whole.stderrString)")
+        let platform = try await Self.extract([directory.appendingPathComponent("platform.tar")])
+        let rootTags = Set(try Self.index(platform, "").manifests.compactMap { $0.annotations?["io.deckhouse.image.short_tag"] })
+        #expect(rootTags.isSuperset(of: ["v1.67.5", "v1.68.4", "v1.69.3", "v1.70.1", "stable", "alpha", "rock-solid"]))
+        #expect(!rootTags.contains("v1.67.2") && !rootTags.contains("v1.66.9"))
+        _ = try Self.checkLayouts(platform)
+
+        // The same pull cut into 200 kB chunks: the chunks, concatenated, are the same tar.
+        let chunked = try TestRegistry.temporaryDirectory("dkp-bundle-chunked")
+        let output = try await Self.pull(registry, into: chunked, ["--no-modules", "-c", "0.0002"])
+        #expect(output.status == 0, "\(output.stderrString)")
+        let names = try FileManager.default.contentsOfDirectory(atPath: chunked.path).filter { $0.hasPrefix("platform.tar.") }.sorted()
+        #expect(names.count > 2)
+        #expect(names.first == "platform.tar.0000.chunk")
+        var joined = Data()
+        for name in names { joined.append(try Data(contentsOf: chunked.appendingPathComponent(name))) }
+        #expect(joined == (try Data(contentsOf: directory.appendingPathComponent("platform.tar"))))
+        let sums = try await TestProcess.run("sha256sum", ["-c", "SHA256SUMS"], currentDirectory: chunked)
+        #expect(sums.succeeded)
+        #expect(sums.stdoutString.contains("platform.tar.0000.chunk: OK"))
+    }
+
+    @Test func killedPullResumesWithoutDownloadingAgain() async throws {
+        let (registry, _) = try await Self.seededEdition { $0.baseLayerSize = 24 << 20; $0.imageLayerSize = 1 << 20 }
+        let proxy = try await FaultProxy.start(upstream: registry)
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let arguments = ["--deckhouse-tag", "v1.69.3", "--no-modules", "-j", "2"]
+
+        // Through a proxy that stalls every connection after 6 MB, the pull hangs midway; kill it.
+        proxy.setFault(.stall(afterBytes: 6_000_000))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLITests.executable)
+        process.arguments = ["pull", directory.path, "--source", "\(proxy.host)/deckhouse/ee", "--insecure", "--progress", "none"] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var waited = 0
+        while proxy.stallsPerformed < 2 && waited < 300 {
+            try await Task.sleep(for: .milliseconds(100))
+            waited += 1
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        #expect(!leftovers.contains("platform.tar"), "nothing looks complete after a kill: \(leftovers)")
+        #expect(leftovers.contains { $0.hasSuffix(".partial") })
+
+        // The re-run (same source, the proxy no longer stalling) finishes and reuses what was written.
+        proxy.setFault(.none)
+        let source = ["--source", "\(proxy.host)/deckhouse/ee"]
+        let resumed = try await Self.pull(registry, into: directory, arguments + source)
+        #expect(resumed.status == 0, "\(resumed.stderrString)")
+        let result = try JSONDecoder().decode(PullResult.self, from: Data(resumed.stdout))
+        #expect(result.bytesAlreadyPresent > 0)
+
+        // Byte for byte what a clean pull writes.
+        let fresh = try TestRegistry.temporaryDirectory("dkp-bundle-fresh")
+        let clean = try await Self.pull(registry, into: fresh, arguments + source)
+        #expect(clean.status == 0)
+        let cleanResult = try JSONDecoder().decode(PullResult.self, from: Data(clean.stdout))
+        #expect(result.bytesTransferred < cleanResult.bytesTransferred)
+        #expect(try String(contentsOf: directory.appendingPathComponent("SHA256SUMS"), encoding: .utf8)
+                == String(contentsOf: fresh.appendingPathComponent("SHA256SUMS"), encoding: .utf8))
+
+        // A third run finds everything done and downloads nothing.
+        let again = try await Self.pull(registry, into: directory, arguments + source)
+        let againResult = try JSONDecoder().decode(PullResult.self, from: Data(again.stdout))
+        #expect(againResult.bytesTransferred == 0)
+        try await proxy.shutdown()
+    }
+
+    @Test func badInputIsExitTwoAndMissingTagListsWhatExists() async throws {
+        let (registry, _) = try await Self.seededEdition { $0.modules = ["console": ["alpha": "v1.2.0"]] }
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let missing = try await Self.pull(registry, into: directory, ["--deckhouse-tag", "v9.9.9"])
+        #expect(missing.status == 1)
+        #expect(missing.stderrString.contains("v9.9.9"))
+        #expect(missing.stderrString.contains("alpha=v1.70.1"))
+        let both = try await Self.pull(registry, into: directory, ["-i", "console", "-e", "console"])
+        #expect(both.status == 2)
+        try "x".write(to: directory.appendingPathComponent("notes.txt"), atomically: true, encoding: .utf8)
+        let foreign = try await Self.pull(registry, into: directory, ["--deckhouse-tag", "v1.69.3"])
+        #expect(foreign.status == 2)
+        #expect(foreign.stderrString.contains("--force"))
+        let badConstraint = try await Self.pull(registry, into: directory, ["--force", "-i", "console@>>1"])
+        #expect(badConstraint.status == 2)
+    }
+}
