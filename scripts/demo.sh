@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The main job end to end on this machine alone (loopback only):
-#   a source registry seeded with a synthetic image (a multi-arch index, as DKP's
-#   platform images are), copied with dkp-mirror into a TLS + password registry that
-#   plays registry.<PUBLIC_DOMAIN>/system/deckhouse, inspected there, then copied again
-#   to show that nothing is sent twice.
-# Later stages (pull into bundles, verify, push) join this script as they land.
+#   1. a source registry seeded with a synthetic DKP edition (channels, versions, platform
+#      images, security databases, modules, installer);
+#   2. pull: one DKP tag of it into d8-format tar bundles (then an interrupted-and-resumed
+#      pull of the default version range, chunked);
+#   3. copy: an image registry to registry into a TLS + password registry that plays
+#      registry.<PUBLIC_DOMAIN>/system/deckhouse.
+# Later stages (verify, push, the cluster's completeness check) join this script as they land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -40,7 +42,25 @@ read_env DST "$work/target.env"
 echo "source: $SRC_URL"
 echo "target: $DST_URL (CA $DST_CA, user rw)"
 
-step "seed the source: deckhouse/ee:v1.69.3 as an index of 2 platform images"
+step "seed the source with a synthetic DKP edition"
+"$bin/dkp-dev" seed-edition "$SRC_HOST/deckhouse/ee" --insecure --base-layer 40M --image-layer 2M
+
+step "plan a pull of v1.69.3 (--dry-run transfers nothing)"
+"$bin/dkp-mirror" pull "$work/bundle" --source "$SRC_HOST/deckhouse/ee" --insecure --deckhouse-tag v1.69.3 --dry-run | tail -4
+
+step "pull v1.69.3 into d8-format bundles"
+"$bin/dkp-mirror" pull "$work/bundle" --source "$SRC_HOST/deckhouse/ee" --insecure --deckhouse-tag v1.69.3 --progress plain
+ls -l "$work/bundle"
+(cd "$work/bundle" && sha256sum -c --quiet SHA256SUMS && echo "SHA256SUMS: all files OK")
+echo "platform.tar holds:"; tar -tf "$work/bundle/platform.tar" | grep index.json | sed 's/^/  /'
+
+step "pull the default version range in 50 MB chunks, interrupted after 2 s, then resumed"
+timeout -s INT 2 "$bin/dkp-mirror" pull "$work/range" --source "$SRC_HOST/deckhouse/ee" --insecure -c 0.05 --no-modules --progress none || echo "(interrupted: exit $?)"
+ls "$work/range" | sed 's/^/  /'
+"$bin/dkp-mirror" pull "$work/range" --source "$SRC_HOST/deckhouse/ee" --insecure -c 0.05 --no-modules --progress none
+ls "$work/range" | sed 's/^/  /'
+
+step "seed an image for the registry-to-registry copy: an index of 2 platform images"
 "$bin/dkp-dev" seed-image "$SRC_HOST/deckhouse/ee:v1.69.3" --insecure --platforms 2 --layers 48M,6M,200K,2K
 
 step "copy it into the target, streamed registry to registry"

@@ -34,6 +34,12 @@ struct PullCommand: AsyncParsableCommand {
     @Option(help: "Only this tag: a version (v1.69.3), a channel (stable) or a custom tag.")
     var deckhouseTag: String?
 
+    @Flag(help: "Take the tag and edition from the running cluster (see `dkp-mirror detect`).")
+    var detect = false
+
+    @Option(help: ArgumentHelp("Kubeconfig for --detect (default: $KUBECONFIG, else ~/.kube/config).", valueName: "PATH"))
+    var kubeconfig: String?
+
     @Option(help: "Lower bound of the default version range (default: the rock-solid version).")
     var sinceVersion: String?
 
@@ -75,12 +81,25 @@ struct PullCommand: AsyncParsableCommand {
             throw ValidationError("--include-module and --exclude-module exclude each other")
         }
         if let chunkSize, chunkSize <= 0 || chunkSize * 1e9 < 4096 { throw ValidationError("--images-bundle-chunk-size must be a positive number of gigabytes (decimals allowed, at least 0.000004)") }
+        if detect && deckhouseTag != nil { throw ValidationError("--detect and --deckhouse-tag exclude each other") }
+        if kubeconfig != nil && !detect { throw ValidationError("--kubeconfig is only used with --detect") }
         if noPlatform && noModules && noSecurityDb && noInstaller { throw ValidationError("every part is skipped: nothing to pull") }
     }
 
     func run() async throws {
-        let edition = try EditionSource(parsing: source)
-        let selection = try makeSelection()
+        var edition = try EditionSource(parsing: source)
+        var selection = try makeSelection()
+        if detect {
+            let cluster: ClusterInfo
+            do {
+                cluster = try await ClusterDetector.detect(kubeconfig: Kubeconfig.load(path: kubeconfig))
+            } catch let error as ClusterError where error.isUsageError {
+                throw UsageError(error.description)
+            }
+            edition = edition.with(edition: cluster.edition)
+            selection.deckhouseTag = cluster.tag
+            writeErr("cluster runs \(cluster.tag), edition \(cluster.edition) (from \(cluster.editionSource)): pulling \(edition):\(cluster.tag)\n")
+        }
         let directory = try prepareDirectory()
 
         var configuration = RegistryConfiguration()

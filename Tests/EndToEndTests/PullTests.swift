@@ -231,3 +231,44 @@ import TestSupport
         #expect(badConstraint.status == 2)
     }
 }
+
+/// `pull --detect`: the tag and edition come from a (fake) cluster API, the image's
+/// /deckhouse/edition is read through the registry named in the cluster's secret.
+@Suite struct PullDetectTests {
+    @Test func detectPullsTheClustersTagAndEdition() async throws {
+        let (registry, seeded) = try await PullTests.seededEdition { $0.modules = [:] }
+        var objects = FakeClusterObjects()
+        objects.deckhouseImage = "\(registry.host)/deckhouse/ee:v1.68.4"
+        objects.registrySecret = ["address": registry.host, "path": "/deckhouse/ee", "scheme": "http",
+                                  ".dockerconfigjson": #"{"auths":{}}"#]
+        let api = try await FakeKubernetes.start(objects: objects, token: "detect-token-93")
+        let home = try TestRegistry.temporaryDirectory("dkp-kube")
+        let kubeconfig = home.appendingPathComponent("config")
+        try """
+        apiVersion: v1
+        kind: Config
+        current-context: test
+        clusters: [{name: c, cluster: {server: "\(api.url)"}}]
+        users: [{name: u, user: {token: detect-token-93}}]
+        contexts: [{name: test, context: {cluster: c, user: u}}]
+        """.write(to: kubeconfig, atomically: true, encoding: .utf8)
+
+        let detect = try await CLITests.run(["detect", "--kubeconfig", kubeconfig.path])
+        #expect(detect.status == 0, "\(detect.stderrString)")
+        #expect(detect.stdoutString == "TAG=v1.68.4\nEDITION=ee\n")
+
+        // --source names another edition: --detect replaces it with the cluster's.
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let output = try await CLITests.run(["pull", directory.path, "--source", "\(registry.host)/deckhouse/ce", "--insecure",
+                                             "--detect", "--kubeconfig", kubeconfig.path, "--no-security-db", "--no-installer",
+                                             "--json", "--progress", "none"])
+        #expect(output.status == 0, "\(output.stderrString)")
+        #expect(!(output.stdoutString + output.stderrString).contains("detect-token-93"))
+        let platform = try await PullTests.extract([directory.appendingPathComponent("platform.tar")])
+        let root = try PullTests.index(platform, "")
+        let controller = root.manifests.first { $0.annotations?["io.deckhouse.image.short_tag"] == "v1.68.4" }
+        #expect(controller?.digest == seeded.controller["v1.68.4"])
+        #expect(controller?.annotations?["org.opencontainers.image.ref.name"] == "\(registry.host)/deckhouse/ee:v1.68.4")
+        try await api.shutdown()
+    }
+}
