@@ -3,12 +3,15 @@
 # same run on the same machine:
 #   1. SHA-256 throughput of the Streams hasher vs `openssl speed -evp sha256`;
 #   2. `dkp-mirror copy` of a 1 GiB image vs `skopeo copy`, from a plain local registry
-#      into fresh TLS + htpasswd registries (wall time, MB/s, peak RSS).
-# Environment: BENCH_LAYERS (default 512M,256M,128M,64M,48M,16M: 1 GiB), BENCH_JOBS (8).
+#      into fresh TLS + htpasswd registries (wall time, MB/s, peak RSS);
+#   3. `dkp-mirror pull --deckhouse-tag` of a synthetic edition (a 1 GiB base layer) vs
+#      `skopeo copy --all` of the same references, one by one, into OCI layouts.
+# Environment: BENCH_LAYERS (default 512M,256M,128M,64M,48M,16M: 1 GiB), BENCH_JOBS (8),
+#   BENCH_BASE_LAYER (1G), BENCH_IMAGE_LAYER (8M).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
-ensure_packages "${BASE_PACKAGES[@]}" skopeo time
+ensure_packages "${BASE_PACKAGES[@]}" skopeo time jq
 
 LAYERS=${BENCH_LAYERS:-512M,256M,128M,64M,48M,16M}
 JOBS=${BENCH_JOBS:-8}
@@ -66,6 +69,38 @@ mib=$((bytes / 1048576))
 row "copy ${mib} MiB image: wall s" "$ours_wall" "$skopeo_wall" "$(ratio "$skopeo_wall" "$ours_wall")x"
 row "copy ${mib} MiB image: MB/s" "$ours_mbs" "$skopeo_mbs" "$(ratio "$ours_mbs" "$skopeo_mbs")"
 row "copy ${mib} MiB image: peak RSS MB" "$ours_rss" "$skopeo_rss" "$(ratio "$ours_rss" "$skopeo_rss")"
+
+# 3. Pull into bundles.
+"$bin/dkp-dev" seed-edition "$SRC_HOST/deckhouse/ee" --insecure --base-layer "${BENCH_BASE_LAYER:-1G}" \
+  --image-layer "${BENCH_IMAGE_LAYER:-8M}" >/dev/null
+sync
+pull_args=(--source "$SRC_HOST/deckhouse/ee" --insecure --deckhouse-tag v1.69.3 -j "$JOBS" --progress none)
+"$bin/dkp-mirror" pull "$work/plan" "${pull_args[@]}" --dry-run --json >"$work/plan.json"
+timed pull "$bin/dkp-mirror" pull "$work/bundle" "${pull_args[@]}" --json
+pull_wall=$T_WALL; pull_rss=$T_RSS
+bundle_bytes=$(du -cb "$work"/bundle/*.tar | tail -1 | cut -f1)
+pull_written=$(awk '/"bytesTransferred"/ { gsub(/[^0-9]/, "", $2); print $2 }' "$work/pull.out")
+# skopeo: every reference of the same plan, whole indexes included, into one OCI layout per repository.
+jq -r '.references[] | [.repository, .reference, .layout, .shortTag] | @tsv' "$work/plan.json" | sort -u >"$work/refs.tsv"
+cat >"$work/skopeo-all.sh" <<SKOPEO
+#!/usr/bin/env bash
+set -euo pipefail
+while IFS=\$'\t' read -r repo ref layout short; do
+  sep=":"; case "\$ref" in sha256:*) sep="@";; esac
+  dir="$work/skopeo-oci/\${layout:-root}"; mkdir -p "\$dir"
+  skopeo copy --all --quiet --src-tls-verify=false "docker://$SRC_HOST/\$repo\$sep\$ref" "oci:\$dir:\$short"
+done <"$work/refs.tsv"
+SKOPEO
+chmod +x "$work/skopeo-all.sh"
+timed skopeo-pull "$work/skopeo-all.sh"
+skopeo_pull_wall=$T_WALL; skopeo_pull_rss=$T_RSS
+pull_mbs=$(awk -v b="$bundle_bytes" -v t="$pull_wall" 'BEGIN { printf "%.0f", b / t / 1e6 }')
+skopeo_pull_mbs=$(awk -v b="$bundle_bytes" -v t="$skopeo_pull_wall" 'BEGIN { printf "%.0f", b / t / 1e6 }')
+refs=$(wc -l <"$work/refs.tsv")
+row "pull $((bundle_bytes / 1048576)) MiB, $refs refs: wall s" "$pull_wall" "$skopeo_pull_wall" "$(ratio "$skopeo_pull_wall" "$pull_wall")x"
+row "pull: MB/s (bundle bytes / wall)" "$pull_mbs" "$skopeo_pull_mbs" "$(ratio "$pull_mbs" "$skopeo_pull_mbs")"
+row "pull: peak RSS MB" "$pull_rss" "$skopeo_pull_rss" "-"
+row "pull: bytes downloaded / bundle" "$(ratio "$pull_written" "$bundle_bytes")" "-" "-"
 
 # Both copies must have produced the same manifest digest.
 d1=$("$bin/dkp-mirror" inspect "$OURS_HOST/bench/image:v1" --ca-file "$OURS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')

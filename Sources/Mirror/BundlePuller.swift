@@ -5,6 +5,7 @@ import NIOCore
 import OCI
 import Registry
 import Streams
+import Synchronization
 
 /// Where each entry of a tar comes from.
 enum EntrySource: Sendable {
@@ -19,6 +20,8 @@ struct TarPlan: Sendable {
     var layout: TarLayout
     var sources: [EntrySource]
     var images: Int
+    /// For each reference in this tar, the blob entries it needs (for images done/total).
+    var imageBlobs: [(refName: String, entries: [Int])]
 }
 
 /// The whole pull, planned: every tar, every entry.
@@ -88,8 +91,15 @@ public struct BundlePuller: Sendable {
             let contentHasher = SHA256()
             for case let .bytes(bytes) in sources { contentHasher.update(bytes) }
             let layout = try TarLayout(entries: entries, contentTag: contentHasher.finalize().hex)
+            var imageBlobs: [(String, [Int])] = []
+            for image in images where image.tar == name {
+                guard let tree = fetched[ManifestKey(repository: image.repository, reference: image.reference)] else { continue }
+                let prefix = image.layout.isEmpty ? "" : image.layout + "/"
+                let needed = tree.blobDigests.compactMap { layout.index(of: "\(prefix)blobs/sha256/\($0.hex)") }
+                imageBlobs.append((image.refName, needed))
+            }
             tars.append(TarPlan(name: name, layout: layout, sources: sources,
-                                images: images.filter { $0.tar == name }.count))
+                                images: images.filter { $0.tar == name }.count, imageBlobs: imageBlobs))
         }
         return BundlePlan(tars: tars, references: images)
     }
@@ -164,10 +174,13 @@ public struct BundlePuller: Sendable {
                 }
             }
         }
-        progress.plan(blobs: jobs.count, bytes: jobs.reduce(0) { $0 + $1.descriptor.size }, images: plan.imageCount)
+        let tracker = ImageTracker(pending: pending.map { ($0.0, $0.1) })
+        progress.plan(blobs: jobs.count, bytes: jobs.reduce(0) { $0 + $1.descriptor.size }, images: tracker.total)
+        for reference in tracker.alreadyComplete { progress.imageDone(reference) }
         jobs.sort { $0.descriptor.size > $1.descriptor.size }
         try await forEachConcurrently(jobs, limit: self.jobs) { job in
             try await self.download(job)
+            for reference in tracker.finished(tar: job.writer.finalPath, entry: job.entry) { self.progress.imageDone(reference) }
         }
         for (tar, writer) in pending {
             let written = try writer.commit()
@@ -222,6 +235,55 @@ struct ManifestTree: Sendable {
     var repository: String
     var top: FetchedManifest
     var manifests: [FetchedManifest]
+
+    /// Configs and layers of every image in the tree.
+    var blobDigests: [Digest] {
+        manifests.flatMap { manifest -> [Digest] in
+            guard case let .image(image) = manifest.document else { return [] }
+            return ([image.config] + image.layers).map(\.digest)
+        }
+    }
+}
+
+/// Counts references whose every blob is written, for "images done/total".
+final class ImageTracker: Sendable {
+    private struct State {
+        var remaining: [String: Int] = [:]          // reference -> blobs still missing
+        var waiting: [String: [String]] = [:]       // "tar#entry" -> references needing it
+    }
+    private let state: Mutex<State>
+    let total: Int
+    let alreadyComplete: [String]
+
+    init(pending: [(TarPlan, TarFileWriter)]) {
+        var state = State()
+        var total = 0
+        var complete: [String] = []
+        for (tar, writer) in pending {
+            for (reference, entries) in tar.imageBlobs {
+                total += 1
+                let missing = Set(entries.filter { !writer.isComplete($0) })
+                if missing.isEmpty { complete.append(reference); continue }
+                state.remaining[reference, default: 0] += missing.count
+                for entry in missing { state.waiting["\(writer.finalPath)#\(entry)", default: []].append(reference) }
+            }
+        }
+        self.state = Mutex(state)
+        self.total = total
+        self.alreadyComplete = complete
+    }
+
+    /// References completed by this entry.
+    func finished(tar: String, entry: Int) -> [String] {
+        state.withLock { state in
+            var done: [String] = []
+            for reference in state.waiting.removeValue(forKey: "\(tar)#\(entry)") ?? [] {
+                state.remaining[reference, default: 1] -= 1
+                if state.remaining[reference] == 0 { done.append(reference) }
+            }
+            return done
+        }
+    }
 }
 
 /// The content of one OCI layout: its index.json descriptors and every blob it holds.

@@ -98,7 +98,7 @@ extension LayerTests {
             print("LayerArchive: 8 MiB \(compression) layer (\(layer.count) bytes) built in \(elapsed)")
             #expect(elapsed < .seconds(10), "8 MiB layer took \(elapsed)")
             let scan = try await LayerFiles.scan(
-                layer: ChunkedBytes(layer, chunkSizes: [65537]), wanted: ["big", "text"])
+                layer: LayerChunks(layer, chunkSizes: [65537]), wanted: ["big", "text"])
             #expect(scan.files["big"] == big)
             #expect(scan.files["text"] == text)
         }

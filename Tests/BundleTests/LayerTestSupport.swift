@@ -2,7 +2,7 @@ import Foundation
 import Streams
 
 /// Yields `bytes` in chunks whose sizes cycle through `sizes`.
-struct ChunkedBytes: AsyncSequence, Sendable {
+struct LayerChunks: AsyncSequence, Sendable {
     typealias Element = [UInt8]
     let bytes: [UInt8]
     let sizes: [Int]
@@ -33,13 +33,13 @@ struct ChunkedBytes: AsyncSequence, Sendable {
     }
 }
 
-struct InjectedFailure: Error, Equatable {
+struct LayerInjectedFailure: Error, Equatable {
     let id: Int
 }
 
-/// Yields `bytes` in chunks, then, after `failAfter` bytes, throws `InjectedFailure`;
+/// Yields `bytes` in chunks, then, after `failAfter` bytes, throws `LayerInjectedFailure`;
 /// with `endless`, yields zero blocks forever after the bytes instead of ending.
-struct ScriptedBytes: AsyncSequence, Sendable {
+struct LayerScriptedChunks: AsyncSequence, Sendable {
     typealias Element = [UInt8]
     let bytes: [UInt8]
     let chunkSize: Int
@@ -47,11 +47,11 @@ struct ScriptedBytes: AsyncSequence, Sendable {
     var endless = false
 
     struct AsyncIterator: AsyncIteratorProtocol {
-        let source: ScriptedBytes
+        let source: LayerScriptedChunks
         var offset = 0
 
         mutating func next() async throws -> [UInt8]? {
-            if let limit = source.failAfter, offset >= limit { throw InjectedFailure(id: limit) }
+            if let limit = source.failAfter, offset >= limit { throw LayerInjectedFailure(id: limit) }
             guard offset < source.bytes.count else {
                 if source.endless {
                     offset += 512
@@ -72,7 +72,7 @@ struct ScriptedBytes: AsyncSequence, Sendable {
 }
 
 /// A file read from disk in 1 MiB chunks.
-struct FileBytes: AsyncSequence, Sendable {
+struct LayerFileChunks: AsyncSequence, Sendable {
     typealias Element = [UInt8]
     let path: String
 
@@ -97,7 +97,7 @@ struct FileBytes: AsyncSequence, Sendable {
 }
 
 /// A counter shared with `@Sendable` closures.
-final class Counter: @unchecked Sendable {
+final class LayerOpenCounter: @unchecked Sendable {
     private let lock = NSLock()
     private var value = 0
     private var values: [Int] = []
