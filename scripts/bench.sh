@@ -50,7 +50,7 @@ bytes=$(awk -v list="$LAYERS" 'BEGIN { n = split(list, a, ","); for (i = 1; i <=
 # timed LABEL CMD...: runs CMD under GNU time; sets T_WALL (s) and T_RSS (MB).
 timed() {
   local label=$1; shift
-  /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/$label.out" 2>&1 || { cat "$work/$label.out" >&2; exit 1; }
+  /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/$label.out" 2>"$work/$label.err" || { cat "$work/$label.err" >&2; exit 1; }
   read -r T_WALL T_RSS_KB <"$work/time"
   T_RSS=$(awk -v k="$T_RSS_KB" 'BEGIN { printf "%.0f", k / 1024 }')
 }
@@ -79,7 +79,7 @@ pull_args=(--source "$SRC_HOST/deckhouse/ee" --insecure --deckhouse-tag v1.69.3 
 timed pull "$bin/dkp-mirror" pull "$work/bundle" "${pull_args[@]}" --json
 pull_wall=$T_WALL; pull_rss=$T_RSS
 bundle_bytes=$(du -cb "$work"/bundle/*.tar | tail -1 | cut -f1)
-pull_written=$(awk '/"bytesTransferred"/ { gsub(/[^0-9]/, "", $2); print $2 }' "$work/pull.out")
+pull_written=$(jq .bytesTransferred "$work/pull.out")
 # skopeo: every reference of the same plan, whole indexes included, into one OCI layout per repository.
 jq -r '.references[] | [.repository, .reference, .layout, .shortTag] | @tsv' "$work/plan.json" | sort -u >"$work/refs.tsv"
 cat >"$work/skopeo-all.sh" <<SKOPEO

@@ -272,3 +272,34 @@ import TestSupport
         try await api.shutdown()
     }
 }
+
+/// A blob that the registry serves corrupted: the pull stops with both digests named and
+/// leaves nothing that looks complete.
+@Suite struct PullCorruptionTests {
+    @Test func corruptBlobFailsThePullAndNothingLooksFinished() async throws {
+        let (registry, seeded) = try await PullTests.seededEdition { $0.modules = [:] }
+        // Flip bytes of one platform image's layer inside the registry's own storage.
+        var configuration = RegistryConfiguration()
+        configuration.insecure = true
+        let client = try RegistryClient(host: registry.host, configuration: configuration)
+        let digest = try #require(seeded.platformDigests["v1.69.3"]?.last)
+        let manifest = try await client.manifest(repository: "deckhouse/ee", reference: digest.string)
+        await client.shutdown()
+        guard case let .image(image) = manifest.document, let layer = image.layers.first else {
+            Issue.record("expected an image manifest"); return
+        }
+        let data = registry.storageDirectory.appendingPathComponent(
+            "docker/registry/v2/blobs/sha256/\(layer.digest.hex.prefix(2))/\(layer.digest.hex)/data")
+        var bytes = try Data(contentsOf: data)
+        bytes[bytes.count / 2] ^= 0xff
+        try bytes.write(to: data)
+
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let output = try await PullTests.pull(registry, into: directory, ["--deckhouse-tag", "v1.69.3", "--no-security-db", "--no-installer"])
+        #expect(output.status == 1)
+        #expect(output.stderrString.contains("does not match its digest"))
+        #expect(output.stderrString.contains(layer.digest.string))
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        #expect(!files.contains("platform.tar") && !files.contains("SHA256SUMS"), "\(files)")
+    }
+}
