@@ -4,9 +4,10 @@
 #      images, security databases, modules, installer);
 #   2. pull: one DKP tag of it into d8-format tar bundles (then an interrupted-and-resumed
 #      pull of the default version range, chunked);
-#   3. copy: an image registry to registry into a TLS + password registry that plays
-#      registry.<PUBLIC_DOMAIN>/system/deckhouse.
-# Later stages (verify, push, the cluster's completeness check) join this script as they land.
+#   3. push: the bundle, straight from its tars, into a TLS + password registry that plays
+#      registry.<PUBLIC_DOMAIN>/system/deckhouse (rw user), then again (nothing to send);
+#   4. copy: an image registry to registry into the same target.
+# Later stages (verify, the cluster's completeness check) join this script as they land.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -60,27 +61,38 @@ ls "$work/range" | sed 's/^/  /'
 "$bin/dkp-mirror" pull "$work/range" --source "$SRC_HOST/deckhouse/ee" --insecure -c 0.05 --no-modules --progress none
 ls "$work/range" | sed 's/^/  /'
 
+step "push the v1.69.3 bundle into the target with the rw user, straight from the tars"
+export D8_MIRROR_REGISTRY_LOGIN=rw D8_MIRROR_REGISTRY_PASSWORD="$password"
+"$bin/dkp-mirror" push "$work/bundle" "$DST_HOST/system/deckhouse" --ca-file "$DST_CA" --progress plain
+
+step "what the cluster will ask the registry for resolves"
+"$bin/dkp-mirror" inspect "$DST_HOST/system/deckhouse:v1.69.3" --ca-file "$DST_CA" -u rw -p "$password" | head -2
+"$bin/dkp-mirror" tags "$DST_HOST/system/deckhouse/release-channel" --ca-file "$DST_CA" -u rw -p "$password" | tr '\n' ' '; echo
+"$bin/dkp-mirror" tags "$DST_HOST/system/deckhouse/modules" --ca-file "$DST_CA" -u rw -p "$password" | tr '\n' ' '; echo
+
+step "push again: everything is there, no blob bytes are sent"
+"$bin/dkp-mirror" push "$work/bundle" "$DST_HOST/system/deckhouse" --ca-file "$DST_CA" --progress none
+
 step "seed an image for the registry-to-registry copy: an index of 2 platform images"
-"$bin/dkp-dev" seed-image "$SRC_HOST/deckhouse/ee:v1.69.3" --insecure --platforms 2 --layers 48M,6M,200K,2K
+"$bin/dkp-dev" seed-image "$SRC_HOST/demo/app:v1" --insecure --platforms 2 --layers 48M,6M,200K,2K
 
 step "copy it into the target, streamed registry to registry"
-export D8_MIRROR_REGISTRY_LOGIN=rw D8_MIRROR_REGISTRY_PASSWORD="$password"
-"$bin/dkp-mirror" copy "$SRC_HOST/deckhouse/ee:v1.69.3" "$DST_HOST/system/deckhouse" \
+"$bin/dkp-mirror" copy "$SRC_HOST/demo/app:v1" "$DST_HOST/copied/image" \
   --src-insecure --dest-ca-file "$DST_CA" --progress plain
 
 step "inspect it in the target (the digest matches the source's)"
-"$bin/dkp-mirror" inspect "$SRC_HOST/deckhouse/ee:v1.69.3" --insecure | head -1 | sed 's/^/source /'
-printf '%s' "$password" | "$bin/dkp-mirror" inspect "$DST_HOST/system/deckhouse:v1.69.3" \
+"$bin/dkp-mirror" inspect "$SRC_HOST/demo/app:v1" --insecure | head -1 | sed 's/^/source /'
+printf '%s' "$password" | "$bin/dkp-mirror" inspect "$DST_HOST/copied/image:v1" \
   --ca-file "$DST_CA" -u rw --password-stdin
 
 step "copy again: every blob is already there, nothing is sent"
-"$bin/dkp-mirror" copy "$SRC_HOST/deckhouse/ee:v1.69.3" "$DST_HOST/system/deckhouse" \
+"$bin/dkp-mirror" copy "$SRC_HOST/demo/app:v1" "$DST_HOST/copied/image" \
   --src-insecure --dest-ca-file "$DST_CA" --progress none
 
 step "a wrong password is one clear line, exit code 1"
 set +e
-D8_MIRROR_REGISTRY_PASSWORD=not-the-password "$bin/dkp-mirror" copy "$SRC_HOST/deckhouse/ee:v1.69.3" \
-  "$DST_HOST/system/deckhouse" --src-insecure --dest-ca-file "$DST_CA" --progress none
+D8_MIRROR_REGISTRY_PASSWORD=not-the-password "$bin/dkp-mirror" push "$work/bundle" \
+  "$DST_HOST/system/deckhouse" --ca-file "$DST_CA" --progress none
 echo "exit code: $?"
 set -e
 

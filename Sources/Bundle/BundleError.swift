@@ -34,6 +34,21 @@ public enum BundleError: Error, CustomStringConvertible, Equatable, Sendable {
     case incomplete(file: String, missing: Int, firstMissing: String)
     /// The file was already committed; it cannot be written any more.
     case alreadyCommitted(file: String)
+    /// A bundle directory with no tar of a bundle in it; `found` lists what it does hold.
+    case noTars(directory: String, found: [String])
+    /// A tar of the bundle whose pull did not finish: `leftover` (a `.partial` or `.journal`
+    /// file) is there, the final tar (or one of its chunks) is not.
+    case unfinishedTar(directory: String, tar: String, leftover: String)
+    /// A tar that is in the bundle both whole and as chunk files.
+    case conflictingTarFiles(directory: String, tar: String)
+    /// A directory of a tar that holds `index.json` but no `oci-layout`.
+    case missingOCILayout(tar: String, directory: String)
+    /// A directory of a tar that holds blobs (or `oci-layout`) but no `index.json`.
+    case missingLayoutIndex(tar: String, directory: String)
+    /// A tar entry whose name would reach outside the tar's tree (absolute, `..`).
+    case unsafeEntryName(tar: String, name: String, reason: String)
+    /// Two tars of the bundle hold the layout of the same repository path.
+    case duplicateLayout(path: String, tars: [String])
 
     public var description: String {
         switch self {
@@ -70,6 +85,32 @@ public enum BundleError: Error, CustomStringConvertible, Equatable, Sendable {
                 + "yet (first: '\(firstMissing)'); run the command again to fetch them"
         case let .alreadyCommitted(file):
             return "\(file) is already complete and cannot be written any more"
+        case let .noTars(directory, found):
+            if found.isEmpty {
+                return "\(directory) is empty: it holds no bundle; give the directory that pull wrote "
+                    + "(platform.tar, module-<name>.tar, security.tar, ... or their .chunk files)"
+            }
+            let shown = found.prefix(5).joined(separator: ", ") + (found.count > 5 ? ", ..." : "")
+            return "\(directory) holds no bundle tar (found: \(shown)); give the directory that pull wrote "
+                + "(platform.tar, module-<name>.tar, security.tar, ... or their .chunk files)"
+        case let .unfinishedTar(directory, tar, leftover):
+            return "\(tar) in \(directory) is not complete: \(leftover) is left from a pull that did not finish; "
+                + "run the pull again into this directory (it resumes) before pushing"
+        case let .conflictingTarFiles(directory, tar):
+            return "\(directory) holds both \(tar) and its chunk files (\(tar).0000.chunk, ...): "
+                + "they are two copies of one tar, maybe from different pulls; keep one of them"
+        case let .missingOCILayout(tar, directory):
+            return "\(tar): directory '\(directory.isEmpty ? "/" : directory)' holds index.json but no oci-layout file, "
+                + "so it is not a complete OCI image layout; copy or pull \(tar) again"
+        case let .missingLayoutIndex(tar, directory):
+            return "\(tar): directory '\(directory.isEmpty ? "/" : directory)' holds blobs but no index.json, "
+                + "so its images cannot be found; copy or pull \(tar) again"
+        case let .unsafeEntryName(tar, name, reason):
+            return "\(tar) holds an entry named '\(name)': \(reason); such a tar is refused "
+                + "(check where it came from and pull it again)"
+        case let .duplicateLayout(path, tars):
+            return "the repository '\(path.isEmpty ? "/" : path)' is in more than one tar (\(tars.joined(separator: ", "))): "
+                + "the bundle mixes files of different pulls; keep one of them"
         }
     }
 

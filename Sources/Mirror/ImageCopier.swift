@@ -22,10 +22,11 @@ public struct CopyResult: Sendable, Codable {
 public enum MirrorError: Error, CustomStringConvertible, Sendable {
     case invalidInput(String)
     case failed(String)
+    case corruptBlob(String)
 
     public var description: String {
         switch self {
-        case let .invalidInput(message), let .failed(message): return message
+        case let .invalidInput(message), let .failed(message), let .corruptBlob(message): return message
         }
     }
 }

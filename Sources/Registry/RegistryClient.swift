@@ -221,10 +221,19 @@ public final class RegistryClient: Sendable {
         return mounted
     }
 
-    private func startUpload(repository: String, digest: Digest, mountFrom: String?) async throws -> (mounted: Bool, location: String?, minimumChunk: Int) {
+    /// Checks that the credentials may push to `repository` without leaving anything behind:
+    /// opens an upload session and cancels it (d8 pushes a `d8WriteCheck` tag instead).
+    public func checkPushAccess(repository: String) async throws {
+        let (_, location, _) = try await startUpload(repository: repository, digest: nil, mountFrom: nil)
+        if let location {
+            _ = try? await transport.send(RegistryRequest(method: .DELETE, url: location, scopes: [.push(repository)]))
+        }
+    }
+
+    private func startUpload(repository: String, digest: Digest?, mountFrom: String?) async throws -> (mounted: Bool, location: String?, minimumChunk: Int) {
         var url = "\(base)/v2/\(repository)/blobs/uploads/"
         var scopes: [Scope] = [.push(repository)]
-        if let mountFrom, mountFrom != repository {
+        if let mountFrom, let digest, mountFrom != repository {
             url += "?mount=\(digest)&from=\(mountFrom)"
             scopes.append(.pull(mountFrom))
         }

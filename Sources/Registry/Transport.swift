@@ -276,7 +276,8 @@ final class Transport: Sendable {
         if error is IOError || error is ChannelError || lower.contains("reset") || lower.contains("broken pipe") {
             return (RegistryError.cannotConnect(host: host, detail: String(text.prefix(200)), hint: "check the network"), true)
         }
-        return (RegistryError.cannotConnect(host: host, detail: String(text.prefix(200)), hint: "check the address and the network"), false)
+        // Anything else (an error thrown by an upload's own byte source, say) passes through unchanged.
+        return (error, false)
     }
 
     private static func shortSocketError(_ text: String) -> String {

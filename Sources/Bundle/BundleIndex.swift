@@ -1,0 +1,279 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import OCI
+
+/// A bundle directory as `push` and `verify` read it: its tars found and indexed once
+/// (headers only, plus the few bytes of every `index.json` and `oci-layout`), every OCI
+/// image layout in them with its registry path, and where each blob's bytes lie in the tar
+/// files, so blobs are read straight out of the tars (across chunk boundaries) without
+/// unpacking anything.
+///
+/// Reads every generation of the format (dkp-source-and-bundle.md §2): `platform.tar`,
+/// `module-<name>.tar`, `security.tar`, `installer.tar` with the nested tree; older
+/// `module-<name>.tar` with the module layout at the tar root (relocated under
+/// `modules/<name>/`); older `security.tar` with `trivy-db/` etc. at the root (relocated
+/// under `security/`); the oldest single tar of any name with the whole tree; names with a
+/// leading `./`. Chunked tars (`NAME.tar.0000.chunk`, ...) are read as one tar.
+///
+/// Duplicate entries in a tar: the later one wins, as extracting the tar (what d8 push does)
+/// would leave it. Entry names that are absolute or contain `..` make the tar refused.
+public struct BundleIndex: Sendable {
+    /// One tar of the bundle: a single file, or the chunk files that concatenated form it.
+    public struct Tar: Sendable, Equatable {
+        /// The tar's name in the bundle: `platform.tar`, also for a chunked tar.
+        public let name: String
+        /// Absolute paths of the tar file, or of its chunk files in order.
+        public let files: [String]
+        /// Size of each file in `files`, as found when the bundle was opened.
+        public let fileSizes: [Int64]
+
+        /// Bytes of the whole tar.
+        public var size: Int64 { fileSizes.reduce(0, +) }
+        /// Whether the tar is stored as chunk files.
+        public var isChunked: Bool { files.first?.hasSuffix(".chunk") ?? false }
+    }
+
+    /// One OCI image layout of the bundle (a directory of a tar that holds `index.json`).
+    public struct Layout: Sendable, Equatable {
+        /// Name of the tar that holds it (`platform.tar`).
+        public let tar: String
+        /// The registry path below the edition root, after relocating older generations:
+        /// "" (the root), "install", "release-channel", "modules/console",
+        /// "modules/console/release", "security/trivy-db", ...
+        public let path: String
+        /// The directory inside the tar, as stored there (without a leading "./"): differs
+        /// from `path` for older module and security tars.
+        public let directory: String
+        /// The bytes of `index.json`.
+        public let index: [UInt8]
+        /// The descriptors of `index.json`, in its order, annotations kept
+        /// (`org.opencontainers.image.ref.name`, `io.deckhouse.image.short_tag`).
+        public let descriptors: [Descriptor]
+
+        public init(tar: String, path: String, directory: String, index: [UInt8], descriptors: [Descriptor]) {
+            self.tar = tar
+            self.path = path
+            self.directory = directory
+            self.index = index
+            self.descriptors = descriptors
+        }
+    }
+
+    /// The tars of the bundle, sorted by name.
+    public let tars: [Tar]
+    /// Every layout of the bundle, sorted by path (paths are unique across the bundle).
+    public let layouts: [Layout]
+    /// Files in the bundle directory that are not part of the bundle and not one of the
+    /// known companions (`SHA256SUMS`, `*.gostsum`, `deckhousereleases.yaml`, `.dkp-mirror/`,
+    /// leftovers of finished pulls): names only, sorted. Push may mention them.
+    public let ignoredFiles: [String]
+
+    /// Per layout path: the tar (index into `tars`) and the blobs of the layout by hex digest.
+    private let blobTables: [String: BlobTable]
+    private let blobBytes: Int64
+
+    /// The sum of the sizes of every blob of every layout (a blob held by two layouts counts twice).
+    public var totalBlobBytes: Int64 { blobBytes }
+
+    /// Number of blobs of every layout (a blob held by two layouts counts twice).
+    public var totalBlobCount: Int { blobTables.values.reduce(0) { $0 + $1.entries.count } }
+
+    /// Finds the bundle's tars in `directory`, indexes each once and collects its layouts.
+    /// Throws a `BundleError` naming the file for anything that keeps the bundle from being
+    /// read completely (see `BundleError.isBadInput`).
+    public static func open(directory: String) throws(BundleError) -> BundleIndex {
+        let found = try BundleDirectory.scan(directory)
+        let scanned = try TarScanner.scanAll(found.tars)
+        var tars = [Tar]()
+        var layouts = [Layout]()
+        var tables = [String: BlobTable]()
+        var owners = [String: [String]]()
+        var bytes: Int64 = 0
+        for (tarIndex, item) in scanned.enumerated() {
+            tars.append(item.tar)
+            for (layout, entries) in item.layouts {
+                owners[layout.path, default: []].append(layout.tar)
+                layouts.append(layout)
+                tables[layout.path] = BlobTable(tar: tarIndex, entries: entries)
+                bytes += entries.values.reduce(0) { $0 + $1.size }
+            }
+        }
+        for (path, names) in owners.sorted(by: { $0.key < $1.key }) where names.count > 1 {
+            throw .duplicateLayout(path: path, tars: names.sorted())
+        }
+        layouts.sort { Self.precedes($0.path, $1.path) }
+        return BundleIndex(tars: tars, layouts: layouts, ignoredFiles: found.ignored, blobTables: tables, blobBytes: bytes)
+    }
+
+    private init(tars: [Tar], layouts: [Layout], ignoredFiles: [String], blobTables: [String: BlobTable], blobBytes: Int64) {
+        self.tars = tars
+        self.layouts = layouts
+        self.ignoredFiles = ignoredFiles
+        self.blobTables = blobTables
+        self.blobBytes = blobBytes
+    }
+
+    /// The layout at registry path `path` ("" for the root), if the bundle has one.
+    public func layout(at path: String) -> Layout? {
+        layouts.first { $0.path == path }
+    }
+
+    /// The tar called `name`, if the bundle has one.
+    public func tar(named name: String) -> Tar? {
+        tars.first { $0.name == name }
+    }
+
+    /// Where the blob `digest` of `layout` (the entry `<layout dir>/blobs/sha256/<hex>`) lies
+    /// on disk, or nil when the layout does not hold it.
+    public func blob(_ digest: Digest, in layout: Layout) -> BlobLocation? {
+        guard let table = blobTables[layout.path], tars[table.tar].name == layout.tar,
+            let entry = table.entries[digest.hex]
+        else { return nil }
+        let tar = tars[table.tar]
+        return BlobLocation(
+            tar: tar.name, digest: digest, size: entry.size,
+            segments: Self.segments(offset: entry.offset, length: entry.size, files: tar.files, sizes: tar.fileSizes))
+    }
+
+    /// The digests of the blobs `layout` holds, sorted.
+    public func blobs(in layout: Layout) -> [Digest] {
+        guard let table = blobTables[layout.path], tars[table.tar].name == layout.tar else { return [] }
+        return table.entries.keys.compactMap { try? Digest(sha256Hex: $0) }.sorted()
+    }
+
+    /// The bytes of a small blob (a manifest, a config), read with positioned reads. Throws
+    /// when it is larger than `limit` bytes, so a bad bundle cannot exhaust memory, or when a
+    /// file got shorter since the bundle was opened. The bytes are not checked against the digest.
+    public func readSmall(_ location: BlobLocation, limit: Int = 4 << 20) throws(BundleError) -> [UInt8] {
+        guard location.size <= Int64(limit) else {
+            throw .corrupt(
+                file: location.segments.first?.path ?? location.tar,
+                detail: "blob \(location.digest) has \(location.size) bytes, more than the \(limit) expected here")
+        }
+        var result = [UInt8]()
+        result.reserveCapacity(Int(location.size))
+        do {
+            try read(location, pieceSize: max(1, min(Int(location.size), 1 << 20))) { result += $0 }
+        } catch let error as BundleError {
+            throw error
+        } catch {
+            throw .corrupt(file: location.tar, detail: "\(error)")  // (the body above throws nothing)
+        }
+        return result
+    }
+
+    /// Delivers the bytes of `location` in order, in pieces of at most `pieceSize` bytes
+    /// (each valid only during the call), read with positioned reads from the tar files.
+    public func read(
+        _ location: BlobLocation, pieceSize: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) throws -> Void
+    ) throws {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, pieceSize), alignment: 16)
+        defer { buffer.deallocate() }
+        for segment in location.segments {
+            let fd = openReadOnly(segment.path)
+            guard fd >= 0 else { throw BundleError.io(path: segment.path, operation: "open", errno: errno) }
+            defer { close(fd) }
+            var done: Int64 = 0
+            while done < segment.length {
+                let want = Int(min(Int64(buffer.count), segment.length - done))
+                let n = pread(fd, buffer.baseAddress, want, off_t(segment.offset + done))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw BundleError.io(path: segment.path, operation: "read", errno: errno)
+                }
+                if n == 0 {
+                    throw BundleError.corrupt(
+                        file: segment.path,
+                        detail: "it ends at \(segment.offset + done) bytes, inside blob \(location.digest) "
+                            + "(the file got shorter after the bundle was opened)")
+                }
+                try body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                done += Int64(n)
+            }
+        }
+    }
+
+    /// [offset, offset+length) of the concatenated `files` mapped onto the files.
+    static func segments(offset: Int64, length: Int64, files: [String], sizes: [Int64])
+        -> [(path: String, offset: Int64, length: Int64)]
+    {
+        var result = [(path: String, offset: Int64, length: Int64)]()
+        var start: Int64 = 0
+        var position = offset
+        var remaining = length
+        for (path, size) in zip(files, sizes) {
+            let end = start + size
+            if remaining > 0, position >= start, position < end {
+                let piece = min(remaining, end - position)
+                result.append((path, position - start, piece))
+                position += piece
+                remaining -= piece
+            }
+            start = end
+        }
+        return result
+    }
+
+    /// Byte-wise path order, so "" (the root) sorts first and nested paths follow their parent.
+    static func precedes(_ a: String, _ b: String) -> Bool {
+        Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8))
+    }
+}
+
+/// Where a blob of the bundle lies: its bytes are the concatenation of `segments`.
+public struct BlobLocation: Sendable {
+    /// Name of the tar that holds it.
+    public let tar: String
+    /// The blob's name in the layout (its bytes are not checked by the index).
+    public let digest: Digest
+    /// Bytes of the blob (the tar entry's size).
+    public let size: Int64
+    /// The pieces of the blob in order: file path, offset in that file, length. More than one
+    /// when the blob spans chunk files; none for an empty blob.
+    public let segments: [(path: String, offset: Int64, length: Int64)]
+
+    public init(tar: String, digest: Digest, size: Int64, segments: [(path: String, offset: Int64, length: Int64)]) {
+        self.tar = tar
+        self.digest = digest
+        self.size = size
+        self.segments = segments
+    }
+}
+
+extension BundleError {
+    /// Whether the error is about the input (a missing, damaged, incomplete or unsafe bundle,
+    /// an unreadable path): exit code 2 class. False for failures of the operation itself
+    /// (I/O errors while reading, a full disk, writer-side errors).
+    public var isBadInput: Bool {
+        switch self {
+        case .corrupt, .missingChunk, .noTars, .unfinishedTar, .conflictingTarFiles, .missingOCILayout,
+            .missingLayoutIndex, .unsafeEntryName, .duplicateLayout:
+            return true
+        case let .io(_, _, code):
+            return code == ENOENT || code == ENOTDIR || code == EACCES || code == EPERM || code == EISDIR
+                || code == ELOOP || code == ENAMETOOLONG
+        default:
+            return false
+        }
+    }
+}
+
+/// The blobs of one layout.
+struct BlobTable: Sendable {
+    let tar: Int
+    let entries: [String: TarSpan]
+}
+
+/// Where an entry's data lies in the concatenated tar.
+struct TarSpan: Sendable, Equatable {
+    let offset: Int64
+    let size: Int64
+}
+
+/// `open(path, O_RDONLY | O_CLOEXEC)` (inside `BundleIndex`, `open` means `open(directory:)`).
+private func openReadOnly(_ path: String) -> Int32 {
+    open(path, O_RDONLY | O_CLOEXEC)
+}

@@ -1,0 +1,370 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Dispatch
+import Foundation
+import OCI
+import Synchronization
+
+/// Sorts out the files of a bundle directory: the tars (whole or chunked), the known
+/// companions that are skipped, leftovers of an unfinished pull, and anything else.
+enum BundleDirectory {
+    struct Found {
+        var tars: [BundleIndex.Tar]
+        var ignored: [String]
+    }
+
+    /// Files beside the tars that belong to a bundle but are not read.
+    static func isCompanion(_ name: String) -> Bool {
+        name == "SHA256SUMS" || name == "deckhousereleases.yaml" || name == ".dkp-mirror" || name.hasSuffix(".gostsum")
+    }
+
+    static func scan(_ directory: String) throws(BundleError) -> Found {
+        let directory = absolute(directory)
+        let names = try list(directory)
+        var singles = [String: (path: String, size: Int64)]()        // tar name -> file
+        var chunks = [String: [Int: (path: String, size: Int64)]]()  // tar name -> chunk index -> file
+        var leftovers = [String: [String]]()      // tar name -> leftover file names
+        var ignored = [String]()
+
+        for name in names {
+            if isCompanion(name) { continue }
+            if let stem = name.strippingSuffix(".partial") ?? name.strippingSuffix(".journal") {
+                if let tar = parseChunk(stem)?.tar ?? (stem.hasSuffix(".tar") ? stem : nil) {
+                    leftovers[tar, default: []].append(name)
+                } else {
+                    ignored.append(name)
+                }
+                continue
+            }
+            let path = TarIO.joinPath(directory, name)
+            let chunk = parseChunk(name)
+            guard chunk != nil || (name.hasSuffix(".tar") && name.count > 4) else {
+                ignored.append(name)
+                continue
+            }
+            var info = stat()
+            guard stat(path, &info) == 0 else {
+                throw .io(path: path, operation: "examine", errno: errno)
+            }
+            guard (info.st_mode & S_IFMT) == S_IFREG else {
+                ignored.append(name)
+                continue
+            }
+            let file = (path: path, size: Int64(info.st_size))
+            if let chunk {
+                chunks[chunk.tar, default: [:]][chunk.index] = file
+            } else {
+                singles[name] = file
+            }
+        }
+
+        var tars = [BundleIndex.Tar]()
+        for name in Set(singles.keys).union(chunks.keys).sorted() {
+            if singles[name] != nil && chunks[name] != nil {
+                throw .conflictingTarFiles(directory: directory, tar: name)
+            }
+            var files = [(path: String, size: Int64)]()
+            if let file = singles[name] {
+                files = [file]
+            } else if let byIndex = chunks[name] {
+                // Chunks must run 0000, 0001, ... without a gap: the first index that is not
+                // there names the missing file (the count of chunks bounds the search).
+                for index in 0...byIndex.count {
+                    guard let file = byIndex[index] else {
+                        if index == byIndex.count { break }
+                        let missing = ChunkedFileWriter.chunkPath(TarIO.joinPath(directory, name), index: index)
+                        let missingName = TarIO.splitPath(missing).name
+                        if let leftover = leftovers[name]?.first(where: { $0 == missingName + ".partial" }) {
+                            throw .unfinishedTar(directory: directory, tar: name, leftover: leftover)
+                        }
+                        throw .missingChunk(file: missing)
+                    }
+                    files.append(file)
+                }
+            }
+            tars.append(BundleIndex.Tar(name: name, files: files.map(\.path), fileSizes: files.map(\.size)))
+        }
+        // A tar that a pull started but did not finish: pushing without it would leave its
+        // images out silently.
+        for (tar, files) in leftovers.sorted(by: { $0.key < $1.key })
+        where singles[tar] == nil && chunks[tar] == nil {
+            throw .unfinishedTar(directory: directory, tar: tar, leftover: files.sorted()[0])
+        }
+        if tars.isEmpty {
+            throw .noTars(directory: directory, found: names)
+        }
+        return Found(tars: tars, ignored: ignored.sorted())
+    }
+
+    /// `(tar name, index)` of a chunk file name `NAME.tar.NNNN.chunk` (at least 4 digits,
+    /// written as `ChunkedFileWriter.chunkPath` writes them).
+    static func parseChunk(_ name: String) -> (tar: String, index: Int)? {
+        guard let stem = name.strippingSuffix(".chunk"), let dot = stem.lastIndex(of: ".") else { return nil }
+        let tar = String(stem[..<dot])
+        let digits = stem[stem.index(after: dot)...]
+        guard tar.hasSuffix(".tar"), tar.count > 4, digits.count >= 4,
+            digits.allSatisfy({ $0.isASCII && $0.isNumber }), let index = Int(digits),
+            ChunkedFileWriter.chunkPath(tar, index: index) == name
+        else { return nil }
+        return (tar, index)
+    }
+
+    /// `directory` as an absolute path without a trailing slash.
+    static func absolute(_ directory: String) -> String {
+        var path = directory
+        if !path.hasPrefix("/") {
+            let cwd = FileManager.default.currentDirectoryPath
+            path = path.isEmpty || path == "." ? cwd : TarIO.joinPath(cwd, path)
+        }
+        while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
+        return path
+    }
+
+    /// The names in `directory` (not "." and ".."), sorted.
+    static func list(_ directory: String) throws(BundleError) -> [String] {
+        guard let dir = opendir(directory) else {
+            throw .io(path: directory, operation: "list the bundle directory", errno: errno)
+        }
+        defer { closedir(dir) }
+        var names = [String]()
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: MemoryLayout.size(ofValue: entry.pointee.d_name)) {
+                    String(cString: $0)
+                }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+}
+
+/// Indexes tars: one pass over each with `TarReader` (headers; the data of `index.json` and
+/// `oci-layout` entries is read, every other entry's data is skipped), then the layouts.
+enum TarScanner {
+    struct Scanned {
+        let tar: BundleIndex.Tar
+        let layouts: [(BundleIndex.Layout, [String: TarSpan])]
+    }
+
+    /// Largest `index.json` read (a platform root layout lists thousands of digests).
+    static let indexLimit = 64 << 20
+    /// Largest `oci-layout` read.
+    static let ociLayoutLimit = 64 << 10
+
+    /// Scans every tar, several at once; the first error in tar order is thrown.
+    static func scanAll(_ tars: [BundleIndex.Tar]) throws(BundleError) -> [Scanned] {
+        let results = Mutex([Result<Scanned, BundleError>?](repeating: nil, count: tars.count))
+        DispatchQueue.concurrentPerform(iterations: tars.count) { i in
+            let result: Result<Scanned, BundleError>
+            do throws(BundleError) { result = .success(try scan(tars[i])) } catch { result = .failure(error) }
+            results.withLock { $0[i] = result }
+        }
+        var scanned = [Scanned]()
+        for (tar, result) in zip(tars, results.withLock { $0 }) {
+            guard let result else { throw .corrupt(file: tar.name, detail: "the tar was not indexed") }
+            scanned.append(try result.get())
+        }
+        return scanned
+    }
+
+    static func scan(_ tar: BundleIndex.Tar) throws(BundleError) -> Scanned {
+        let display = displayName(tar)
+        let total = tar.size
+        var indexes = [String: [UInt8]]()          // layout directory -> index.json
+        var ociLayouts = [String: [UInt8]]()       // layout directory -> oci-layout
+        var blobs = [String: [String: TarSpan]]()  // layout directory -> hex -> data
+        do {
+            try TarReader.forEachEntry(files: tar.files) { entry, data in
+                let name = try normalize(entry.name, tar: tar.name)
+                guard entry.isRegularFile, !name.isEmpty else { return }
+                guard entry.size >= 0, entry.dataOffset >= 0, entry.dataOffset <= total - entry.size else {
+                    throw BundleError.corrupt(
+                        file: display, detail: "entry '\(entry.name)' claims data beyond the end of the tar")
+                }
+                let parts = name.split(separator: "/", omittingEmptySubsequences: true)
+                let last = parts[parts.count - 1]
+                let directory = parts.dropLast().joined(separator: "/")
+                // Later duplicates replace earlier ones, as extracting the tar would.
+                if last == "index.json" {
+                    indexes[directory] = try data.readAll(limit: indexLimit)
+                } else if last == "oci-layout" {
+                    ociLayouts[directory] = try data.readAll(limit: ociLayoutLimit)
+                } else if parts.count >= 3, parts[parts.count - 3] == "blobs", parts[parts.count - 2] == "sha256",
+                    isDigestHex(last)
+                {
+                    let layout = parts.dropLast(3).joined(separator: "/")
+                    blobs[layout, default: [:]][String(last)] = TarSpan(offset: entry.dataOffset, size: entry.size)
+                }
+            }
+        } catch let error as BundleError {
+            throw refine(error, tar: tar)
+        } catch {
+            throw .corrupt(file: display, detail: "\(error)")
+        }
+
+        for directory in Set(blobs.keys).union(ociLayouts.keys).sorted() where indexes[directory] == nil {
+            throw .missingLayoutIndex(tar: tar.name, directory: directory)
+        }
+        let prefix = relocationPrefix(tarName: tar.name, directories: Array(indexes.keys))
+        var layouts = [(BundleIndex.Layout, [String: TarSpan])]()
+        for (directory, index) in indexes.sorted(by: { $0.key < $1.key }) {
+            guard let ociLayout = ociLayouts[directory] else {
+                throw .missingOCILayout(tar: tar.name, directory: directory)
+            }
+            try checkOCILayout(ociLayout, tar: display, directory: directory)
+            let descriptors = try parseIndex(index, tar: display, directory: directory)
+            let path = prefix.isEmpty ? directory : (directory.isEmpty ? prefix : prefix + "/" + directory)
+            layouts.append((
+                BundleIndex.Layout(tar: tar.name, path: path, directory: directory, index: index, descriptors: descriptors),
+                blobs[directory] ?? [:]
+            ))
+        }
+        return Scanned(tar: tar, layouts: layouts)
+    }
+
+    /// The entry name without "./" and "." components; refuses names that reach outside the
+    /// tar's tree. "" for the tar's root directory entry.
+    static func normalize(_ raw: String, tar: String) throws(BundleError) -> String {
+        if raw.hasPrefix("/") {
+            throw .unsafeEntryName(tar: tar, name: raw, reason: "it is an absolute path")
+        }
+        var parts = [Substring]()
+        for component in raw.split(separator: "/", omittingEmptySubsequences: true) {
+            if component == "." { continue }
+            if component == ".." {
+                throw .unsafeEntryName(tar: tar, name: raw, reason: "its '..' would reach outside the tar's tree")
+            }
+            parts.append(component)
+        }
+        return parts.joined(separator: "/")
+    }
+
+    /// Where older generations' layouts belong: a `module-<name>.tar` with nothing under
+    /// `modules/` holds one module at its root (-> `modules/<name>`); a `security.tar` with
+    /// nothing under `security/` holds the databases at its root (-> `security`).
+    static func relocationPrefix(tarName: String, directories: [String]) -> String {
+        func holds(_ root: String) -> Bool {
+            directories.contains { $0 == root || $0.hasPrefix(root + "/") }
+        }
+        if tarName.hasPrefix("module-"), tarName.hasSuffix(".tar") {
+            let module = tarName.dropFirst("module-".count).dropLast(".tar".count)
+            if !module.isEmpty, !holds("modules") { return "modules/" + module }
+        }
+        if tarName == "security.tar", !holds("security") { return "security" }
+        return ""
+    }
+
+    static func isDigestHex(_ name: Substring) -> Bool {
+        name.utf8.count == 64 && name.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+
+    /// How errors name a tar: its file, or for a chunked tar its logical path.
+    static func displayName(_ tar: BundleIndex.Tar) -> String {
+        guard tar.files.count > 1 || tar.isChunked, let first = tar.files.first else { return tar.files.first ?? tar.name }
+        return TarIO.joinPath(TarIO.splitPath(first).directory, tar.name)
+            + " (\(tar.files.count) chunk file\(tar.files.count == 1 ? "" : "s"))"
+    }
+
+    /// Adds what the chunk files suggest to a damage report about a chunked tar: a chunk
+    /// much smaller than the others was likely cut short; damage at the end of the last
+    /// chunk may be a missing further chunk.
+    static func refine(_ error: BundleError, tar: BundleIndex.Tar) -> BundleError {
+        guard tar.isChunked, case let .corrupt(file, detail) = error, let lastFile = tar.files.last else { return error }
+        var hints = [String]()
+        let leading = tar.fileSizes.dropLast()
+        if let largest = leading.max(), largest > 0 {
+            for (index, size) in leading.enumerated() where size < largest / 10 * 9 {
+                hints.append("\(TarIO.splitPath(tar.files[index]).name) has \(size) bytes, fewer than the "
+                    + "other chunks (\(largest)): it was probably cut short when copied")
+            }
+        }
+        if hints.isEmpty && file == lastFile {
+            let next = TarIO.splitPath(ChunkedFileWriter.chunkPath(tar.name, index: tar.files.count)).name
+            hints.append("if \(tar.name) has more than \(tar.files.count) chunk file\(tar.files.count == 1 ? "" : "s"), "
+                + "\(next) is missing")
+        }
+        guard !hints.isEmpty else { return error }
+        return .corrupt(file: file, detail: detail + "; " + hints.joined(separator: "; "))
+    }
+
+    // MARK: - layout files
+
+    private struct OCILayoutDocument: Decodable {
+        var imageLayoutVersion: String
+    }
+
+    private struct IndexDocument: Decodable {
+        var schemaVersion: Int?
+        var mediaType: String?
+        var manifests: [Descriptor]?
+    }
+
+    static func checkOCILayout(_ bytes: [UInt8], tar: String, directory: String) throws(BundleError) {
+        let file = directory.isEmpty ? "oci-layout" : directory + "/oci-layout"
+        let document: OCILayoutDocument
+        do {
+            document = try JSONDecoder().decode(OCILayoutDocument.self, from: Data(bytes))
+        } catch {
+            throw .corrupt(file: tar, detail: "\(file) is not an OCI layout file (\(describe(error)))")
+        }
+        guard document.imageLayoutVersion.hasPrefix("1.") else {
+            throw .corrupt(
+                file: tar, detail: "\(file) has imageLayoutVersion '\(document.imageLayoutVersion)', expected 1.0.0")
+        }
+    }
+
+    /// The descriptors of an `index.json`. Its top-level mediaType may be the layout type
+    /// (newer d8), the index type (older d8), or absent.
+    static func parseIndex(_ bytes: [UInt8], tar: String, directory: String) throws(BundleError) -> [Descriptor] {
+        let file = directory.isEmpty ? "index.json" : directory + "/index.json"
+        let document: IndexDocument
+        do {
+            document = try JSONDecoder().decode(IndexDocument.self, from: Data(bytes))
+        } catch {
+            throw .corrupt(file: tar, detail: "\(file) is not a valid OCI index (\(describe(error)))")
+        }
+        if let version = document.schemaVersion, version != 2 {
+            throw .corrupt(file: tar, detail: "\(file) has schemaVersion \(version), expected 2")
+        }
+        if let raw = document.mediaType {
+            let type = MediaType(contentType: raw)
+            guard type == .ociLayout || type == .ociIndex else {
+                throw .corrupt(
+                    file: tar,
+                    detail: "\(file) has mediaType '\(raw)', expected \(MediaType.ociLayout) or \(MediaType.ociIndex)")
+            }
+        }
+        return document.manifests ?? []
+    }
+
+    /// A short account of a JSON decoding error: where and what.
+    static func describe(_ error: any Error) -> String {
+        guard let error = error as? DecodingError else { return "\(error)" }
+        func at(_ path: [any CodingKey]) -> String {
+            let text = path.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            return text.isEmpty ? "" : " at \(text)"
+        }
+        switch error {
+        case let .keyNotFound(key, context):
+            return "no '\(key.stringValue)' field\(at(context.codingPath))"
+        case let .typeMismatch(_, context), let .valueNotFound(_, context), let .dataCorrupted(context):
+            if let underlying = context.underlyingError, !(underlying is DecodingError), context.codingPath.isEmpty {
+                return "not JSON: \(context.debugDescription)"
+            }
+            return "\(context.debugDescription)\(at(context.codingPath))"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}
+
+extension String {
+    /// The string without `suffix`, or nil when it does not end with it.
+    fileprivate func strippingSuffix(_ suffix: String) -> String? {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) : nil
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import OCI
+import Registry
+import Testing
+import TestSupport
+
+/// `dkp-mirror push` of bundles into a real TLS + htpasswd registry.
+@Suite struct PushTests {
+    struct PushResult: Decodable {
+        var references: Int; var blobs: Int; var blobsUploaded: Int; var blobsMounted: Int; var blobsPresent: Int
+        var bytesUploaded: Int64; var failures: [String]; var peakResidentBytes: Int64
+    }
+
+    /// A pulled bundle of the synthetic edition (v1.69.3, all parts).
+    static func pulledBundle(_ extra: [String] = []) async throws -> (TestRegistry, URL) {
+        let (source, _) = try await PullTests.seededEdition()
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let output = try await PullTests.pull(source, into: directory, ["--deckhouse-tag", "v1.69.3"] + extra)
+        #expect(output.status == 0, "\(output.stderrString)")
+        return (source, directory)
+    }
+
+    static func push(_ directory: URL, to target: TestRegistry, password: String, _ extra: [String] = []) async throws -> TestProcess.Output {
+        try await CLITests.run(["push", directory.path, "\(target.host)/system/deckhouse", "--ca-file", target.caFile!,
+                                "-u", "rw", "--registry-password-stdin", "--json", "--progress", "none"] + extra,
+                               stdin: password)
+    }
+
+    /// Every index.json descriptor of every layout in the bundle resolves in the target by its
+    /// short tag (and digest references by digest) with the same digest.
+    static func checkTarget(_ target: TestRegistry, password: String, bundle: URL) async throws -> Int {
+        var configuration = RegistryConfiguration()
+        configuration.caFile = target.caFile
+        configuration.credential = Credential(username: "rw", password: password)
+        let client = try RegistryClient(host: target.host, configuration: configuration)
+        var checked = 0
+        for tar in try FileManager.default.contentsOfDirectory(atPath: bundle.path) where tar.hasSuffix(".tar") {
+            let folder = try await PullTests.extract([bundle.appendingPathComponent(tar)])
+            let enumerator = FileManager.default.enumerator(atPath: folder.path)
+            while let path = enumerator?.nextObject() as? String {
+                guard (path as NSString).lastPathComponent == "index.json" else { continue }
+                let layout = (path as NSString).deletingLastPathComponent
+                let repository = layout.isEmpty ? "system/deckhouse" : "system/deckhouse/\(layout)"
+                let index = try PullTests.index(folder, layout)
+                for descriptor in index.manifests {
+                    let tag = descriptor.annotations?["io.deckhouse.image.short_tag"] ?? ""
+                    let found = try await client.manifestDescriptor(repository: repository, reference: tag)
+                    #expect(found?.digest == descriptor.digest, "\(repository):\(tag)")
+                    if tag == descriptor.digest.hex {
+                        #expect(try await client.manifestDescriptor(repository: repository, reference: descriptor.digest.string) != nil)
+                    }
+                    checked += 1
+                }
+            }
+        }
+        // Module discovery: TARGET/modules:<name> for every module pushed.
+        for module in ["console", "commander", "stronghold"] {
+            #expect(try await client.manifestDescriptor(repository: "system/deckhouse/modules", reference: module) != nil, "modules:\(module)")
+        }
+        await client.shutdown()
+        return checked
+    }
+
+    @Test func pushPulledBundleThenPushAgainSendsNothing() async throws {
+        let (_, bundle) = try await Self.pulledBundle()
+        let target = try await TestRegistry.start(tls: true, users: ["rw": "push-pw-81"])
+        let first = try await Self.push(bundle, to: target, password: "push-pw-81")
+        #expect(first.status == 0, "\(first.stderrString)")
+        let result = try JSONDecoder().decode(PushResult.self, from: Data(first.stdout))
+        #expect(result.failures.isEmpty)
+        #expect(result.blobsUploaded > 0)
+        #expect(result.blobsMounted > 0, "shared blobs are mounted, not uploaded again")
+        #expect(!(first.stdoutString + first.stderrString).contains("push-pw-81"))
+        #expect(try await Self.checkTarget(target, password: "push-pw-81", bundle: bundle) > 40)
+
+        let second = try await Self.push(bundle, to: target, password: "push-pw-81")
+        #expect(second.status == 0, "\(second.stderrString)")
+        let again = try JSONDecoder().decode(PushResult.self, from: Data(second.stdout))
+        #expect(again.bytesUploaded == 0)
+        #expect(again.blobsUploaded == 0)
+    }
+
+    @Test func chunkedBundlePushesTheSame() async throws {
+        let (_, bundle) = try await Self.pulledBundle(["-c", "0.0003", "--no-modules"])
+        let target = try await TestRegistry.start(tls: true, users: ["rw": "pw-chunk"])
+        let output = try await Self.push(bundle, to: target, password: "pw-chunk", ["--modules-path-suffix", "/mods"])
+        #expect(output.status == 0, "\(output.stderrString)")
+        let result = try JSONDecoder().decode(PushResult.self, from: Data(output.stdout))
+        #expect(result.failures.isEmpty)
+        #expect(result.references == 18, "v1.69.3: controller + 4 digest images, install, install-standalone, 6 channel refs, installer, 4 databases")
+    }
+
+    @Test func corruptBlobIsNotPushedTheRestIs() async throws {
+        let (_, bundle) = try await Self.pulledBundle(["--no-modules", "--no-installer"])
+        // Flip one byte inside the security databases' largest blob, in the tar itself.
+        let tar = bundle.appendingPathComponent("security.tar")
+        var bytes = try Data(contentsOf: tar)
+        bytes[bytes.count / 2] ^= 0x55
+        try bytes.write(to: tar)
+        let target = try await TestRegistry.start(tls: true, users: ["rw": "pw-corrupt"])
+        let output = try await Self.push(bundle, to: target, password: "pw-corrupt")
+        #expect(output.status == 1)
+        let result = try JSONDecoder().decode(PushResult.self, from: Data(output.stdout))
+        #expect(result.failures.count >= 1)
+        #expect(output.stderrString.contains("corrupt"))
+        #expect(result.references > result.failures.count, "the rest of the bundle is pushed")
+    }
+
+    @Test func badTargetsAndCredentials() async throws {
+        let (_, bundle) = try await Self.pulledBundle(["--no-modules", "--no-platform"])
+        let target = try await TestRegistry.start(tls: true, users: ["rw": "right-pw"])
+        let wrong = try await Self.push(bundle, to: target, password: "wrong-pw-33")
+        #expect(wrong.status == 1)
+        #expect(wrong.stderrString.contains("rejected the credentials of user 'rw'"))
+        #expect(!wrong.stderrString.contains("wrong-pw-33"))
+        let bare = try await CLITests.run(["push", bundle.path, target.host, "--ca-file", target.caFile!])
+        #expect(bare.status == 2)
+        let empty = try TestRegistry.temporaryDirectory("dkp-empty")
+        let none = try await CLITests.run(["push", empty.path, "\(target.host)/system/deckhouse", "--ca-file", target.caFile!])
+        #expect(none.status == 2)
+        // Nothing was left in the registry by the write check.
+        var configuration = RegistryConfiguration()
+        configuration.caFile = target.caFile
+        configuration.credential = Credential(username: "rw", password: "right-pw")
+        let client = try RegistryClient(host: target.host, configuration: configuration)
+        let error = await #expect(throws: RegistryError.self) { _ = try await client.tags(repository: "system/deckhouse") }
+        #expect(error != nil)
+        await client.shutdown()
+    }
+}
