@@ -274,15 +274,24 @@ enum TarScanner {
     /// chunk may be a missing further chunk.
     static func refine(_ error: BundleError, tar: BundleIndex.Tar) -> BundleError {
         guard tar.isChunked, case let .corrupt(file, detail) = error, let lastFile = tar.files.last else { return error }
-        var hints = [String]()
+        let failedIn = TarIO.splitPath(file).name
+        // Chunks other than the last hold (about) the chunk size each; one clearly smaller
+        // was cut short, and the damage the reader met later comes from it.
         let leading = tar.fileSizes.dropLast()
         if let largest = leading.max(), largest > 0 {
-            for (index, size) in leading.enumerated() where size < largest / 10 * 9 {
-                hints.append("\(TarIO.splitPath(tar.files[index]).name) has \(size) bytes, fewer than the "
-                    + "other chunks (\(largest)): it was probably cut short when copied")
+            let short = leading.indices.filter { leading[$0] < largest / 10 * 9 }
+            if let first = short.first {
+                let names = short.map { TarIO.splitPath(tar.files[$0]).name }
+                return .corrupt(
+                    file: tar.files[first],
+                    detail: "it has \(leading[first]) bytes, fewer than the other chunks of \(tar.name) (\(largest)): "
+                        + "it was cut short when copied"
+                        + (short.count > 1 ? " (so were \(names.dropFirst().joined(separator: ", ")))" : "")
+                        + "; reading the tar failed in \(failedIn): \(detail)")
             }
         }
-        if hints.isEmpty && file == lastFile {
+        var hints = [String]()
+        if file == lastFile {
             let next = TarIO.splitPath(ChunkedFileWriter.chunkPath(tar.name, index: tar.files.count)).name
             hints.append("if \(tar.name) has more than \(tar.files.count) chunk file\(tar.files.count == 1 ? "" : "s"), "
                 + "\(next) is missing")

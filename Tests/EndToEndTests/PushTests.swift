@@ -28,7 +28,8 @@ import TestSupport
 
     /// Every index.json descriptor of every layout in the bundle resolves in the target by its
     /// short tag (and digest references by digest) with the same digest.
-    static func checkTarget(_ target: TestRegistry, password: String, bundle: URL) async throws -> Int {
+    static func checkTarget(_ target: TestRegistry, password: String, bundle: URL,
+                            modules: [String] = ["console", "commander", "stronghold"]) async throws -> Int {
         var configuration = RegistryConfiguration()
         configuration.caFile = target.caFile
         configuration.credential = Credential(username: "rw", password: password)
@@ -54,7 +55,7 @@ import TestSupport
             }
         }
         // Module discovery: TARGET/modules:<name> for every module pushed.
-        for module in ["console", "commander", "stronghold"] {
+        for module in modules {
             #expect(try await client.manifestDescriptor(repository: "system/deckhouse/modules", reference: module) != nil, "modules:\(module)")
         }
         await client.shutdown()
@@ -126,5 +127,102 @@ import TestSupport
         let error = await #expect(throws: RegistryError.self) { _ = try await client.tags(repository: "system/deckhouse") }
         #expect(error != nil)
         await client.shutdown()
+    }
+}
+
+/// Bundles as older d8 releases wrote them, made in the test from a current bundle (§2):
+/// module tars with the layout at the tar root, security.tar with the databases at the root,
+/// index.json with the OCI index media type, and the single whole-tree tar.
+@Suite struct PushOlderGenerationTests {
+    static func gnuTar(_ tar: URL, from folder: URL, _ paths: [String]) async throws {
+        let out = try await TestProcess.run("tar", ["--format=gnu", "-cf", tar.path, "-C", folder.path] + paths)
+        #expect(out.succeeded, "\(out.stderrString)")
+    }
+
+    /// Rewrites every index.json's top-level mediaType to the older OCI index type.
+    static func olderIndexMediaType(in folder: URL) throws {
+        let enumerator = FileManager.default.enumerator(atPath: folder.path)
+        while let path = enumerator?.nextObject() as? String {
+            guard (path as NSString).lastPathComponent == "index.json" else { continue }
+            let url = folder.appendingPathComponent(path)
+            let text = try String(contentsOf: url, encoding: .utf8)
+                .replacingOccurrences(of: MediaType.ociLayout.rawValue, with: MediaType.ociIndex.rawValue)
+            try text.write(to: url, atomically: true, encoding: .utf8)
+        }
+    }
+
+    @Test func olderModuleAndSecurityTarsAndTheWholeTreeTar() async throws {
+        let (_, bundle) = try await PushTests.pulledBundle()
+        // Older generation: module-<name>.tar and security.tar rooted at their own layouts.
+        let older = try TestRegistry.temporaryDirectory("dkp-older")
+        let whole = try TestRegistry.temporaryDirectory("dkp-whole-tree")
+        for tar in try FileManager.default.contentsOfDirectory(atPath: bundle.path) where tar.hasSuffix(".tar") {
+            let folder = try await PullTests.extract([bundle.appendingPathComponent(tar)])
+            try Self.olderIndexMediaType(in: folder)
+            // Everything also goes into one tree for the oldest, single-tar generation.
+            _ = try await TestProcess.run("cp", ["-a", folder.path + "/.", whole.path])
+            if tar.hasPrefix("module-") {
+                let name = String(tar.dropFirst("module-".count).dropLast(".tar".count))
+                let root = folder.appendingPathComponent("modules/\(name)")
+                let entries = try FileManager.default.contentsOfDirectory(atPath: root.path)
+                try await Self.gnuTar(older.appendingPathComponent(tar), from: root, entries)
+            } else if tar == "security.tar" {
+                let root = folder.appendingPathComponent("security")
+                try await Self.gnuTar(older.appendingPathComponent(tar), from: root, try FileManager.default.contentsOfDirectory(atPath: root.path))
+            } else {
+                try await Self.gnuTar(older.appendingPathComponent(tar), from: folder, try FileManager.default.contentsOfDirectory(atPath: folder.path))
+            }
+        }
+        let single = try TestRegistry.temporaryDirectory("dkp-single")
+        try await Self.gnuTar(single.appendingPathComponent("d8.tar"), from: whole, try FileManager.default.contentsOfDirectory(atPath: whole.path))
+
+        for (name, directory) in [("older", older), ("single", single)] {
+            let target = try await TestRegistry.start(tls: true, users: ["rw": "pw-\(name)"])
+            let output = try await PushTests.push(directory, to: target, password: "pw-\(name)")
+            #expect(output.status == 0, "\(name): \(output.stderrString)")
+            // Checked against the current bundle's index.json files: the same references, the same digests.
+            #expect(try await PushTests.checkTarget(target, password: "pw-\(name)", bundle: bundle) > 40, "\(name)")
+        }
+    }
+}
+
+@Suite struct PushInterruptTests {
+    /// A push killed halfway (SIGKILL once a few blobs are up, read from its JSON progress
+    /// events) completes on re-run, and the re-run does not send those blobs again.
+    @Test func killedPushCompletesOnRerun() async throws {
+        let (_, bundle) = try await PushTests.pulledBundle(["--no-modules"])
+        let target = try await TestRegistry.start(tls: true, users: ["rw": "pw-kill"])
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLITests.executable)
+        process.arguments = ["push", bundle.path, "\(target.host)/system/deckhouse", "--ca-file", target.caFile!,
+                             "-u", "rw", "-p", "pw-kill", "--progress", "json", "-j", "1"]
+        let events = Pipe()
+        process.standardOutput = events
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let reader = events.fileHandleForReading
+        let blobsSeen = await Task.detached { () -> Int in
+            var text = ""
+            while true {
+                let data = reader.availableData
+                if data.isEmpty { break }
+                text += String(decoding: data, as: UTF8.self)
+                let uploaded = text.components(separatedBy: "\"event\":\"blob\"").count - 1
+                if uploaded >= 3 {
+                    kill(process.processIdentifier, SIGKILL)
+                    return uploaded
+                }
+            }
+            return 0
+        }.value
+        process.waitUntilExit()
+        #expect(blobsSeen >= 3)
+        #expect(process.terminationReason == .uncaughtSignal, "killed mid-push")
+
+        let rerun = try await PushTests.push(bundle, to: target, password: "pw-kill")
+        #expect(rerun.status == 0, "\(rerun.stderrString)")
+        let result = try JSONDecoder().decode(PushTests.PushResult.self, from: Data(rerun.stdout))
+        #expect(result.blobsPresent > 0, "blobs of the killed run are not sent again")
+        #expect(try await PushTests.checkTarget(target, password: "pw-kill", bundle: bundle, modules: []) > 15)
     }
 }
