@@ -5,7 +5,10 @@
 #   2. `dkp-mirror copy` of a 1 GiB image vs `skopeo copy`, from a plain local registry
 #      into fresh TLS + htpasswd registries (wall time, MB/s, peak RSS);
 #   3. `dkp-mirror pull --deckhouse-tag` of a synthetic edition (a 1 GiB base layer) vs
-#      `skopeo copy --all` of the same references, one by one, into OCI layouts.
+#      `skopeo copy --all` of the same references, one by one, into OCI layouts;
+#   4. `dkp-mirror push` of that bundle into a fresh TLS + htpasswd registry vs `skopeo copy
+#      --all` of the same references from the OCI layouts into another; then the same push
+#      again (nothing new to send).
 # Environment: BENCH_LAYERS (default 512M,256M,128M,64M,48M,16M: 1 GiB), BENCH_JOBS (8),
 #   BENCH_BASE_LAYER (1G), BENCH_IMAGE_LAYER (8M).
 set -euo pipefail
@@ -22,7 +25,7 @@ bin=$(swift build -c release --show-bin-path)
 
 work=$(mktemp -d /tmp/dkp-bench.XXXXXX)
 cleanup() {
-  for r in source ours theirs; do scripts/registry.sh stop "$work/$r" >/dev/null 2>&1 || true; done
+  for r in source ours theirs push-ours push-theirs; do scripts/registry.sh stop "$work/$r" >/dev/null 2>&1 || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -101,6 +104,33 @@ row "pull $((bundle_bytes / 1048576)) MiB, $refs refs: wall s" "$pull_wall" "$sk
 row "pull: MB/s (bundle bytes / wall)" "$pull_mbs" "$skopeo_pull_mbs" "$(ratio "$pull_mbs" "$skopeo_pull_mbs")"
 row "pull: peak RSS MB" "$pull_rss" "$skopeo_pull_rss" "-"
 row "pull: bytes downloaded / bundle" "$(ratio "$pull_written" "$bundle_bytes")" "-" "-"
+
+# 4. Push from the bundle.
+for r in push-ours push-theirs; do scripts/registry.sh start "$work/$r" --tls --user "rw:$password" >"$work/$r.env"; done
+read_env PO "$work/push-ours.env"; read_env PT "$work/push-theirs.env"
+timed push "$bin/dkp-mirror" push "$work/bundle" "$PO_HOST/system/deckhouse" --ca-file "$PO_CA" -j "$JOBS" --progress none --json
+push_wall=$T_WALL; push_rss=$T_RSS
+timed repush "$bin/dkp-mirror" push "$work/bundle" "$PO_HOST/system/deckhouse" --ca-file "$PO_CA" -j "$JOBS" --progress none --json
+repush_wall=$T_WALL
+mkdir -p "$work/push-certs"; cp "$PT_CA" "$work/push-certs/ca.crt"
+cat >"$work/skopeo-push.sh" <<SKOPEO
+#!/usr/bin/env bash
+set -euo pipefail
+while IFS=\$'\t' read -r repo ref layout short; do
+  dir="$work/skopeo-oci/\${layout:-root}"
+  dest="$PT_HOST/system/deckhouse\${layout:+/\$layout}"
+  skopeo copy --all --quiet --dest-cert-dir "$work/push-certs" --dest-creds "rw:$password" "oci:\$dir:\$short" "docker://\$dest:\$short"
+done <"$work/refs.tsv"
+SKOPEO
+chmod +x "$work/skopeo-push.sh"
+timed skopeo-push "$work/skopeo-push.sh"
+skopeo_push_wall=$T_WALL; skopeo_push_rss=$T_RSS
+push_mbs=$(awk -v b="$bundle_bytes" -v t="$push_wall" 'BEGIN { printf "%.0f", b / t / 1e6 }')
+skopeo_push_mbs=$(awk -v b="$bundle_bytes" -v t="$skopeo_push_wall" 'BEGIN { printf "%.0f", b / t / 1e6 }')
+row "push $((bundle_bytes / 1048576)) MiB bundle: wall s" "$push_wall" "$skopeo_push_wall" "$(ratio "$skopeo_push_wall" "$push_wall")x"
+row "push: MB/s" "$push_mbs" "$skopeo_push_mbs" "$(ratio "$push_mbs" "$skopeo_push_mbs")"
+row "push: peak RSS MB" "$push_rss" "$skopeo_push_rss" "-"
+row "re-push, nothing new: wall s" "$repush_wall" "-" "$(ratio "$push_wall" "$repush_wall")x faster"
 
 # Both copies must have produced the same manifest digest.
 d1=$("$bin/dkp-mirror" inspect "$OURS_HOST/bench/image:v1" --ca-file "$OURS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')
