@@ -82,6 +82,9 @@ fileprivate final class ReadSession {
     let archive: OpaquePointer
 
     static let bufferSize = 1 << 20
+    static let headerReadSize = 4 << 10
+    /// How much the next read asks for (small after a skip, growing while data is read).
+    private var readSize = ReadSession.bufferSize
 
     init(files: [String]) throws(BundleError) {
         guard let first = files.first else {
@@ -243,7 +246,10 @@ fileprivate final class ReadSession {
                     return -1
                 }
             }
-            let want = Int(min(Int64(buffer.count), sizes[current] - position))
+            // Right after a skip only the next header is needed: read little, so indexing a
+            // bundle of many blobs touches headers, not data. Sequential reads grow back to 1 MiB.
+            let want = Int(min(Int64(readSize), sizes[current] - position))
+            readSize = min(buffer.count, readSize * 4)
             let n = pread(descriptor, buffer.baseAddress, want, off_t(position))
             if n < 0 {
                 if errno == EINTR { continue }
@@ -263,6 +269,7 @@ fileprivate final class ReadSession {
 
     /// Skips up to `request` bytes without reading them, across file boundaries.
     func skipInput(_ request: Int64) -> Int64 {
+        readSize = Self.headerReadSize
         var skipped: Int64 = 0
         while skipped < request && current < files.count {
             let step = min(request - skipped, sizes[current] - position)

@@ -141,7 +141,9 @@ public struct BundlePusher: Sendable {
                let newest = layout.descriptors.compactMap({ d in Version(tag: Self.shortTag(d)).map { ($0, d) } }).max(by: { $0.0 < $1.0 })?.1,
                let put = tags.last(where: { $0.put.repository == repository && $0.put.digest == newest.digest })?.put {
                 let modules = self.repository(for: "modules")
-                for digest in put.blobs { blobs[digest]?.repositories.append(modules) }
+                for digest in put.blobs where blobs[digest]?.repositories.contains(modules) == false {
+                    blobs[digest]?.repositories.append(modules)
+                }
                 tags.append((3, ManifestPut(repository: modules, reference: String(parts[1]), digest: put.digest, bytes: put.bytes,
                                             mediaType: put.mediaType, blobs: put.blobs, children: put.children,
                                             what: "module discovery tag \(parts[1])")))

@@ -60,7 +60,6 @@ struct BundleIndexTests {
             let index = try BundleIndex.open(directory: directory)
             Issue.record("expected an error, got \(index.layouts.count) layouts", sourceLocation: sourceLocation)
         } catch {
-            print("ERRMSG: \(error)")
             #expect(check(error), "\(error)", sourceLocation: sourceLocation)
             #expect(error.isBadInput, "\(error)", sourceLocation: sourceLocation)
         }
@@ -526,39 +525,4 @@ struct BundleIndexTests {
         #expect(BundleError.missingChunk(file: "/x").isBadInput)
     }
 
-    /// Indexing cost: set DKP_BENCH_BUNDLE_INDEX=<GB> to build a sparse bundle of that size
-    /// (blobs of DKP_BENCH_BLOB_KIB KiB, default 1024) and time `open`. Off by default.
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["DKP_BENCH_BUNDLE_INDEX"] != nil))
-    func indexingTime() throws {
-        let gigabytes = Double(ProcessInfo.processInfo.environment["DKP_BENCH_BUNDLE_INDEX"] ?? "") ?? 2
-        let dir = try scratch()
-        defer { TarTestTools.cleanup(dir) }
-        let blobSize = Int64(ProcessInfo.processInfo.environment["DKP_BENCH_BLOB_KIB"].flatMap { Int($0) } ?? 1024) << 10
-        let count = Int(gigabytes * 1e9 / Double(blobSize))
-        var names = [(name: String, size: Int64)]()
-        for i in 0..<count {
-            let hex = SHA256.digest(of: Array("blob \(i)".utf8)).hex
-            names.append(("modules/m\(i % 50)/blobs/sha256/\(hex)", blobSize))
-        }
-        for m in 0..<50 {
-            names.append(("modules/m\(m)/oci-layout", Int64(F.ociLayout.count)))
-            names.append(("modules/m\(m)/index.json", Int64(F.indexJSON([]).count)))
-        }
-        let layout = try TarLayout(entries: names)
-        let writer = try ChunkedFileWriter(finalPath: dir + "/d8.tar", totalSize: layout.totalSize, chunkSize: 1_000_000_000, resume: false)
-        // Headers and the small files only: the blob data stays a hole (reads as zeros).
-        for entry in layout.entries {
-            var block = TarHeader.encode(name: entry.name, size: entry.size)
-            if entry.name.hasSuffix("oci-layout") { block += F.ociLayout }
-            if entry.name.hasSuffix("index.json") { block += F.indexJSON([]) }
-            try block.withUnsafeBytes { try writer.write($0, at: entry.headerOffset) }
-        }
-        try writer.commit()
-        let start = ContinuousClock.now
-        let index = try BundleIndex.open(directory: dir)
-        let elapsed = ContinuousClock.now - start
-        print("BundleIndex.open of \(layout.totalSize) bytes, \(count) blobs, \(index.tars[0].files.count) chunks: \(elapsed)")
-        #expect(index.layouts.count == 50)
-        #expect(index.totalBlobBytes == Int64(count) * blobSize)
-    }
 }

@@ -226,3 +226,36 @@ import TestSupport
         #expect(try await PushTests.checkTarget(target, password: "pw-kill", bundle: bundle, modules: []) > 15)
     }
 }
+
+@Suite struct PushAccessAndDryRunTests {
+    @Test func readOnlyUserIsRefusedBeforeAnyUploadAndDryRunSendsNothing() async throws {
+        let (_, bundle) = try await PushTests.pulledBundle()
+        let issuer = try await TokenIssuer.start(users: ["ro": "ro-pw-12", "rw": "rw-pw-12"], readOnlyUsers: ["ro"])
+        let target = try await TestRegistry.start(tls: true, token: issuer)
+        let readOnly = try await CLITests.run(["push", bundle.path, "\(target.host)/system/deckhouse", "--ca-file", target.caFile!,
+                                               "-u", "ro", "-p", "ro-pw-12", "--progress", "none"])
+        #expect(readOnly.status == 1)
+        #expect(readOnly.stderrString.split(separator: "\n").last?.hasPrefix("error: ") == true)
+        #expect(readOnly.stderrString.contains("'ro'"), "\(readOnly.stderrString)")
+        #expect(!readOnly.stderrString.contains("ro-pw-12"))
+        #expect(!readOnly.stderrString.contains("pushing "), "refused before the upload starts")
+
+        let dry = try await CLITests.run(["push", bundle.path, "\(target.host)/system/deckhouse", "--ca-file", target.caFile!,
+                                          "-u", "rw", "-p", "rw-pw-12", "--dry-run", "--json", "--modules-path-suffix", "/mods"])
+        #expect(dry.status == 0, "\(dry.stderrString)")
+        struct DryRun: Decodable { var repositories: [String]; var blobs: Int; var blobsPresent: Int; var bytes: Int64 }
+        let plan = try JSONDecoder().decode(DryRun.self, from: Data(dry.stdout))
+        #expect(plan.blobsPresent == 0 && plan.blobs > 0 && plan.bytes > 0)
+        #expect(plan.repositories.contains("system/deckhouse/mods/console"))
+        #expect(plan.repositories.contains("system/deckhouse/mods"), "module discovery tags")
+        #expect(plan.repositories.contains("system/deckhouse/release-channel"))
+
+        // Nothing was written by either run.
+        var configuration = RegistryConfiguration()
+        configuration.caFile = target.caFile
+        configuration.credential = Credential(username: "rw", password: "rw-pw-12")
+        let client = try RegistryClient(host: target.host, configuration: configuration)
+        #expect(try await client.manifestDescriptor(repository: "system/deckhouse", reference: "v1.69.3") == nil)
+        await client.shutdown()
+    }
+}

@@ -56,9 +56,10 @@ public final class TokenIssuer: Sendable {
         self.state = state
     }
 
+    /// `readOnlyUsers` authenticate but are granted `pull` only (a registry's read-only user).
     public static func start(
         users: [String: String], anonymousPull: Bool = false, tokenField: TokenField = .token,
-        expiresIn: Int = 300
+        expiresIn: Int = 300, readOnlyUsers: Set<String> = []
     ) async throws -> TokenIssuer {
         let service = "dkp-test-registry"
         let issuer = "dkp-test-issuer"
@@ -80,6 +81,7 @@ public final class TokenIssuer: Sendable {
             let state = IssuerState(
                 service: service, issuer: issuer, users: users, anonymousPull: anonymousPull,
                 tokenField: tokenField, expiresIn: expiresIn, signer: signer, x5c: x5c)
+            state.readOnlyUsers.withLock { $0 = readOnlyUsers }
             let server = try await TestHTTPServer.start { request in
                 state.handle(request)
             }
@@ -188,6 +190,7 @@ final class IssuerState: Sendable {
     let signer: RSASigner
     let x5c: String
     let counters = TSLocked(Counters())
+    let readOnlyUsers = TSLocked(Set<String>())
 
     init(
         service: String, issuer: String, users: [String: String], anonymousPull: Bool,
@@ -237,7 +240,8 @@ final class IssuerState: Sendable {
         var access: [Access] = []
         for scope in scopes {
             guard let parsed = Self.parseScope(scope) else { continue }
-            let granted = anonymous ? parsed.actions.filter { $0 == "pull" } : parsed.actions
+            let pullOnly = anonymous || readOnlyUsers.withLock { $0.contains(subject) }
+            let granted = pullOnly ? parsed.actions.filter { $0 == "pull" } : parsed.actions
             if granted.isEmpty { continue }
             access.append(Access(type: parsed.type, name: parsed.name, actions: granted))
         }
