@@ -84,11 +84,11 @@ pull_wall=$T_WALL; pull_rss=$T_RSS
 bundle_bytes=$(du -cb "$work"/bundle/*.tar | tail -1 | cut -f1)
 pull_written=$(jq .bytesTransferred "$work/pull.out")
 # skopeo: every reference of the same plan, whole indexes included, into one OCI layout per repository.
-jq -r '.references[] | [.repository, .reference, .layout, .shortTag] | @tsv' "$work/plan.json" | sort -u >"$work/refs.tsv"
+jq -r '.references[] | [.repository, .reference, .layout, .shortTag] | join("|")' "$work/plan.json" | sort -u >"$work/refs.tsv"
 cat >"$work/skopeo-all.sh" <<SKOPEO
 #!/usr/bin/env bash
 set -euo pipefail
-while IFS=\$'\t' read -r repo ref layout short; do
+while IFS='|' read -r repo ref layout short; do
   sep=":"; case "\$ref" in sha256:*) sep="@";; esac
   dir="$work/skopeo-oci/\${layout:-root}"; mkdir -p "\$dir"
   skopeo copy --all --quiet --src-tls-verify=false "docker://$SRC_HOST/\$repo\$sep\$ref" "oci:\$dir:\$short"
@@ -116,7 +116,7 @@ mkdir -p "$work/push-certs"; cp "$PT_CA" "$work/push-certs/ca.crt"
 cat >"$work/skopeo-push.sh" <<SKOPEO
 #!/usr/bin/env bash
 set -euo pipefail
-while IFS=\$'\t' read -r repo ref layout short; do
+while IFS='|' read -r repo ref layout short; do
   dir="$work/skopeo-oci/\${layout:-root}"
   dest="$PT_HOST/system/deckhouse\${layout:+/\$layout}"
   skopeo copy --all --quiet --dest-cert-dir "$work/push-certs" --dest-creds "rw:$password" "oci:\$dir:\$short" "docker://\$dest:\$short"
