@@ -32,8 +32,8 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
-/// How to reach a registry (`--insecure`, `--tls-skip-verify`, `--ca-file`) and whom to log in as.
-struct ConnectionOptions: ParsableArguments {
+/// How to reach a registry: `--insecure`, `--tls-skip-verify`, `--ca-file` (cli.md's common options).
+struct TransportOptions: ParsableArguments {
     @Flag(help: "Talk plain HTTP to the registry.")
     var insecure = false
 
@@ -42,6 +42,23 @@ struct ConnectionOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp("Trust this CA bundle in addition to the system's.", valueName: "PEM"))
     var caFile: String?
+
+    /// A registry configuration with these options, the common ones (logging, connections) and `credential`.
+    func configuration(common: CommonOptions, credential: Credential?) -> RegistryConfiguration {
+        var configuration = RegistryConfiguration()
+        configuration.insecure = insecure
+        configuration.tlsSkipVerify = tlsSkipVerify
+        configuration.caFile = caFile
+        configuration.logger = common.logger
+        configuration.maxConnections = max(8, common.jobs * 2)
+        configuration.credential = credential
+        return configuration
+    }
+}
+
+/// `inspect` and `tags`: the transport options plus whom to log in as.
+struct ConnectionOptions: ParsableArguments {
+    @OptionGroup var transport: TransportOptions
 
     @Option(name: [.customShort("u"), .customLong("login")], help: "Registry username (default: from the docker config).")
     var login: String?
@@ -53,18 +70,12 @@ struct ConnectionOptions: ParsableArguments {
     var passwordStdin = false
 
     func configuration(host: String, common: CommonOptions) throws -> RegistryConfiguration {
-        var configuration = RegistryConfiguration()
-        configuration.insecure = insecure
-        configuration.tlsSkipVerify = tlsSkipVerify
-        configuration.caFile = caFile
-        configuration.logger = common.logger
-        configuration.maxConnections = max(8, common.jobs * 2)
-        configuration.optionNames = OptionNames()
-        configuration.optionNames.login = "--login"
-        configuration.optionNames.password = "--password"
-        configuration.credential = try resolveCredential(
+        let credential = try resolveCredential(
             host: host, login: login, password: password, passwordStdin: passwordStdin,
             names: ("--login", "--password", "--password-stdin"), environment: nil)
+        var configuration = transport.configuration(common: common, credential: credential)
+        configuration.optionNames.login = "--login"
+        configuration.optionNames.password = "--password"
         return configuration
     }
 }

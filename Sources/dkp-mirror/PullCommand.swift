@@ -67,12 +67,7 @@ struct PullCommand: AsyncParsableCommand {
     @Flag(help: "Allow a bundle directory that holds other files.")
     var force = false
 
-    @Flag(help: "Plain HTTP to the source registry.")
-    var insecure = false
-    @Flag(help: "HTTPS to the source without certificate verification.")
-    var tlsSkipVerify = false
-    @Option(help: ArgumentHelp("Trust this CA bundle for the source registry.", valueName: "PEM"))
-    var caFile: String?
+    @OptionGroup(title: "Source registry connection") var transport: TransportOptions
 
     @OptionGroup var common: CommonOptions
 
@@ -102,21 +97,14 @@ struct PullCommand: AsyncParsableCommand {
         }
         let directory = try prepareDirectory()
 
-        var configuration = RegistryConfiguration()
-        configuration.insecure = insecure
-        configuration.tlsSkipVerify = tlsSkipVerify
-        configuration.caFile = caFile
-        configuration.logger = common.logger
-        configuration.maxConnections = max(8, common.jobs * 2)
-        configuration.optionNames = OptionNames(prefix: "source-")
-        configuration.optionNames.caFile = "--ca-file"
-        configuration.optionNames.tlsSkipVerify = "--tls-skip-verify"
-        configuration.optionNames.insecure = "--insecure"
+        var configuration = transport.configuration(common: common, credential: nil)
+        configuration.optionNames.login = "--source-login"
+        configuration.optionNames.password = "--source-password"
         let license = self.license ?? ProcessInfo.processInfo.environment["D8_MIRROR_LICENSE_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         if let license {
             configuration.credential = .licenseKey(license)
             configuration.optionNames.login = "--license"
-            configuration.optionNames.password = "--license"
+            configuration.optionNames.password = "D8_MIRROR_LICENSE_TOKEN"
         } else {
             configuration.credential = try resolveCredential(
                 host: edition.host, login: sourceLogin, password: sourcePassword, passwordStdin: false,

@@ -36,12 +36,7 @@ struct PushCommand: AsyncParsableCommand {
     @Flag(help: "Print what would be uploaded and what exists already; upload nothing.")
     var dryRun = false
 
-    @Flag(help: "Talk plain HTTP to the registry.")
-    var insecure = false
-    @Flag(help: "HTTPS without certificate verification.")
-    var tlsSkipVerify = false
-    @Option(help: ArgumentHelp("Trust this CA bundle in addition to the system's.", valueName: "PEM"))
-    var caFile: String?
+    @OptionGroup(title: "Registry connection") var transport: TransportOptions
 
     @OptionGroup var common: CommonOptions
 
@@ -57,16 +52,11 @@ struct PushCommand: AsyncParsableCommand {
             throw UsageError("\(error)")
         }
 
-        var configuration = RegistryConfiguration()
-        configuration.insecure = insecure
-        configuration.tlsSkipVerify = tlsSkipVerify
-        configuration.caFile = caFile
-        configuration.logger = common.logger
-        configuration.maxConnections = max(8, common.jobs * 2)
-        configuration.credential = try resolveCredential(
+        let credential = try resolveCredential(
             host: reference.host, login: login, password: password, passwordStdin: registryPasswordStdin,
             names: ("--registry-login", "--registry-password", "--registry-password-stdin"),
             environment: ("D8_MIRROR_REGISTRY_LOGIN", "D8_MIRROR_REGISTRY_PASSWORD"))
+        let configuration = transport.configuration(common: common, credential: credential)
 
         let client = try RegistryClient(host: reference.host, configuration: configuration)
         let renderer = ProgressRenderer.start(dryRun ? .none : common.progress)
