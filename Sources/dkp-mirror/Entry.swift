@@ -62,5 +62,5 @@ struct DKPMirror: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dkp-mirror",
         abstract: "Mirror Deckhouse Kubernetes Platform images for air-gapped clusters.",
-        subcommands: [PullCommand.self, PushCommand.self, CopyCommand.self, InspectCommand.self, TagsCommand.self, DetectCommand.self])
+        subcommands: [PullCommand.self, VerifyCommand.self, PushCommand.self, CopyCommand.self, InspectCommand.self, TagsCommand.self, DetectCommand.self])
 }

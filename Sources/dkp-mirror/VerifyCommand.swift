@@ -1,0 +1,88 @@
+import ArgumentParser
+import Bundle
+import Foundation
+import Mirror
+import OCI
+import Registry
+
+struct VerifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check a bundle offline, or with --registry that a registry holds every image the bundle requires.",
+        discussion: """
+            Offline: SHA256SUMS, every tar readable, every layout's oci-layout and index.json, every \
+            blob's digest and size, every manifest's config, layers and children present, every digest \
+            the bundle's images_digests.json files require present, every channel's controller present. \
+            With --registry TARGET: HEADs every required image in TARGET and reports like the cluster's \
+            RegistryContainsRequiredImages check. Exit 1 when anything is missing or corrupt.
+            """)
+
+    @Argument(help: "The bundle directory.")
+    var bundleDirectory: String
+
+    @Option(help: "Check this registry (HOST[:PORT]/PATH) instead of the bundle's own integrity.")
+    var registry: String?
+
+    @Option(name: [.customShort("u"), .customLong("registry-login")], help: "Username (env D8_MIRROR_REGISTRY_LOGIN).")
+    var login: String?
+
+    @Option(name: [.customShort("p"), .customLong("registry-password")], help: "Password (env D8_MIRROR_REGISTRY_PASSWORD).")
+    var password: String?
+
+    @Flag(help: "Read the password from stdin.")
+    var registryPasswordStdin = false
+
+    @Option(help: "Path below TARGET for modules.")
+    var modulesPathSuffix = "/modules"
+
+    @OptionGroup(title: "Registry connection") var transport: TransportOptions
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let directory = (bundleDirectory as NSString).standardizingPath
+        let bundle: BundleIndex
+        do {
+            bundle = try BundleIndex.open(directory: directory)
+        } catch let error as BundleError {
+            throw UsageError("\(error)")
+        }
+        let verifier = BundleVerifier(bundle: bundle, directory: directory)
+        if let registry {
+            try await checkRegistry(registry, bundle: bundle, verifier: verifier)
+            return
+        }
+        let report = await verifier.verify()
+        if common.json {
+            try printJSON(report)
+        } else {
+            for problem in report.problems { print("problem: \(problem.message)") }
+            let summary = "\(report.files) file(s), \(report.layouts) layouts, \(report.references) references, \(report.blobs) blobs, \(formatBytes(report.bytesHashed)) hashed in \(String(format: "%.1f", report.seconds)) s (\(formatBytes(Int64(report.bytesPerSecond)))/s)"
+            print(report.ok ? "bundle OK: \(summary)" : "bundle has \(report.problems.count) problem(s): \(summary)")
+        }
+        if !report.ok { throw ExitCode(1) }
+    }
+
+    private func checkRegistry(_ text: String, bundle: BundleIndex, verifier: BundleVerifier) async throws {
+        let target = try parseReference(text, what: "--registry")
+        guard target.tag == nil, target.digest == nil else {
+            throw UsageError("--registry \(text) names an image; give HOST[:PORT]/PATH")
+        }
+        let credential = try resolveCredential(
+            host: target.host, login: login, password: password, passwordStdin: registryPasswordStdin,
+            names: ("--registry-login", "--registry-password", "--registry-password-stdin"),
+            environment: ("D8_MIRROR_REGISTRY_LOGIN", "D8_MIRROR_REGISTRY_PASSWORD"))
+        let client = try RegistryClient(host: target.host, configuration: transport.configuration(common: common, credential: credential))
+        do {
+            let pusher = BundlePusher(client: client, bundle: bundle, target: target, modulesPathSuffix: modulesPathSuffix,
+                                      jobs: common.jobs, progress: TransferProgress())
+            let checker = RegistryCompleteness(client: client, pusher: pusher, verifier: verifier, jobs: common.jobs)
+            let report = try await checker.check()
+            await client.shutdown()
+            if common.json { try printJSON(report) } else { print(report.text) }
+            if !report.failures.isEmpty { throw ExitCode(1) }
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import Foundation
+import OCI
+import Registry
+import Testing
+import TestSupport
+
+/// `dkp-mirror verify`, offline and against a registry.
+@Suite struct VerifyTests {
+    @Test func offlineVerifyPassesThenNamesACorruptBlob() async throws {
+        let (_, bundle) = try await PushTests.pulledBundle(["-c", "0.0002"])
+        let ok = try await CLITests.run(["verify", bundle.path])
+        #expect(ok.status == 0, "\(ok.stdoutString) \(ok.stderrString)")
+        #expect(ok.stdoutString.contains("bundle OK"))
+
+        // Flip a byte in the middle of a chunk of the platform tar.
+        let chunk = bundle.appendingPathComponent("platform.tar.0001.chunk")
+        var bytes = try Data(contentsOf: chunk)
+        bytes[bytes.count / 3] ^= 0x01
+        try bytes.write(to: chunk)
+        let bad = try await CLITests.run(["verify", bundle.path])
+        #expect(bad.status == 1)
+        #expect(bad.stdoutString.contains("platform.tar.0001.chunk does not match SHA256SUMS"), "\(bad.stdoutString)")
+        #expect(bad.stdoutString.contains("is corrupt: its bytes hash to"), "\(bad.stdoutString)")
+
+        // A missing chunk is a bundle that cannot be read: exit 2, naming the file.
+        try FileManager.default.removeItem(at: chunk)
+        let missing = try await CLITests.run(["verify", bundle.path])
+        #expect(missing.status == 2)
+        #expect(missing.stderrString.contains("platform.tar.0001.chunk"), "\(missing.stderrString)")
+    }
+
+    @Test func registryCheckReportsLikeTheClusterBeforeAndAfterPush() async throws {
+        let (_, bundle) = try await PushTests.pulledBundle()
+        let target = try await TestRegistry.start(tls: true, users: ["rw": "pw-verify"])
+        let arguments = ["verify", bundle.path, "--registry", "\(target.host)/system/deckhouse", "--ca-file", target.caFile!,
+                         "-u", "rw", "-p", "pw-verify"]
+        let before = try await CLITests.run(arguments)
+        #expect(before.status == 1)
+        let lines = before.stdoutString.split(separator: "\n")
+        #expect(lines.first?.contains(" of ") == true && lines.first?.contains("items with errors") == true, "\(before.stdoutString)")
+        #expect(before.stdoutString.contains("- source: "))
+        #expect(before.stdoutString.contains("unexpected status code 404 Not Found"))
+        #expect(before.stdoutString.contains("...and more"))
+        #expect(before.stdoutString.components(separatedBy: "- source: ").count - 1 == 5)
+
+        let push = try await PushTests.push(bundle, to: target, password: "pw-verify")
+        #expect(push.status == 0, "\(push.stderrString)")
+        let after = try await CLITests.run(arguments)
+        #expect(after.status == 0, "\(after.stdoutString) \(after.stderrString)")
+        #expect(after.stdoutString.hasPrefix("all "))
+        #expect(after.stdoutString.contains("items are checked"))
+        let total = Int(after.stdoutString.split(separator: " ")[1]) ?? 0
+        #expect(total >= 12, "controller, installers, platform digests and module images: \(after.stdoutString)")
+    }
+}
