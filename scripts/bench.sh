@@ -132,6 +132,17 @@ row "push: MB/s" "$push_mbs" "$skopeo_push_mbs" "$(ratio "$push_mbs" "$skopeo_pu
 row "push: peak RSS MB" "$push_rss" "$skopeo_push_rss" "-"
 row "re-push, nothing new: wall s" "$repush_wall" "-" "$(ratio "$push_wall" "$repush_wall")x faster"
 
+# 5. Offline verify of the bundle against sha256sum of the same tars (page cache warm).
+cat "$work"/bundle/*.tar >/dev/null
+timed verify "$bin/dkp-mirror" verify "$work/bundle" --json
+verify_wall=$T_WALL; verify_rss=$T_RSS
+timed sha256sum sha256sum "$work"/bundle/*.tar
+sha_wall=$T_WALL
+verify_mbs=$(awk -v b="$bundle_bytes" -v t="$verify_wall" 'BEGIN { printf "%.0f", b / t / 1e6 }')
+sha_mbs=$(awk -v b="$bundle_bytes" -v t="$sha_wall" 'BEGIN { printf "%.0f", b / t / 1e6 }')
+row "verify: bundle MB/s (wall)" "$verify_mbs" "$sha_mbs" "$(ratio "$verify_mbs" "$sha_mbs")"
+row "verify: peak RSS MB" "$verify_rss" "-" "-"
+
 # Both copies must have produced the same manifest digest.
 d1=$("$bin/dkp-mirror" inspect "$OURS_HOST/bench/image:v1" --ca-file "$OURS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')
 d2=$("$bin/dkp-mirror" inspect "$THEIRS_HOST/bench/image:v1" --ca-file "$THEIRS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')

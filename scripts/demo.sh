@@ -4,10 +4,12 @@
 #      images, security databases, modules, installer);
 #   2. pull: one DKP tag of it into d8-format tar bundles (then an interrupted-and-resumed
 #      pull of the default version range, chunked);
-#   3. push: the bundle, straight from its tars, into a TLS + password registry that plays
+#   3. verify the bundle offline (as after carrying it across the air gap), then check the
+#      target registry like the cluster does: before the push it is missing everything;
+#   4. push: the bundle, straight from its tars, into a TLS + password registry that plays
 #      registry.<PUBLIC_DOMAIN>/system/deckhouse (rw user), then again (nothing to send);
-#   4. copy: an image registry to registry into the same target.
-# Later stages (verify, the cluster's completeness check) join this script as they land.
+#      then the completeness check again: all items are there;
+#   5. copy: an image registry to registry into the same target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -61,14 +63,23 @@ ls "$work/range" | sed 's/^/  /'
 "$bin/dkp-mirror" pull "$work/range" --source "$SRC_HOST/deckhouse/ee" --insecure -c 0.05 --no-modules --progress none
 ls "$work/range" | sed 's/^/  /'
 
-step "push the v1.69.3 bundle into the target with the rw user, straight from the tars"
+step "verify the bundle offline: checksums, every blob's digest, every reference and required image"
+"$bin/dkp-mirror" verify "$work/bundle"
+
 export D8_MIRROR_REGISTRY_LOGIN=rw D8_MIRROR_REGISTRY_PASSWORD="$password"
+step "check the target like the cluster's RegistryContainsRequiredImages does (before the push)"
+"$bin/dkp-mirror" verify "$work/bundle" --registry "$DST_HOST/system/deckhouse" --ca-file "$DST_CA" || echo "(exit $?: images missing, as expected before the push)"
+
+step "push the v1.69.3 bundle into the target with the rw user, straight from the tars"
 "$bin/dkp-mirror" push "$work/bundle" "$DST_HOST/system/deckhouse" --ca-file "$DST_CA" --progress plain
 
 step "what the cluster will ask the registry for resolves"
 "$bin/dkp-mirror" inspect "$DST_HOST/system/deckhouse:v1.69.3" --ca-file "$DST_CA" -u rw -p "$password" | head -2
 "$bin/dkp-mirror" tags "$DST_HOST/system/deckhouse/release-channel" --ca-file "$DST_CA" -u rw -p "$password" | tr '\n' ' '; echo
 "$bin/dkp-mirror" tags "$DST_HOST/system/deckhouse/modules" --ca-file "$DST_CA" -u rw -p "$password" | tr '\n' ' '; echo
+
+step "check the target again: complete"
+"$bin/dkp-mirror" verify "$work/bundle" --registry "$DST_HOST/system/deckhouse" --ca-file "$DST_CA"
 
 step "push again: everything is there, no blob bytes are sent"
 "$bin/dkp-mirror" push "$work/bundle" "$DST_HOST/system/deckhouse" --ca-file "$DST_CA" --progress none
