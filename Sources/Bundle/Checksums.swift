@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Dispatch
+import Foundation
 import OCI
 import Streams
 import Synchronization
@@ -96,5 +97,40 @@ extension String {
     /// Replaces every occurrence of `target` (no Foundation needed).
     fileprivate func replacingAll(_ target: String, with replacement: String) -> String {
         split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}
+
+extension Checksums {
+    /// Streebog-256 (GOST R 34.11-2012) of a file as lowercase hex, as d8's `.gostsum` files hold it.
+    public static func streebog256Hex(ofFile path: String) throws(BundleError) -> String {
+        let reader: ChunkedFileReader
+        do { reader = try ChunkedFileReader(path: path, chunkSize: Checksums.readSize) } catch {
+            throw .io(path: path, operation: "open", errno: ENOENT)
+        }
+        let hasher = Streebog256()
+        do {
+            while let chunk = try reader.next() { hasher.update(chunk) }
+        } catch {
+            throw .io(path: path, operation: "read", errno: EIO)
+        }
+        return hasher.finalizeHex()
+    }
+
+    /// Writes `<file>.gostsum` (hex, no newline) beside each file, atomically, hashing in parallel.
+    public static func writeGostsums(_ paths: [String]) throws(BundleError) {
+        let failures = Mutex<[BundleError]>([])
+        DispatchQueue.concurrentPerform(iterations: paths.count) { i in
+            do throws(BundleError) {
+                let hex = try streebog256Hex(ofFile: paths[i])
+                let target = paths[i] + ".gostsum"
+                guard FileManager.default.createFile(atPath: target + ".tmp", contents: Data(hex.utf8)),
+                      rename(target + ".tmp", target) == 0 else {
+                    throw BundleError.io(path: target, operation: "write", errno: errno)
+                }
+            } catch {
+                failures.withLock { $0.append(error) }
+            }
+        }
+        if let first = failures.withLock({ $0.first }) { throw first }
     }
 }

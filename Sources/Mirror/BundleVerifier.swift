@@ -46,6 +46,7 @@ public struct BundleVerifier: Sendable {
         let hashed = Mutex<Int64>(0)
 
         problems += checkSums(hashed: hashed)
+        problems += checkGostsums()
 
         // Structure: every reference's manifest tree is complete.
         var references = 0
@@ -132,6 +133,28 @@ public struct BundleVerifier: Sendable {
             }
         }
         return problems
+    }
+
+    /// Every `<file>.gostsum` (Streebog-256, as d8 writes them) matches its file.
+    private func checkGostsums() -> [VerifyProblem] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory))?.filter { $0.hasSuffix(".gostsum") }.sorted() ?? []
+        let results = Mutex<[VerifyProblem]>([])
+        let directory = self.directory
+        DispatchQueue.concurrentPerform(iterations: names.count) { i in
+            let name = names[i]
+            let file = String(name.dropLast(".gostsum".count))
+            let expected = ((try? String(contentsOfFile: directory + "/" + name, encoding: .utf8)) ?? "")
+                .trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+            do {
+                let actual = try Checksums.streebog256Hex(ofFile: directory + "/" + file)
+                if actual != expected {
+                    results.withLock { $0.append(VerifyProblem(check: "gostsum", message: "\(file) does not match \(name): expected \(expected), got \(actual)")) }
+                }
+            } catch {
+                results.withLock { $0.append(VerifyProblem(check: "gostsum", message: "\(name): cannot read \(file): \(error)")) }
+            }
+        }
+        return results.withLock { $0 }.sorted { $0.message < $1.message }
     }
 
     /// A reference's manifest (and an index's children) present, intact, and every config and layer present with its size.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Bundle
 import DKP
 import Foundation
 import Mirror
@@ -60,6 +61,9 @@ struct PullCommand: AsyncParsableCommand {
 
     @Option(name: [.customShort("c"), .customLong("images-bundle-chunk-size")], help: "Cut each tar into chunks of N*10^9 bytes.")
     var chunkSize: Double?
+
+    @Flag(help: "Also write a <file>.gostsum (GOST R 34.11-2012, Streebog-256) beside each tar or chunk, as d8 does.")
+    var gostDigest = false
 
     @Flag(help: "Print the plan (references, blobs, bytes) and transfer nothing.")
     var dryRun = false
@@ -130,6 +134,10 @@ struct PullCommand: AsyncParsableCommand {
             writeErr("pulling \(plan.imageCount) references, \(plan.blobCount) blobs, \(formatBytes(plan.totalBytes)) into \(directory)\n")
             let result = try await puller.pull(plan, into: directory, chunkSize: chunkSize.map { Int64(($0 * 1e9).rounded()) })
             renderer.finish()
+            if gostDigest {
+                writeErr("writing GOST digests ...\n")
+                try Checksums.writeGostsums(result.files.map { directory + "/" + $0 })
+            }
             await client.shutdown()
             if common.json {
                 try printJSON(result)

@@ -7,10 +7,14 @@ import TestSupport
 /// `dkp-mirror verify`, offline and against a registry.
 @Suite struct VerifyTests {
     @Test func offlineVerifyPassesThenNamesACorruptBlob() async throws {
-        let (_, bundle) = try await PushTests.pulledBundle(["-c", "0.0002"])
+        let (_, bundle) = try await PushTests.pulledBundle(["-c", "0.0002", "--gost-digest", "--no-modules"])
         let ok = try await CLITests.run(["verify", bundle.path])
         #expect(ok.status == 0, "\(ok.stdoutString) \(ok.stderrString)")
         #expect(ok.stdoutString.contains("bundle OK"))
+        // d8's format: lowercase hex, no newline, one per tar or chunk.
+        let gost = try String(contentsOf: bundle.appendingPathComponent("platform.tar.0000.chunk.gostsum"), encoding: .utf8)
+        #expect(gost.count == 64 && gost == gost.lowercased() && !gost.hasSuffix("\n"))
+        #expect(FileManager.default.fileExists(atPath: bundle.appendingPathComponent("security.tar.0000.chunk.gostsum").path))
 
         // Flip a byte in the middle of a chunk of the platform tar.
         let chunk = bundle.appendingPathComponent("platform.tar.0001.chunk")
@@ -21,6 +25,7 @@ import TestSupport
         #expect(bad.status == 1)
         #expect(bad.stdoutString.contains("platform.tar.0001.chunk does not match SHA256SUMS"), "\(bad.stdoutString)")
         #expect(bad.stdoutString.contains("is corrupt: its bytes hash to"), "\(bad.stdoutString)")
+        #expect(bad.stdoutString.contains("platform.tar.0001.chunk does not match platform.tar.0001.chunk.gostsum"), "\(bad.stdoutString)")
 
         // A missing chunk is a bundle that cannot be read: exit 2, naming the file.
         try FileManager.default.removeItem(at: chunk)
