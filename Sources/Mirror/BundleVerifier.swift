@@ -126,8 +126,8 @@ public struct BundleVerifier: Sendable {
             return problems
         }
         for ((entry, path), digest) in zip(present, digests) {
-            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? 0
-            hashed.withLock { $0 += size ?? 0 }
+            let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64) ?? 0
+            hashed.withLock { $0 += size }
             if digest.hex != entry.hex {
                 problems.append(VerifyProblem(check: "SHA256SUMS", message: "\(entry.name) does not match SHA256SUMS: expected \(entry.hex), got \(digest.hex)"))
             }

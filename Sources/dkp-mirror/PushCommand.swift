@@ -48,7 +48,8 @@ struct PushCommand: AsyncParsableCommand {
         let bundle: BundleIndex
         do {
             bundle = try BundleIndex.open(directory: (bundleDirectory as NSString).standardizingPath)
-        } catch let error as BundleError {
+        } catch {
+            // An unreadable bundle (missing chunk, truncated tar, layout without oci-layout) is bad input.
             throw UsageError("\(error)")
         }
 

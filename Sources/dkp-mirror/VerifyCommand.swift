@@ -43,7 +43,8 @@ struct VerifyCommand: AsyncParsableCommand {
         let bundle: BundleIndex
         do {
             bundle = try BundleIndex.open(directory: directory)
-        } catch let error as BundleError {
+        } catch {
+            // An unreadable bundle (missing chunk, truncated tar, layout without oci-layout) is bad input.
             throw UsageError("\(error)")
         }
         let verifier = BundleVerifier(bundle: bundle, directory: directory)
