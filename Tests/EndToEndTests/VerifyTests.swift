@@ -58,3 +58,35 @@ import TestSupport
         #expect(total >= 12, "controller, installers, platform digests and module images: \(after.stdoutString)")
     }
 }
+
+@Suite struct VerifyBadInputTests {
+    /// Unreadable bundles are exit 2 with a message naming the file; damaged content is exit 1.
+    @Test func truncatedEmptyAndDamagedBundles() async throws {
+        let (_, bundle) = try await PushTests.pulledBundle(["--no-modules", "--no-installer"])
+        let empty = try TestRegistry.temporaryDirectory("dkp-empty")
+        let none = try await CLITests.run(["verify", empty.path])
+        #expect(none.status == 2)
+        #expect(none.stderrString.hasPrefix("error: "))
+
+        // A tar cut short.
+        let truncated = try TestRegistry.temporaryDirectory("dkp-truncated")
+        let security = try Data(contentsOf: bundle.appendingPathComponent("security.tar"))
+        try security.prefix(security.count / 2).write(to: truncated.appendingPathComponent("security.tar"))
+        let cut = try await CLITests.run(["verify", truncated.path])
+        #expect(cut.status == 2)
+        #expect(cut.stderrString.contains("security.tar"), "\(cut.stderrString)")
+
+        // A manifest the index lists, removed from the tar: the reference is named.
+        let folder = try await PullTests.extract([bundle.appendingPathComponent("security.tar")])
+        let index = try PullTests.index(folder, "security/trivy-db")
+        let manifest = try #require(index.manifests.first)
+        try FileManager.default.removeItem(at: folder.appendingPathComponent("security/trivy-db/blobs/sha256/\(manifest.digest.hex)"))
+        let damaged = try TestRegistry.temporaryDirectory("dkp-damaged")
+        let out = try await TestProcess.run("tar", ["--format=gnu", "-cf", damaged.appendingPathComponent("security.tar").path,
+                                                    "-C", folder.path, "security"])
+        #expect(out.succeeded)
+        let missing = try await CLITests.run(["verify", damaged.path, "--json"])
+        #expect(missing.status == 1)
+        #expect(missing.stdoutString.contains("manifest \(manifest.digest) is missing"), "\(missing.stdoutString)")
+    }
+}
