@@ -1,4 +1,5 @@
 import ArgumentParser
+import Bundle
 import Foundation
 import Logging
 import Registry
@@ -77,6 +78,41 @@ struct ConnectionOptions: ParsableArguments {
         configuration.optionNames.login = "--login"
         configuration.optionNames.password = "--password"
         return configuration
+    }
+}
+
+/// `push` and `verify --registry`: the cluster's registry, its read-write user, the modules path.
+struct TargetRegistryOptions: ParsableArguments {
+    @Option(name: [.customShort("u"), .customLong("registry-login")], help: "Username (env D8_MIRROR_REGISTRY_LOGIN).")
+    var login: String?
+
+    @Option(name: [.customShort("p"), .customLong("registry-password")], help: "Password (env D8_MIRROR_REGISTRY_PASSWORD).")
+    var password: String?
+
+    @Flag(help: "Read the password from stdin.")
+    var registryPasswordStdin = false
+
+    @Option(help: "Path below TARGET for modules.")
+    var modulesPathSuffix = "/modules"
+
+    @OptionGroup var transport: TransportOptions
+
+    func configuration(host: String, common: CommonOptions) throws -> RegistryConfiguration {
+        let credential = try resolveCredential(
+            host: host, login: login, password: password, passwordStdin: registryPasswordStdin,
+            names: ("--registry-login", "--registry-password", "--registry-password-stdin"),
+            environment: ("D8_MIRROR_REGISTRY_LOGIN", "D8_MIRROR_REGISTRY_PASSWORD"))
+        return transport.configuration(common: common, credential: credential)
+    }
+}
+
+/// Opens a bundle; one that cannot be read (a missing chunk, a truncated tar, a layout
+/// without oci-layout) is bad input: exit 2, naming the file.
+func openBundle(_ directory: String) throws -> BundleIndex {
+    do {
+        return try BundleIndex.open(directory: (directory as NSString).standardizingPath)
+    } catch {
+        throw UsageError("\(error)")
     }
 }
 

@@ -21,22 +21,10 @@ struct PushCommand: AsyncParsableCommand {
     @Argument(help: "HOST[:PORT]/PATH, e.g. registry.example.com/system/deckhouse")
     var target: String
 
-    @Option(name: [.customShort("u"), .customLong("registry-login")], help: "Username (env D8_MIRROR_REGISTRY_LOGIN).")
-    var login: String?
-
-    @Option(name: [.customShort("p"), .customLong("registry-password")], help: "Password (env D8_MIRROR_REGISTRY_PASSWORD).")
-    var password: String?
-
-    @Flag(help: "Read the password from stdin.")
-    var registryPasswordStdin = false
-
-    @Option(help: "Path below TARGET for modules.")
-    var modulesPathSuffix = "/modules"
-
     @Flag(help: "Print what would be uploaded and what exists already; upload nothing.")
     var dryRun = false
 
-    @OptionGroup(title: "Registry connection") var transport: TransportOptions
+    @OptionGroup(title: "Registry") var registryOptions: TargetRegistryOptions
 
     @OptionGroup var common: CommonOptions
 
@@ -45,24 +33,14 @@ struct PushCommand: AsyncParsableCommand {
         guard reference.tag == nil, reference.digest == nil else {
             throw UsageError("TARGET \(target) names an image; give HOST[:PORT]/PATH, e.g. registry.example.com/system/deckhouse")
         }
-        let bundle: BundleIndex
-        do {
-            bundle = try BundleIndex.open(directory: (bundleDirectory as NSString).standardizingPath)
-        } catch {
-            // An unreadable bundle (missing chunk, truncated tar, layout without oci-layout) is bad input.
-            throw UsageError("\(error)")
-        }
+        let bundle = try openBundle(bundleDirectory)
 
-        let credential = try resolveCredential(
-            host: reference.host, login: login, password: password, passwordStdin: registryPasswordStdin,
-            names: ("--registry-login", "--registry-password", "--registry-password-stdin"),
-            environment: ("D8_MIRROR_REGISTRY_LOGIN", "D8_MIRROR_REGISTRY_PASSWORD"))
-        let configuration = transport.configuration(common: common, credential: credential)
+        let configuration = try registryOptions.configuration(host: reference.host, common: common)
 
         let client = try RegistryClient(host: reference.host, configuration: configuration)
         let renderer = ProgressRenderer.start(dryRun ? .none : common.progress)
         do {
-            let pusher = BundlePusher(client: client, bundle: bundle, target: reference, modulesPathSuffix: modulesPathSuffix,
+            let pusher = BundlePusher(client: client, bundle: bundle, target: reference, modulesPathSuffix: registryOptions.modulesPathSuffix,
                                       jobs: common.jobs, progress: renderer.progress)
             let plan = try pusher.plan()
             // Refuse early, before any byte moves, when the user may not push (leaves nothing behind).

@@ -23,30 +23,12 @@ struct VerifyCommand: AsyncParsableCommand {
     @Option(help: "Check this registry (HOST[:PORT]/PATH) instead of the bundle's own integrity.")
     var registry: String?
 
-    @Option(name: [.customShort("u"), .customLong("registry-login")], help: "Username (env D8_MIRROR_REGISTRY_LOGIN).")
-    var login: String?
-
-    @Option(name: [.customShort("p"), .customLong("registry-password")], help: "Password (env D8_MIRROR_REGISTRY_PASSWORD).")
-    var password: String?
-
-    @Flag(help: "Read the password from stdin.")
-    var registryPasswordStdin = false
-
-    @Option(help: "Path below TARGET for modules.")
-    var modulesPathSuffix = "/modules"
-
-    @OptionGroup(title: "Registry connection") var transport: TransportOptions
+    @OptionGroup(title: "Registry") var registryOptions: TargetRegistryOptions
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
         let directory = (bundleDirectory as NSString).standardizingPath
-        let bundle: BundleIndex
-        do {
-            bundle = try BundleIndex.open(directory: directory)
-        } catch {
-            // An unreadable bundle (missing chunk, truncated tar, layout without oci-layout) is bad input.
-            throw UsageError("\(error)")
-        }
+        let bundle = try openBundle(directory)
         let verifier = BundleVerifier(bundle: bundle, directory: directory)
         if let registry {
             try await checkRegistry(registry, bundle: bundle, verifier: verifier)
@@ -68,13 +50,10 @@ struct VerifyCommand: AsyncParsableCommand {
         guard target.tag == nil, target.digest == nil else {
             throw UsageError("--registry \(text) names an image; give HOST[:PORT]/PATH")
         }
-        let credential = try resolveCredential(
-            host: target.host, login: login, password: password, passwordStdin: registryPasswordStdin,
-            names: ("--registry-login", "--registry-password", "--registry-password-stdin"),
-            environment: ("D8_MIRROR_REGISTRY_LOGIN", "D8_MIRROR_REGISTRY_PASSWORD"))
-        let client = try RegistryClient(host: target.host, configuration: transport.configuration(common: common, credential: credential))
+        let configuration = try registryOptions.configuration(host: target.host, common: common)
+        let client = try RegistryClient(host: target.host, configuration: configuration)
         do {
-            let pusher = BundlePusher(client: client, bundle: bundle, target: target, modulesPathSuffix: modulesPathSuffix,
+            let pusher = BundlePusher(client: client, bundle: bundle, target: target, modulesPathSuffix: registryOptions.modulesPathSuffix,
                                       jobs: common.jobs, progress: TransferProgress())
             let checker = RegistryCompleteness(client: client, pusher: pusher, verifier: verifier, jobs: common.jobs)
             let report = try await checker.check()
