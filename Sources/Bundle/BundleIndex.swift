@@ -19,7 +19,8 @@ import OCI
 /// leading `./`. Chunked tars (`NAME.tar.0000.chunk`, ...) are read as one tar.
 ///
 /// Duplicate entries in a tar: the later one wins, as extracting the tar (what d8 push does)
-/// would leave it. Entry names that are absolute or contain `..` make the tar refused.
+/// would leave it; they are listed in `duplicateEntries`. Entry names that are absolute or
+/// contain `..` make the tar refused.
 public struct BundleIndex: Sendable {
     /// One tar of the bundle: a single file, or the chunk files that concatenated form it.
     public struct Tar: Sendable, Equatable {
@@ -62,8 +63,17 @@ public struct BundleIndex: Sendable {
         }
     }
 
+    /// A name a tar holds more than once (the last copy is the one indexed).
+    public struct DuplicateEntry: Sendable, Equatable {
+        public let tar: String
+        public let name: String
+        public let count: Int
+    }
+
     /// The tars of the bundle, sorted by name.
     public let tars: [Tar]
+    /// Names held more than once by a tar, by tar then name (verify reports them).
+    public let duplicateEntries: [DuplicateEntry]
     /// Every layout of the bundle, sorted by path (paths are unique across the bundle).
     public let layouts: [Layout]
     /// Files in the bundle directory that are not part of the bundle and not one of the
@@ -92,8 +102,10 @@ public struct BundleIndex: Sendable {
         var tables = [String: BlobTable]()
         var owners = [String: [String]]()
         var bytes: Int64 = 0
+        var duplicates = [DuplicateEntry]()
         for (tarIndex, item) in scanned.enumerated() {
             tars.append(item.tar)
+            duplicates += item.duplicates
             for (layout, entries) in item.layouts {
                 owners[layout.path, default: []].append(layout.tar)
                 layouts.append(layout)
@@ -105,11 +117,14 @@ public struct BundleIndex: Sendable {
             throw .duplicateLayout(path: path, tars: names.sorted())
         }
         layouts.sort { Self.precedes($0.path, $1.path) }
-        return BundleIndex(tars: tars, layouts: layouts, ignoredFiles: found.ignored, blobTables: tables, blobBytes: bytes)
+        return BundleIndex(tars: tars, duplicateEntries: duplicates, layouts: layouts, ignoredFiles: found.ignored,
+                           blobTables: tables, blobBytes: bytes)
     }
 
-    private init(tars: [Tar], layouts: [Layout], ignoredFiles: [String], blobTables: [String: BlobTable], blobBytes: Int64) {
+    private init(tars: [Tar], duplicateEntries: [DuplicateEntry], layouts: [Layout], ignoredFiles: [String],
+                 blobTables: [String: BlobTable], blobBytes: Int64) {
         self.tars = tars
+        self.duplicateEntries = duplicateEntries
         self.layouts = layouts
         self.ignoredFiles = ignoredFiles
         self.blobTables = blobTables

@@ -148,6 +148,8 @@ enum TarScanner {
     struct Scanned {
         let tar: BundleIndex.Tar
         let layouts: [(BundleIndex.Layout, [String: TarSpan])]
+        /// Regular-file names the tar holds more than once, with how many times.
+        var duplicates: [BundleIndex.DuplicateEntry] = []
     }
 
     /// Largest `index.json` read (a platform root layout lists thousands of digests).
@@ -177,13 +179,16 @@ enum TarScanner {
         var indexes = [String: [UInt8]]()          // layout directory -> index.json
         var ociLayouts = [String: [UInt8]]()       // layout directory -> oci-layout
         var blobs = [String: [String: TarSpan]]()  // layout directory -> hex -> data
+        var seen = [String: Int]()                 // name -> times
         do {
             try TarReader.forEachEntry(files: tar.files) { entry, data in
                 let name = try normalize(entry.name, tar: tar.name)
                 guard entry.isRegularFile, !name.isEmpty else { return }
+                seen[name, default: 0] += 1
                 guard entry.size >= 0, entry.dataOffset >= 0, entry.dataOffset <= total - entry.size else {
+                    // The data would run past the last file: name it (a missing further chunk is likely).
                     throw BundleError.corrupt(
-                        file: display, detail: "entry '\(entry.name)' claims data beyond the end of the tar")
+                        file: tar.files.last ?? display, detail: "entry '\(entry.name)' claims data beyond the end of the tar")
                 }
                 let parts = name.split(separator: "/", omittingEmptySubsequences: true)
                 let last = parts[parts.count - 1]
@@ -223,7 +228,9 @@ enum TarScanner {
                 blobs[directory] ?? [:]
             ))
         }
-        return Scanned(tar: tar, layouts: layouts)
+        let duplicates = seen.filter { $0.value > 1 }.sorted { $0.key < $1.key }
+            .map { BundleIndex.DuplicateEntry(tar: tar.name, name: $0.key, count: $0.value) }
+        return Scanned(tar: tar, layouts: layouts, duplicates: duplicates)
     }
 
     /// The entry name without "./" and "." components; refuses names that reach outside the

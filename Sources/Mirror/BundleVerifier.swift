@@ -20,17 +20,21 @@ public struct VerifyReport: Sendable, Codable {
     public var layouts: Int
     public var references: Int
     public var blobs: Int
+    /// Bytes read and hashed (each byte of the bundle once).
     public var bytesHashed: Int64
     public var seconds: Double
     public var bytesPerSecond: Double
+    /// With `--deep`: the layers decompressed and checked against their diff_ids.
+    public var deep: DeepSummary?
     public var problems: [VerifyProblem]
     public var ok: Bool { problems.isEmpty }
 }
 
-/// Checks a bundle offline: SHA256SUMS, every layout's index.json references and their
-/// manifests, configs, layers and children, every blob's digest and size, every digest the
-/// bundle's images_digests.json files require, and that each channel version's controller
-/// is there. Blobs are hashed in parallel on all cores.
+/// Checks a bundle offline: SHA256SUMS and .gostsum files, every layout's index.json
+/// references and their manifests, configs, layers and children, every blob's digest and
+/// size, names a tar holds twice, every digest the bundle's images_digests.json files
+/// require, and that each channel version's controller is there; with `deep`, every layer's
+/// diff_id. Each byte is read once, hashed on all cores (`VerifyPass`).
 public struct BundleVerifier: Sendable {
     public let bundle: BundleIndex
     public let directory: String
@@ -40,121 +44,196 @@ public struct BundleVerifier: Sendable {
         self.directory = directory
     }
 
-    public func verify() async -> VerifyReport {
+    /// Checks the bundle; with `deep`, also decompresses every layer and checks it against
+    /// its image config's `rootfs.diff_ids`.
+    public func verify(deep: Bool = false) async -> VerifyReport {
         let started = ContinuousClock.now
         var problems: [VerifyProblem] = []
-        let hashed = Mutex<Int64>(0)
 
-        problems += checkSums(hashed: hashed)
-        problems += checkGostsums()
+        let sums = readSHA256SUMS()
+        let gosts = readGostsums()
+        problems += sums.problems
 
         // Structure: every reference's manifest tree is complete.
         var references = 0
-        var wanted: [(BundleIndex.Layout, Digest, Int64)] = []
+        var wanted: [(layout: BundleIndex.Layout, location: BlobLocation)] = []
         for layout in bundle.layouts {
             for descriptor in layout.descriptors {
                 references += 1
                 problems += checkTree(descriptor, layout: layout)
             }
             for digest in bundle.blobs(in: layout) {
-                if let location = bundle.blob(digest, in: layout) { wanted.append((layout, digest, location.size)) }
+                if let location = bundle.blob(digest, in: layout) { wanted.append((layout, location)) }
             }
         }
+        problems += duplicateEntryProblems()
 
-        // Every blob hashes to its name (largest first keeps both cores busy to the end).
-        let blobs = wanted.sorted { $0.2 > $1.2 }
-        let blobProblems = Mutex<[VerifyProblem]>([])
-        let bundle = self.bundle
-        DispatchQueue.concurrentPerform(iterations: blobs.count) { i in
-            let (layout, digest, _) = blobs[i]
-            guard let location = bundle.blob(digest, in: layout) else { return }
-            let hasher = SHA256()
-            var count: Int64 = 0
-            do {
-                try bundle.read(location, pieceSize: 4 << 20) { piece in
-                    hasher.update(piece)
-                    count += Int64(piece.count)
-                }
-                hashed.withLock { $0 += count }
-                let actual = hasher.finalize()
-                if actual != digest {
-                    blobProblems.withLock {
-                        $0.append(VerifyProblem(check: "blob", message: "\(layout.tar): \(Self.name(layout))/blobs/sha256/\(digest.hex) is corrupt: its bytes hash to \(actual)"))
-                    }
-                }
-            } catch {
-                blobProblems.withLock { $0.append(VerifyProblem(check: "blob", message: "\(layout.tar): cannot read blob \(digest): \(error)")) }
+        // One read of every byte: whole-file hashes and blob hashes from the same pieces.
+        let jobs = passJobs(wanted: wanted, sums: sums.expected, gosts: gosts.expected)
+        let results = VerifyPass(bundle: bundle).run(jobs)
+        problems += fileProblems(results, sums: sums.expected, gosts: gosts.expected) + gosts.problems
+        var blobProblems: [VerifyProblem] = []
+        var damaged = Set<String>()
+        for (id, (layout, location)) in wanted.enumerated() {
+            let blobName = "\(Self.name(layout))/blobs/sha256/\(location.digest.hex)"
+            switch results.blobs[id] {
+            case .intact: continue
+            case let .corrupt(actual):
+                blobProblems.append(VerifyProblem(check: "blob", message: "\(layout.tar): \(blobName) is corrupt: its bytes hash to \(actual)"))
+            case let .unreadable(reason):
+                blobProblems.append(VerifyProblem(check: "blob", message: "\(layout.tar): cannot read blob \(blobName): \(reason)"))
+            case nil:
+                blobProblems.append(VerifyProblem(check: "blob", message: "\(layout.tar): blob \(blobName) was not hashed (its tar could not be read)"))
             }
+            damaged.insert(layout.path + "@" + location.digest.hex)
         }
-        problems += blobProblems.withLock { $0 }.sorted { $0.message < $1.message }
+        problems += blobProblems.sorted { $0.message < $1.message }
 
         problems += await checkRequiredDigests()
         problems += checkChannels()
 
+        var deepReport = DeepReport()
+        if deep {
+            deepReport = checkDiffIDs(skipping: damaged)
+            problems += deepReport.problems
+        }
+
         let seconds = (ContinuousClock.now - started).inSeconds
-        let bytes = hashed.withLock { $0 }
+        let bytes = results.bytesRead
         return VerifyReport(directory: directory, files: bundle.tars.reduce(0) { $0 + $1.files.count },
                             layouts: bundle.layouts.count, references: references, blobs: wanted.count,
                             bytesHashed: bytes, seconds: seconds, bytesPerSecond: seconds > 0 ? Double(bytes) / seconds : 0,
+                            deep: deep ? DeepSummary(layers: deepReport.layers, skipped: deepReport.skipped,
+                                                     compressedBytes: deepReport.compressedBytes,
+                                                     uncompressedBytes: deepReport.uncompressedBytes,
+                                                     seconds: deepReport.seconds) : nil,
                             problems: problems)
     }
 
     static func name(_ layout: BundleIndex.Layout) -> String { layout.directory.isEmpty ? "." : layout.directory }
 
-    /// SHA256SUMS (coreutils format), when the bundle has one: every listed file hashes as listed.
-    private func checkSums(hashed: borrowing Mutex<Int64>) -> [VerifyProblem] {
-        let path = directory + "/SHA256SUMS"
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
-        var problems: [VerifyProblem] = []
-        var entries: [(name: String, hex: String)] = []
-        for line in text.split(separator: "\n") where !line.isEmpty {
-            let parts = line.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].count == 64 else {
-                problems.append(VerifyProblem(check: "SHA256SUMS", message: "SHA256SUMS: unreadable line '\(line.prefix(80))'"))
-                continue
+    /// The hashing work: per tar, one sequential read when any of its files needs a
+    /// whole-file hash, else one job per blob; files outside the tars that SHA256SUMS or a
+    /// `.gostsum` covers, on their own.
+    private func passJobs(wanted: [(layout: BundleIndex.Layout, location: BlobLocation)],
+                          sums: [String: String], gosts: [String: String]) -> [VerifyPass.Job] {
+        var jobs: [VerifyPass.Job] = []
+        var inTars = Set<String>()
+        var byTar = [String: [VerifyPass.Blob]]()
+        for tar in bundle.tars {
+            var base: Int64 = 0
+            var bases = [String: Int64]()
+            for (path, size) in zip(tar.files, tar.fileSizes) {
+                bases[path] = base
+                base += size
             }
-            let name = parts[1].hasPrefix(" ") || parts[1].hasPrefix("*") ? String(parts[1].dropFirst()) : String(parts[1])
-            entries.append((name, String(parts[0]).lowercased()))
+            for (id, item) in wanted.enumerated() where item.layout.tar == tar.name {
+                let location = item.location
+                let start = location.segments.first.map { (bases[$0.path] ?? 0) + $0.offset } ?? 0
+                byTar[tar.name, default: []].append(VerifyPass.Blob(id: id, digest: location.digest, start: start,
+                                                                    size: location.size, location: location))
+            }
+            let files = zip(tar.files, tar.fileSizes).map { path, size in
+                let name = TarName.last(path)
+                inTars.insert(name)
+                return VerifyPass.File(path: path, size: size, sha256: sums[name] != nil, gost: gosts[name] != nil)
+            }
+            let blobs = (byTar[tar.name] ?? []).sorted { $0.start < $1.start }
+            if files.contains(where: { $0.sha256 || $0.gost }) {
+                jobs.append(.tar(files: files, blobs: blobs))
+            } else {
+                jobs += blobs.map { .blob($0) }
+            }
         }
-        let paths = entries.map { directory + "/" + $0.name }
-        for (entry, path) in zip(entries, paths) where !FileManager.default.fileExists(atPath: path) {
-            problems.append(VerifyProblem(check: "SHA256SUMS", message: "\(entry.name) is listed in SHA256SUMS but missing"))
+        for name in Set(sums.keys).union(gosts.keys).sorted() where !inTars.contains(name) {
+            let path = directory + "/" + name
+            guard let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber else { continue }
+            jobs.append(.file(VerifyPass.File(path: path, size: size.int64Value, sha256: sums[name] != nil, gost: gosts[name] != nil)))
         }
-        let present = zip(entries, paths).filter { FileManager.default.fileExists(atPath: $0.1) }
-        guard let digests = try? Checksums.sha256(ofFiles: present.map(\.1)) else {
-            problems.append(VerifyProblem(check: "SHA256SUMS", message: "cannot read the files SHA256SUMS lists"))
-            return problems
+        return jobs
+    }
+
+    /// SHA256SUMS and `.gostsum` files against the hashes of the pass.
+    private func fileProblems(_ results: VerifyPass.Results, sums: [String: String], gosts: [String: String]) -> [VerifyProblem] {
+        var paths = [String: String]()  // name -> path read
+        for tar in bundle.tars { for path in tar.files { paths[TarName.last(path)] = path } }
+        func path(_ name: String) -> String { paths[name] ?? directory + "/" + name }
+        var problems: [VerifyProblem] = []
+        for (name, expected) in sums.sorted(by: { $0.key < $1.key }) {
+            let file = path(name)
+            if let error = results.fileErrors[file] {
+                problems.append(VerifyProblem(check: "SHA256SUMS", message: "\(name) (listed in SHA256SUMS) cannot be read: \(error)"))
+            } else if let actual = results.sha256[file], actual.hex != expected {
+                problems.append(VerifyProblem(check: "SHA256SUMS", message: "\(name) does not match SHA256SUMS: expected \(expected), got \(actual.hex)"))
+            }
         }
-        for ((entry, path), digest) in zip(present, digests) {
-            let size = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int64) ?? 0
-            hashed.withLock { $0 += size }
-            if digest.hex != entry.hex {
-                problems.append(VerifyProblem(check: "SHA256SUMS", message: "\(entry.name) does not match SHA256SUMS: expected \(entry.hex), got \(digest.hex)"))
+        for (name, expected) in gosts.sorted(by: { $0.key < $1.key }) {
+            let file = path(name)
+            if let error = results.fileErrors[file] {
+                problems.append(VerifyProblem(check: "gostsum", message: "\(name).gostsum: cannot read \(name): \(error)"))
+            } else if let actual = results.gost[file], actual != expected {
+                problems.append(VerifyProblem(check: "gostsum", message: "\(name) does not match \(name).gostsum: expected \(expected), got \(actual)"))
             }
         }
         return problems
     }
 
-    /// Every `<file>.gostsum` (Streebog-256, as d8 writes them) matches its file.
-    private func checkGostsums() -> [VerifyProblem] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory))?.filter { $0.hasSuffix(".gostsum") }.sorted() ?? []
-        let results = Mutex<[VerifyProblem]>([])
-        let directory = self.directory
-        DispatchQueue.concurrentPerform(iterations: names.count) { i in
-            let name = names[i]
-            let file = String(name.dropLast(".gostsum".count))
-            let expected = ((try? String(contentsOfFile: directory + "/" + name, encoding: .utf8)) ?? "")
-                .trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-            do {
-                let actual = try Checksums.streebog256Hex(ofFile: directory + "/" + file)
-                if actual != expected {
-                    results.withLock { $0.append(VerifyProblem(check: "gostsum", message: "\(file) does not match \(name): expected \(expected), got \(actual)")) }
-                }
-            } catch {
-                results.withLock { $0.append(VerifyProblem(check: "gostsum", message: "\(name): cannot read \(file): \(error)")) }
+    /// SHA256SUMS (coreutils format), when the bundle has one: name -> expected hex, and the
+    /// problems of the file itself (unreadable lines, listed files that are missing).
+    private func readSHA256SUMS() -> (expected: [String: String], problems: [VerifyProblem]) {
+        let path = directory + "/SHA256SUMS"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return ([:], []) }
+        var problems: [VerifyProblem] = []
+        var expected = [String: String]()
+        for line in text.split(separator: "\n") where !line.isEmpty {
+            let parts = line.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].count == 64, parts[0].allSatisfy(\.isHexDigit) else {
+                problems.append(VerifyProblem(check: "SHA256SUMS", message: "SHA256SUMS: unreadable line '\(line.prefix(80))'"))
+                continue
             }
+            let name = parts[1].hasPrefix(" ") || parts[1].hasPrefix("*") ? String(parts[1].dropFirst()) : String(parts[1])
+            if name.hasPrefix("/") || name.split(separator: "/").contains("..") {
+                problems.append(VerifyProblem(check: "SHA256SUMS", message: "SHA256SUMS lists '\(name)', outside the bundle directory: not read"))
+                continue
+            }
+            guard FileManager.default.fileExists(atPath: directory + "/" + name) else {
+                problems.append(VerifyProblem(check: "SHA256SUMS", message: "\(name) is listed in SHA256SUMS but missing"))
+                continue
+            }
+            expected[name] = String(parts[0]).lowercased()
         }
-        return results.withLock { $0 }.sorted { $0.message < $1.message }
+        return (expected, problems)
+    }
+
+    /// Every `<file>.gostsum` (Streebog-256, as d8 writes them): file name -> expected hex.
+    private func readGostsums() -> (expected: [String: String], problems: [VerifyProblem]) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory))?.filter { $0.hasSuffix(".gostsum") }.sorted() ?? []
+        var expected = [String: String]()
+        var problems: [VerifyProblem] = []
+        for name in names {
+            let file = String(name.dropLast(".gostsum".count))
+            guard FileManager.default.fileExists(atPath: directory + "/" + file) else {
+                problems.append(VerifyProblem(check: "gostsum", message: "\(name): the file it is for, \(file), is missing"))
+                continue
+            }
+            let hex = ((try? String(contentsOfFile: directory + "/" + name, encoding: .utf8)) ?? "")
+                .trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+            guard hex.count == 64, hex.allSatisfy(\.isHexDigit) else {
+                problems.append(VerifyProblem(check: "gostsum", message: "\(name) does not hold a Streebog-256 digest (64 hex digits)"))
+                continue
+            }
+            expected[file] = hex
+        }
+        return (expected, problems)
+    }
+
+    /// Names a tar holds more than once: extracting it keeps the later one, so the earlier is
+    /// dead weight at best and a substitution at worst.
+    private func duplicateEntryProblems() -> [VerifyProblem] {
+        bundle.duplicateEntries.map {
+            VerifyProblem(check: "tar", message: "\($0.tar) holds '\($0.name)' \($0.count) times; a bundle tar holds each name once "
+                + "(extracting it keeps the last copy, which is the one checked); pull or copy \($0.tar) again")
+        }
     }
 
     /// A reference's manifest (and an index's children) present, intact, and every config and layer present with its size.
@@ -283,5 +362,12 @@ struct LayerBytes: AsyncSequence, Sendable {
                 reader = nil
             }
         }
+    }
+}
+
+/// The last component of a path.
+enum TarName {
+    static func last(_ path: String) -> String {
+        path.split(separator: "/", omittingEmptySubsequences: true).last.map(String.init) ?? path
     }
 }

@@ -14,7 +14,10 @@ struct VerifyCommand: AsyncParsableCommand {
             blob's digest and size, every manifest's config, layers and children present, every digest \
             the bundle's images_digests.json files require present, every channel's controller present. \
             With --registry TARGET: HEADs every required image in TARGET and reports like the cluster's \
-            RegistryContainsRequiredImages check. Exit 1 when anything is missing or corrupt.
+            RegistryContainsRequiredImages check. --deep also decompresses every image layer and checks \
+            its SHA-256 against the image config's rootfs.diff_ids. Each byte of the bundle is read once; \
+            whole-file and blob hashes run on all cores. Exit 1 when anything is missing or corrupt, \
+            2 when the bundle cannot be read (a missing chunk, a truncated tar, an unsafe entry name).
             """)
 
     @Argument(help: "The bundle directory.")
@@ -22,6 +25,9 @@ struct VerifyCommand: AsyncParsableCommand {
 
     @Option(help: "Check this registry (HOST[:PORT]/PATH) instead of the bundle's own integrity.")
     var registry: String?
+
+    @Flag(help: "Also decompress every layer (gzip, zstd) and check it against its image config's rootfs.diff_ids.")
+    var deep = false
 
     @OptionGroup(title: "Registry") var registryOptions: TargetRegistryOptions
     @OptionGroup var common: CommonOptions
@@ -31,16 +37,23 @@ struct VerifyCommand: AsyncParsableCommand {
         let bundle = try openBundle(directory)
         let verifier = BundleVerifier(bundle: bundle, directory: directory)
         if let registry {
+            if deep { throw UsageError("--deep checks the bundle's layers offline; it does not go with --registry") }
             try await checkRegistry(registry, bundle: bundle, verifier: verifier)
             return
         }
-        let report = await verifier.verify()
+        let report = await verifier.verify(deep: deep)
         if common.json {
             try printJSON(report)
         } else {
             for problem in report.problems { print("problem: \(problem.message)") }
             let summary = "\(report.files) file(s), \(report.layouts) layouts, \(report.references) references, \(report.blobs) blobs, \(formatBytes(report.bytesHashed)) hashed in \(String(format: "%.1f", report.seconds)) s (\(formatBytes(Int64(report.bytesPerSecond)))/s)"
-            print(report.ok ? "bundle OK: \(summary)" : "bundle has \(report.problems.count) problem(s): \(summary)")
+            var line = summary
+            if let deep = report.deep {
+                line += "; --deep: \(deep.layers) layers decompressed and checked against their diff_ids"
+                    + " (\(formatBytes(deep.compressedBytes)) -> \(formatBytes(deep.uncompressedBytes)) in \(String(format: "%.1f", deep.seconds)) s)"
+                    + (deep.skipped > 0 ? ", \(deep.skipped) non-image layers skipped" : "")
+            }
+            print(report.ok ? "bundle OK: \(line)" : "bundle has \(report.problems.count) problem(s): \(line)")
         }
         if !report.ok { throw ExitCode(1) }
     }

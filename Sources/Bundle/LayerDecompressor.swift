@@ -1,0 +1,163 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CArchive
+import OCI
+import Streams
+
+/// Decompresses a layer of the bundle as it streams out of the tar (libarchive's raw format
+/// with its gzip or zstd filter, one reused buffer each way) and hashes the result: the
+/// layer's diff_id, which its image config lists in `rootfs.diff_ids`. Nothing is held
+/// whole in memory and nothing is written.
+public enum LayerDecompressor {
+    public struct Result: Sendable, Equatable {
+        /// SHA-256 of the decompressed bytes.
+        public let diffID: Digest
+        /// Number of decompressed bytes.
+        public let size: Int64
+    }
+
+    static let inputSize = 1 << 20
+    static let outputSize = 1 << 20
+
+    /// The diff_id of the layer at `location`, compressed as `compression` says (`.gzip` or
+    /// `.zstd`; `.none` hashes the bytes as they are). Throws `LayerError.malformedLayer`
+    /// naming what is wrong when the bytes are not of that compression or the stream is
+    /// damaged or cut short, `BundleError` when the tar cannot be read.
+    public static func diffID(of location: BlobLocation, compression: LayerCompression) throws -> Result {
+        guard let archive = archive_read_new() else {
+            throw LayerError.malformedLayer("libarchive could not allocate a reader")
+        }
+        defer { archive_read_free(archive) }
+        let expected: Int32
+        switch compression {
+        case .gzip:
+            archive_read_support_filter_gzip(archive)
+            expected = ARCHIVE_FILTER_GZIP
+        case .zstd:
+            archive_read_support_filter_zstd(archive)
+            expected = ARCHIVE_FILTER_ZSTD
+        case .none:
+            expected = ARCHIVE_FILTER_NONE
+        case .unknown:
+            throw LayerError.unsupportedCompression(compression)
+        }
+        archive_read_support_format_raw(archive)
+        archive_read_support_format_empty(archive)
+
+        let source = SegmentSource(location: location)
+        return try withExtendedLifetime(source) {
+            let client = Unmanaged.passUnretained(source).toOpaque()
+            guard archive_read_open(archive, client, nil, segmentReadCallback, nil) == ARCHIVE_OK else {
+                throw source.failure ?? LayerError.malformedLayer(message(archive))
+            }
+            var entry: OpaquePointer?
+            let status = archive_read_next_header(archive, &entry)
+            if let failure = source.failure { throw failure }
+            let hasher = SHA256()
+            if status == ARCHIVE_EOF {
+                // No data at all: only an empty uncompressed layer is that.
+                guard compression == .none else {
+                    throw LayerError.malformedLayer("the layer is empty, not \(compression.rawValue) data")
+                }
+                return Result(diffID: hasher.finalize(), size: 0)
+            }
+            guard status == ARCHIVE_OK || status == ARCHIVE_WARN else {
+                throw LayerError.malformedLayer(message(archive))
+            }
+            let filter = archive_filter_code(archive, 0)
+            guard filter == expected else {
+                throw LayerError.malformedLayer(
+                    "its media type says \(compression.rawValue) but its bytes are not \(compression.rawValue) data"
+                        + " (they start \(source.firstBytes))")
+            }
+            let output = UnsafeMutableRawBufferPointer.allocate(byteCount: outputSize, alignment: 16)
+            defer { output.deallocate() }
+            var size: Int64 = 0
+            while true {
+                let n = archive_read_data(archive, output.baseAddress, output.count)
+                if let failure = source.failure { throw failure }
+                if n == 0 { break }
+                guard n > 0 else {
+                    throw LayerError.malformedLayer("decompressing failed after \(size) bytes: \(message(archive))")
+                }
+                hasher.update(UnsafeRawBufferPointer(rebasing: output[0..<n]))
+                size += Int64(n)
+            }
+            return Result(diffID: hasher.finalize(), size: size)
+        }
+    }
+
+    private static func message(_ archive: OpaquePointer) -> String {
+        if let text = archive_error_string(archive) { return String(cString: text) }
+        return "libarchive error \(archive_errno(archive))"
+    }
+}
+
+/// The compressed bytes of a blob, out of its segments with positioned reads, for libarchive.
+private final class SegmentSource {
+    let location: BlobLocation
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: LayerDecompressor.inputSize, alignment: 4096)
+    var segment = 0
+    var done: Int64 = 0
+    var descriptor: Int32 = -1
+    var failure: (any Error)?
+    var firstBytes = ""
+
+    init(location: BlobLocation) { self.location = location }
+
+    deinit {
+        if descriptor >= 0 { close(descriptor) }
+        buffer.deallocate()
+    }
+
+    func next(_ out: UnsafeMutablePointer<UnsafeRawPointer?>?) -> Int {
+        while segment < location.segments.count {
+            let piece = location.segments[segment]
+            if done >= piece.length {
+                if descriptor >= 0 { close(descriptor) }
+                descriptor = -1
+                done = 0
+                segment += 1
+                continue
+            }
+            if descriptor < 0 {
+                descriptor = open(piece.path, O_RDONLY | O_CLOEXEC)
+                guard descriptor >= 0 else {
+                    failure = BundleError.io(path: piece.path, operation: "open", errno: errno)
+                    return -1
+                }
+            }
+            let want = Int(min(Int64(buffer.count), piece.length - done))
+            let n = pread(descriptor, buffer.baseAddress, want, off_t(piece.offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                failure = BundleError.io(path: piece.path, operation: "read", errno: errno)
+                return -1
+            }
+            if n == 0 {
+                failure = BundleError.corrupt(file: piece.path, detail: "it ends inside blob \(location.digest)")
+                return -1
+            }
+            if firstBytes.isEmpty {
+                firstBytes = UnsafeRawBufferPointer(rebasing: buffer[0..<min(n, 4)]).map { byte in
+                    let hex = String(byte, radix: 16)
+                    return hex.count == 1 ? "0" + hex : hex
+                }.joined(separator: " ")
+            }
+            done += Int64(n)
+            out?.pointee = UnsafeRawPointer(buffer.baseAddress)
+            return n
+        }
+        return 0
+    }
+}
+
+private func segmentReadCallback(
+    _ archive: OpaquePointer?, _ context: UnsafeMutableRawPointer?, _ out: UnsafeMutablePointer<UnsafeRawPointer?>?
+) -> la_ssize_t {
+    guard let context else { return -1 }
+    return la_ssize_t(Unmanaged<SegmentSource>.fromOpaque(context).takeUnretainedValue().next(out))
+}
