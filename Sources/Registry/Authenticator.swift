@@ -144,8 +144,10 @@ actor Authenticator {
         let body: ByteBuffer
         do {
             body = try await response.body.collect(upTo: Self.maxTokenResponse)
-        } catch {
+        } catch is NIOTooManyBytesError {
             throw RegistryError.tooLarge(what: "the token response of \(host)", limit: Self.maxTokenResponse)
+        } catch {
+            throw Transport.classify(error, host: components.host ?? host, configuration: configuration).error
         }
         switch response.status.code {
         case 200:

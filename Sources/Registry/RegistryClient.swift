@@ -80,15 +80,12 @@ public final class RegistryClient: Sendable {
         let what = "manifest \(host)/\(repository)\(reference.hasPrefix("sha256:") ? "@" : ":")\(reference)"
         var headers = HTTPHeaders()
         headers.add(name: "Accept", value: MediaType.manifestAcceptTypes.map(\.rawValue).joined(separator: ", "))
-        let response = try await transport.send(RegistryRequest(method: .GET, url: url, headers: headers, scopes: [.pull(repository)]))
-        guard response.status.code == 200 else {
-            throw await unexpected(response, method: "GET", url: url, what: what, repository: repository, action: "pull")
-        }
-        let body: ByteBuffer
-        do {
-            body = try await response.body.collect(upTo: ManifestDocument.maxSize)
-        } catch {
-            throw RegistryError.tooLarge(what: what, limit: ManifestDocument.maxSize)
+        let (response, body) = try await transport.retrying(what) {
+            let response = try await transport.send(RegistryRequest(method: .GET, url: url, headers: headers, scopes: [.pull(repository)]))
+            guard response.status.code == 200 else {
+                throw await unexpected(response, method: "GET", url: url, what: what, repository: repository, action: "pull")
+            }
+            return (response, try await transport.collect(response, upTo: ManifestDocument.maxSize, what: what))
         }
         let bytes = Array(body.readableBytesView)
         let digest = SHA256.digest(of: bytes)
@@ -374,14 +371,14 @@ public final class RegistryClient: Sendable {
             guard pages <= 10_000 else {
                 throw RegistryError.invalidResponse(what: "tags of \(host)/\(repository)", detail: "more than 10000 pages")
             }
-            let response = try await transport.send(RegistryRequest(method: .GET, url: current, scopes: [.pull(repository)]))
-            guard response.status.code == 200 else {
-                throw await unexpected(response, method: "GET", url: current, what: "repository \(host)/\(repository)",
-                                       repository: repository, action: "pull")
-            }
-            let body: ByteBuffer
-            do { body = try await response.body.collect(upTo: 16 << 20) } catch {
-                throw RegistryError.tooLarge(what: "a tag list page of \(host)/\(repository)", limit: 16 << 20)
+            let what = "a tag list page of \(host)/\(repository)"
+            let (response, body) = try await transport.retrying(what) {
+                let response = try await transport.send(RegistryRequest(method: .GET, url: current, scopes: [.pull(repository)]))
+                guard response.status.code == 200 else {
+                    throw await unexpected(response, method: "GET", url: current, what: "repository \(host)/\(repository)",
+                                           repository: repository, action: "pull")
+                }
+                return (response, try await transport.collect(response, upTo: 16 << 20, what: what))
             }
             struct Page: Decodable { var tags: [String]? }
             guard let page = try? JSONDecoder().decode(Page.self, from: Data(body.readableBytesView)) else {

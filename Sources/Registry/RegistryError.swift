@@ -59,4 +59,22 @@ public enum RegistryError: Error, CustomStringConvertible, Sendable {
         if case .invalidInput = self { return true }
         return false
     }
+
+    /// The detail of a `cannotConnect` for a name that does not resolve: trying again will not help.
+    static let unresolvedHost = "the host name does not resolve"
+
+    /// Whether the whole operation, started again, may pass: the network or a busy registry
+    /// failed, not the request. An upload that failed this way starts a new session.
+    public var mayPassOnRetry: Bool {
+        switch self {
+        case .timedOut:
+            return true
+        case let .cannotConnect(_, detail, _):
+            return detail != Self.unresolvedHost
+        case let .http(_, _, status, _):
+            return status == 408 || status == 429 || (500...599).contains(status)
+        default:
+            return false
+        }
+    }
 }

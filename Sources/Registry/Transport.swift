@@ -20,6 +20,11 @@ struct RegistryRequest: Sendable {
     var retryable = true
 }
 
+/// A response body that broke off mid-transfer (`error` says how); the exchange may be tried again.
+struct BodyInterrupted: Error {
+    var error: Error
+}
+
 /// Counters of what crossed the wire, for progress, summaries and tests.
 public struct TransferStatistics: Sendable, Equatable {
     public var requests = 0
@@ -165,6 +170,36 @@ final class Transport: Sendable {
         try await Task.sleep(for: delay)
     }
 
+    /// Reads a whole small body (a manifest, a tag list, a token) of at most `limit` bytes.
+    /// A larger one is refused; a transfer that breaks off throws `BodyInterrupted`, which
+    /// `retrying` answers by sending the request again.
+    func collect(_ response: HTTPClientResponse, upTo limit: Int, what: String) async throws -> ByteBuffer {
+        do {
+            return try await response.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw RegistryError.tooLarge(what: what, limit: limit)
+        } catch {
+            let failure = Self.classify(error, host: host, configuration: configuration)
+            throw failure.retriable ? BodyInterrupted(error: failure.error) : failure.error
+        }
+    }
+
+    /// Runs `exchange` (a request and the reading of its small body) again, with backoff,
+    /// while the body breaks off; `send` already retries everything up to the response head.
+    func retrying<T>(_ what: String, _ exchange: () async throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await exchange()
+            } catch let interrupted as BodyInterrupted {
+                guard attempt < configuration.maxAttempts else { throw interrupted.error }
+                logger.info("\(what): \(interrupted.error); retrying (\(attempt)/\(configuration.maxAttempts - 1))")
+                try await backoff(attempt: attempt, retryAfter: nil)
+                attempt += 1
+            }
+        }
+    }
+
     // MARK: helpers
 
     static func drain(_ response: HTTPClientResponse) async {
@@ -226,8 +261,7 @@ final class Transport: Sendable {
         case is CancellationError:
             return (error, false)
         case let error as RegistryError:
-            if case .timedOut = error { return (error, true) }
-            return (error, false)
+            return (error, error.mayPassOnRetry)
         case is StreamsError:
             return (error, false)
         case let error as HTTPClientError:
@@ -248,7 +282,7 @@ final class Transport: Sendable {
             return (RegistryError.cannotConnect(host: host, detail: "the connection was cut mid-response", hint: "check the network"), true)
         case let error as NIOConnectionError:
             if error.connectionErrors.isEmpty, error.dnsAError != nil || error.dnsAAAAError != nil {
-                return (RegistryError.cannotConnect(host: host, detail: "the host name does not resolve", hint: "check the registry address"), false)
+                return (RegistryError.cannotConnect(host: host, detail: RegistryError.unresolvedHost, hint: "check the registry address"), false)
             }
             let reason = error.connectionErrors.first.map { "\($0.error)" } ?? "\(error)"
             return (RegistryError.cannotConnect(host: host, detail: Self.shortSocketError(reason), hint: "check the address and that the registry is running"), true)

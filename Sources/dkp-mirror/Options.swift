@@ -22,8 +22,24 @@ struct CommonOptions: ParsableArguments {
     @Flag(name: [.short, .long], help: "More log lines (never secrets).")
     var verbose = false
 
+    @Option(help: ArgumentHelp("Seconds a transfer may stay silent (nothing received or sent) before it is abandoned and retried. There is no limit on a whole transfer.", valueName: "SECONDS"))
+    var timeout: Int = 60
+
+    @Option(help: "Attempts per request for errors that may pass (connection lost, timeout, 408, 429, 5xx), counting the first.")
+    var retries: Int = 6
+
     func validate() throws {
         guard (1...256).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 256, got \(jobs)") }
+        guard (1...86_400).contains(timeout) else { throw ValidationError("--timeout must be between 1 and 86400 seconds, got \(timeout)") }
+        guard (1...100).contains(retries) else { throw ValidationError("--retries must be between 1 and 100, got \(retries)") }
+    }
+
+    /// Sets what these options decide in a registry configuration: logging, connections, timeouts, retries.
+    func apply(to configuration: inout RegistryConfiguration) {
+        configuration.logger = logger
+        configuration.maxConnections = max(8, jobs * 2)
+        configuration.idleTimeout = .seconds(timeout)
+        configuration.maxAttempts = retries
     }
 
     var logger: Logger {
@@ -50,8 +66,7 @@ struct TransportOptions: ParsableArguments {
         configuration.insecure = insecure
         configuration.tlsSkipVerify = tlsSkipVerify
         configuration.caFile = caFile
-        configuration.logger = common.logger
-        configuration.maxConnections = max(8, common.jobs * 2)
+        common.apply(to: &configuration)
         configuration.credential = credential
         return configuration
     }

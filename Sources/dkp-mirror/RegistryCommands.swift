@@ -124,10 +124,8 @@ struct CopyCommand: AsyncParsableCommand {
             names: ("--dest-login", "--dest-password", "--dest-password-stdin"),
             environment: ("D8_MIRROR_REGISTRY_LOGIN", "D8_MIRROR_REGISTRY_PASSWORD"))
 
-        sourceConfiguration.logger = common.logger
-        destinationConfiguration.logger = common.logger
-        sourceConfiguration.maxConnections = max(8, common.jobs * 2)
-        destinationConfiguration.maxConnections = max(8, common.jobs * 2)
+        common.apply(to: &sourceConfiguration)
+        common.apply(to: &destinationConfiguration)
 
         let sourceClient = try RegistryClient(host: from.host, configuration: sourceConfiguration)
         let destinationClient: RegistryClient
