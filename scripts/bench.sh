@@ -4,13 +4,18 @@
 #   1. SHA-256 throughput of the Streams hasher vs `openssl speed -evp sha256`;
 #   2. `dkp-mirror copy` of a 1 GiB image vs `skopeo copy`, from a plain local registry
 #      into fresh TLS + htpasswd registries (wall time, MB/s, peak RSS);
-#   3. `dkp-mirror pull --deckhouse-tag` of a synthetic edition (a 1 GiB base layer) vs
-#      `skopeo copy --all` of the same references, one by one, into OCI layouts;
+#   3. `dkp-mirror pull --deckhouse-tag` of a synthetic edition of about 2 GB (a big base
+#      layer shared by every platform image, small per-image layers) vs `skopeo copy --all`
+#      of the same references, one by one, into OCI layouts;
 #   4. `dkp-mirror push` of that bundle into a fresh TLS + htpasswd registry vs `skopeo copy
 #      --all` of the same references from the OCI layouts into another; then the same push
-#      again (nothing new to send).
+#      again (nothing new to send);
+#   5. offline `verify` of the bundle vs `sha256sum` of its tars;
+#   6. pull and push again at -j 1, 4, 8 and 16 (the default -j comes from this sweep).
+# Wall time and peak RSS come from GNU time; "disk written" is the bytes the process dirtied
+# in the page cache (its rusage block outputs x 512), i.e. what it asked the disk to store.
 # Environment: BENCH_LAYERS (default 512M,256M,128M,64M,48M,16M: 1 GiB), BENCH_JOBS (8),
-#   BENCH_BASE_LAYER (1G), BENCH_IMAGE_LAYER (8M).
+#   BENCH_BASE_LAYER (1600M), BENCH_IMAGE_LAYER (12M), BENCH_SWEEP ("1 4 8 16"; empty skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -25,7 +30,9 @@ bin=$(swift build -c release --show-bin-path)
 
 work=$(mktemp -d /tmp/dkp-bench.XXXXXX)
 cleanup() {
-  for r in source ours theirs push-ours push-theirs; do scripts/registry.sh stop "$work/$r" >/dev/null 2>&1 || true; done
+  for r in source ours theirs push-ours push-theirs sweep-1 sweep-4 sweep-8 sweep-16; do
+    scripts/registry.sh stop "$work/$r" >/dev/null 2>&1 || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -50,12 +57,13 @@ echo "seeding a synthetic image with layers $LAYERS ..." >&2
 bytes=$(awk -v list="$LAYERS" 'BEGIN { n = split(list, a, ","); for (i = 1; i <= n; i++) { v = a[i]; u = substr(v, length(v)); m = 1;
   if (u == "K") m = 1024; else if (u == "M") m = 1048576; else if (u == "G") m = 1073741824; if (m > 1) v = substr(v, 1, length(v) - 1); t += v * m } printf "%d", t }')
 
-# timed LABEL CMD...: runs CMD under GNU time; sets T_WALL (s) and T_RSS (MB).
+# timed LABEL CMD...: runs CMD under GNU time; sets T_WALL (s), T_RSS (MB) and T_WRITTEN (bytes).
 timed() {
   local label=$1; shift
-  /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/$label.out" 2>"$work/$label.err" || { cat "$work/$label.err" >&2; exit 1; }
-  read -r T_WALL T_RSS_KB <"$work/time"
+  /usr/bin/time -f '%e %M %O' -o "$work/time" "$@" >"$work/$label.out" 2>"$work/$label.err" || { cat "$work/$label.err" >&2; exit 1; }
+  read -r T_WALL T_RSS_KB T_BLOCKS <"$work/time"
   T_RSS=$(awk -v k="$T_RSS_KB" 'BEGIN { printf "%.0f", k / 1024 }')
+  T_WRITTEN=$((T_BLOCKS * 512))
 }
 
 mkdir -p "$work/certs"; cp "$THEIRS_CA" "$work/certs/ca.crt"
@@ -74,13 +82,13 @@ row "copy ${mib} MiB image: MB/s" "$ours_mbs" "$skopeo_mbs" "$(ratio "$ours_mbs"
 row "copy ${mib} MiB image: peak RSS MB" "$ours_rss" "$skopeo_rss" "$(ratio "$ours_rss" "$skopeo_rss")"
 
 # 3. Pull into bundles.
-"$bin/dkp-dev" seed-edition "$SRC_HOST/deckhouse/ee" --insecure --base-layer "${BENCH_BASE_LAYER:-1G}" \
-  --image-layer "${BENCH_IMAGE_LAYER:-8M}" >/dev/null
+"$bin/dkp-dev" seed-edition "$SRC_HOST/deckhouse/ee" --insecure --base-layer "${BENCH_BASE_LAYER:-1600M}" \
+  --image-layer "${BENCH_IMAGE_LAYER:-12M}" >/dev/null
 sync
 pull_args=(--source "$SRC_HOST/deckhouse/ee" --insecure --deckhouse-tag v1.69.3 -j "$JOBS" --progress none)
 "$bin/dkp-mirror" pull "$work/plan" "${pull_args[@]}" --dry-run --json >"$work/plan.json"
 timed pull "$bin/dkp-mirror" pull "$work/bundle" "${pull_args[@]}" --json
-pull_wall=$T_WALL; pull_rss=$T_RSS
+pull_wall=$T_WALL; pull_rss=$T_RSS; pull_disk=$T_WRITTEN
 bundle_bytes=$(du -cb "$work"/bundle/*.tar | tail -1 | cut -f1)
 pull_written=$(jq .bytesTransferred "$work/pull.out")
 # skopeo: every reference of the same plan, whole indexes included, into one OCI layout per repository.
@@ -96,7 +104,7 @@ done <"$work/refs.tsv"
 SKOPEO
 chmod +x "$work/skopeo-all.sh"
 timed skopeo-pull "$work/skopeo-all.sh"
-skopeo_pull_wall=$T_WALL; skopeo_pull_rss=$T_RSS
+skopeo_pull_wall=$T_WALL; skopeo_pull_rss=$T_RSS; skopeo_pull_disk=$T_WRITTEN
 pull_mbs=$(awk -v b="$bundle_bytes" -v t="$pull_wall" 'BEGIN { printf "%.0f", b / t / 1e6 }')
 skopeo_pull_mbs=$(awk -v b="$bundle_bytes" -v t="$skopeo_pull_wall" 'BEGIN { printf "%.0f", b / t / 1e6 }')
 refs=$(wc -l <"$work/refs.tsv")
@@ -104,6 +112,7 @@ row "pull $((bundle_bytes / 1048576)) MiB, $refs refs: wall s" "$pull_wall" "$sk
 row "pull: MB/s (bundle bytes / wall)" "$pull_mbs" "$skopeo_pull_mbs" "$(ratio "$pull_mbs" "$skopeo_pull_mbs")"
 row "pull: peak RSS MB" "$pull_rss" "$skopeo_pull_rss" "-"
 row "pull: bytes downloaded / bundle" "$(ratio "$pull_written" "$bundle_bytes")" "-" "-"
+row "pull: disk written / bundle" "$(ratio "$pull_disk" "$bundle_bytes")" "$(ratio "$skopeo_pull_disk" "$bundle_bytes")" "-"
 
 # 4. Push from the bundle.
 for r in push-ours push-theirs; do scripts/registry.sh start "$work/$r" --tls --user "rw:$password" >"$work/$r.env"; done
@@ -143,6 +152,22 @@ sha_mbs=$(awk -v b="$bundle_bytes" -v t="$sha_wall" 'BEGIN { printf "%.0f", b / 
 row "verify: bundle MB/s (wall)" "$verify_mbs" "$sha_mbs" "$(ratio "$verify_mbs" "$sha_mbs")"
 row "verify: peak RSS MB" "$verify_rss" "-" "-"
 
+# 6. The -j sweep: the same pull and push (into a fresh registry each time) at each -j.
+sweep=()
+for j in ${BENCH_SWEEP-1 4 8 16}; do
+  rm -rf "$work/sweep-bundle"
+  timed "pull-j$j" "$bin/dkp-mirror" pull "$work/sweep-bundle" --source "$SRC_HOST/deckhouse/ee" --insecure \
+    --deckhouse-tag v1.69.3 -j "$j" --progress none --json
+  sweep_pull=$T_WALL; sweep_pull_rss=$T_RSS
+  scripts/registry.sh start "$work/sweep-$j" --tls --user "rw:$password" >"$work/sweep-$j.env"; read_env SW "$work/sweep-$j.env"
+  timed "push-j$j" "$bin/dkp-mirror" push "$work/bundle" "$SW_HOST/system/deckhouse" --ca-file "$SW_CA" -j "$j" --progress none --json
+  sweep_push=$T_WALL; sweep_push_rss=$T_RSS
+  scripts/registry.sh stop "$work/sweep-$j" >/dev/null 2>&1 || true; rm -rf "$work/sweep-$j"
+  sweep+=("$(printf '| %4s | %8s | %8s | %8s | %8s | %8s | %8s |' "$j" "$sweep_pull" \
+    "$(awk -v b="$bundle_bytes" -v t="$sweep_pull" 'BEGIN { printf "%.0f", b / t / 1e6 }')" "$sweep_pull_rss" "$sweep_push" \
+    "$(awk -v b="$bundle_bytes" -v t="$sweep_push" 'BEGIN { printf "%.0f", b / t / 1e6 }')" "$sweep_push_rss")")
+done
+
 # Both copies must have produced the same manifest digest.
 d1=$("$bin/dkp-mirror" inspect "$OURS_HOST/bench/image:v1" --ca-file "$OURS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')
 d2=$("$bin/dkp-mirror" inspect "$THEIRS_HOST/bench/image:v1" --ca-file "$THEIRS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')
@@ -155,4 +180,11 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 printf '| %-34s | %12s | %12s | %8s |\n' "measure" "dkp-mirror" "reference" "ratio"
 printf '|%s|%s|%s|%s|\n' "------------------------------------" "--------------" "--------------" "----------"
 printf '%s\n' "${rows[@]}"
-echo "(reference: openssl for SHA-256, skopeo ${mib} MiB copy; wall ratio = skopeo/ours, >1 means we are faster)"
+echo "(reference: openssl for SHA-256, skopeo otherwise, sha256sum for verify; wall ratio = skopeo/ours, >1 means we are faster)"
+if [ ${#sweep[@]} -gt 0 ]; then
+  echo
+  echo "dkp-mirror at each -j ($((bundle_bytes / 1048576)) MiB bundle; push into a fresh registry each time):"
+  printf '| %4s | %8s | %8s | %8s | %8s | %8s | %8s |\n' "-j" "pull s" "MB/s" "RSS MB" "push s" "MB/s" "RSS MB"
+  printf '|------|----------|----------|----------|----------|----------|----------|\n'
+  printf '%s\n' "${sweep[@]}"
+fi
