@@ -20,13 +20,22 @@ import Synchronization
 /// without whole-file hashes needs only its blobs: they are read with positioned reads, one
 /// job per blob. Tars and blob jobs run in parallel on all cores, largest first.
 struct VerifyPass: Sendable {
-    /// One file of a tar, and which whole-file hashes it needs.
+    /// One file of a tar (or a byte range of it, `offset` on, `size` bytes), and which
+    /// whole-file hashes it needs.
     struct File: Sendable {
         let path: String
         let size: Int64
         let sha256: Bool
         let gost: Bool
+        var offset: Int64 = 0
+        /// Whether this is the whole file (a size change while reading is then an error).
+        var whole = true
     }
+
+    /// Blobs at least this large (and blobs across chunk files) are read on one thread and
+    /// hashed on another, so the copy out of the page cache is off the hashing core (one
+    /// blob's SHA-256 is sequential).
+    static let pipelinedBlobSize: Int64 = 64 << 20
 
     /// One blob to hash: `start` is its offset in the tar (its files concatenated).
     struct Blob: Sendable {
@@ -83,6 +92,10 @@ struct VerifyPass: Sendable {
         DispatchQueue.concurrentPerform(iterations: ordered.count) { i in
             switch ordered[i] {
             case let .tar(files, blobs): TarPipeline(files: files, blobs: blobs).run(into: results)
+            case let .blob(blob) where blob.size >= Self.pipelinedBlobSize || blob.location.segments.count > 1:
+                let files = blob.location.segments.map { File(path: $0.path, size: $0.length, sha256: false, gost: false, offset: $0.offset, whole: false) }
+                let alone = Blob(id: blob.id, digest: blob.digest, start: 0, size: blob.size, location: blob.location)
+                TarPipeline(files: files, blobs: [alone]).run(into: results)
             case let .blob(blob): hashBlob(blob, into: results)
             case let .file(file): TarPipeline(files: [file], blobs: []).run(into: results)
             }
@@ -184,16 +197,18 @@ private final class TarPipeline: @unchecked Sendable {
                 continue
             }
             defer { close(fd) }
-            _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
+            _ = posix_fadvise(fd, off_t(file.offset), off_t(file.size), POSIX_FADV_SEQUENTIAL)
             var position: Int64 = 0
             var failure: String?
-            while true {
+            while position < file.size {
                 let slot = produced % buffers.count
                 waitForFreeSlot()
                 let buffer = buffers[slot]
+                let want = Int(min(Int64(buffer.count), file.size - position))
                 var filled = 0
-                while filled < buffer.count {
-                    let n = pread(fd, buffer.baseAddress! + filled, buffer.count - filled, off_t(position) + off_t(filled))  // invariant: allocated buffers have an address
+                while filled < want {
+                    let at = off_t(file.offset + position) + off_t(filled)
+                    let n = pread(fd, buffer.baseAddress! + filled, want - filled, at)  // invariant: allocated buffers have an address
                     if n < 0 {
                         if errno == EINTR { continue }
                         failure = BundleError.io(path: file.path, operation: "read", errno: errno).description
@@ -208,15 +223,18 @@ private final class TarPipeline: @unchecked Sendable {
                     position += Int64(filled)
                     results.bytesRead += Int64(filled)
                 }
-                if failure != nil || filled < buffer.count { break }
+                if failure != nil || filled < want { break }
+            }
+            var info = stat()
+            if failure == nil, position < file.size {
+                failure = "\(file.path) ends after \(file.offset + position) bytes, \(file.offset + file.size) when verify started: it got shorter while it was read"
+            } else if failure == nil, file.whole, fstat(fd, &info) == 0, Int64(info.st_size) != file.size {
+                failure = "\(file.path) has \(info.st_size) bytes, \(file.size) when verify started: it changed while it was read"
             }
             if let failure {
                 results.fileErrors[file.path] = failure
                 _ = hasher.finalize()
                 continue
-            }
-            if position != file.size {
-                results.fileErrors[file.path] = "\(file.path) has \(position) bytes, \(file.size) when verify started: it changed while it was read"
             }
             if file.sha256 { results.sha256[file.path] = hasher.finalize() }
             if file.gost && position == 0 {

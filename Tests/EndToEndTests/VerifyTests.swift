@@ -27,6 +27,16 @@ import TestSupport
         #expect(bad.stdoutString.contains("is corrupt: its bytes hash to"), "\(bad.stdoutString)")
         #expect(bad.stdoutString.contains("platform.tar.0001.chunk does not match platform.tar.0001.chunk.gostsum"), "\(bad.stdoutString)")
 
+        // Without SHA256SUMS and .gostsum files (as d8 writes bundles) the blobs alone are read: still found.
+        let bare = try TestRegistry.temporaryDirectory("dkp-bare")
+        for name in try FileManager.default.contentsOfDirectory(atPath: bundle.path) where name.hasSuffix(".chunk") {
+            try FileManager.default.copyItem(at: bundle.appendingPathComponent(name), to: bare.appendingPathComponent(name))
+        }
+        let blobsOnly = try await CLITests.run(["verify", bare.path])
+        #expect(blobsOnly.status == 1)
+        #expect(blobsOnly.stdoutString.contains("is corrupt: its bytes hash to"), "\(blobsOnly.stdoutString)")
+        #expect(!blobsOnly.stdoutString.contains("SHA256SUMS") && !blobsOnly.stdoutString.contains("gostsum"), "\(blobsOnly.stdoutString)")
+
         // A missing chunk is a bundle that cannot be read: exit 2, naming the file.
         try FileManager.default.removeItem(at: chunk)
         let missing = try await CLITests.run(["verify", bundle.path])
