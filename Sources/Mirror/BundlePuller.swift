@@ -140,6 +140,9 @@ public struct BundlePuller: Sendable {
     // MARK: pull
 
     public func pull(_ plan: BundlePlan, into directory: String, chunkSize: Int64?) async throws -> PullResult {
+        // Opening a writer rewrites the journal for this plan: never do that for a plan made
+        // while the run was being cancelled (an interrupted discovery may come back short).
+        try Task.checkCancellation()
         let state = StateDirectory(bundle: directory)
         try state.create()
         var files: [String] = []

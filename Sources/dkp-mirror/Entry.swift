@@ -1,35 +1,45 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import DKP
 import Mirror
 import OCI
 import Registry
+import Synchronization
 
 @main
 struct Entry {
     /// Parses and runs a command, mapping every failure onto cli.md's exit codes:
-    /// 0 success, 1 the operation failed, 2 bad usage or bad input.
+    /// 0 success, 1 the operation failed, 2 bad usage or bad input, 128+N stopped by signal N
+    /// (130 for Ctrl-C).
     static func main() async {
-        do {
+        let work = Task { () async throws -> Void in
             var command = try DKPMirror.parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
                 try command.run()
             }
-        } catch {
-            let code = DKPMirror.exitCode(for: error)
-            if code == .success || error is ExitCode {
-                DKPMirror.exit(withError: error)
-            }
-            if isUsageError(error) || code == .validationFailure {
-                let message = DKPMirror.fullMessage(for: error)
-                FileHandle.standardError.write(Data("error: \(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message)\n".utf8))
-                exit(2)
-            }
-            FileHandle.standardError.write(Data("error: \(describe(error))\n".utf8))
-            exit(1)
         }
+        let (interrupts, sources) = Interrupts.install { work.cancel() }
+        let result = await work.result
+        withExtendedLifetime(sources) {}
+        guard case let .failure(error) = result else { return }
+        if let signal = interrupts.received {
+            // Whatever the cancelled work threw on its way out is a consequence, not the cause.
+            Interrupts.exit(signal: signal, forced: false)
+        }
+        let code = DKPMirror.exitCode(for: error)
+        if code == .success || error is ExitCode {
+            DKPMirror.exit(withError: error)
+        }
+        if isUsageError(error) || code == .validationFailure {
+            let message = DKPMirror.fullMessage(for: error)
+            FileHandle.standardError.write(Data("error: \(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message)\n".utf8))
+            exit(2)
+        }
+        FileHandle.standardError.write(Data("error: \(describe(error))\n".utf8))
+        exit(1)
     }
 
     static func isUsageError(_ error: Error) -> Bool {
@@ -63,4 +73,65 @@ struct DKPMirror: AsyncParsableCommand {
         commandName: "dkp-mirror",
         abstract: "Mirror Deckhouse Kubernetes Platform images for air-gapped clusters.",
         subcommands: [PullCommand.self, VerifyCommand.self, PushCommand.self, CopyCommand.self, InspectCommand.self, TagsCommand.self, DetectCommand.self])
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM: the first one cancels the running command (transfers stop,
+/// nothing unfinished gets its final name, journals already hold every entry that is on disk),
+/// then the process says so on one line and exits with 128+N. If the work has not wound down
+/// within `grace`, or on a second signal, the process exits at once: that is as safe as
+/// `kill -9`, which a re-run also resumes from.
+final class Interrupts: Sendable {
+    static let grace: DispatchTimeInterval = .milliseconds(1500)
+
+    private let state = Mutex<Int32?>(nil)
+    private let queue = DispatchQueue(label: "dkp-mirror.signals")
+
+    /// The first signal received, if any.
+    var received: Int32? { state.withLock { $0 } }
+
+    /// Starts listening for SIGINT and SIGTERM; `cancel` runs (once) on the first of them.
+    /// The sources listen while the caller keeps them.
+    static func install(cancel: @escaping @Sendable () -> Void) -> (Interrupts, [any DispatchSourceSignal]) {
+        let interrupts = Interrupts()
+        var sources: [any DispatchSourceSignal] = []
+        for signo in [SIGINT, SIGTERM] {
+            signal(signo, SIG_IGN)  // delivered to the dispatch source instead of killing the process
+            let source = DispatchSource.makeSignalSource(signal: signo, queue: interrupts.queue)
+            source.setEventHandler { interrupts.signalled(signo, cancel: cancel) }
+            source.resume()
+            sources.append(source)
+        }
+        return (interrupts, sources)
+    }
+
+    private func signalled(_ signo: Int32, cancel: @Sendable () -> Void) {
+        let first = state.withLock { received -> Bool in
+            guard received == nil else { return false }
+            received = signo
+            return true
+        }
+        guard first else {
+            Self.exit(signal: signo, forced: true)
+        }
+        cancel()
+        queue.asyncAfter(deadline: .now() + Self.grace) { Self.exit(signal: signo, forced: true) }
+    }
+
+    private static let exiting = Mutex(false)
+
+    /// Prints the line and exits with 128+N; the first caller does, a second (the grace timer
+    /// racing the graceful path) waits for the process to end.
+    static func exit(signal signo: Int32, forced: Bool) -> Never {
+        let first = exiting.withLock { exiting -> Bool in
+            defer { exiting = true }
+            return !exiting
+        }
+        guard first else {
+            while true { pause() }
+        }
+        let note = forced ? " (stopped without waiting for the transfers to wind down)" : ""
+        FileHandle.standardError.write(Data("interrupted; run the same command again to resume\(note)\n".utf8))
+        if forced { _exit(128 + signo) }
+        Foundation.exit(128 + signo)
+    }
 }
