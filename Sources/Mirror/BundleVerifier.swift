@@ -99,10 +99,12 @@ public struct BundleVerifier: Sendable {
         }
 
         let seconds = (ContinuousClock.now - started).inSeconds
+        let offlineSeconds = seconds - deepReport.seconds  // the rate is of the read, --deep reported on its own
         let bytes = results.bytesRead
         return VerifyReport(directory: directory, files: bundle.tars.reduce(0) { $0 + $1.files.count },
                             layouts: bundle.layouts.count, references: references, blobs: wanted.count,
-                            bytesHashed: bytes, seconds: seconds, bytesPerSecond: seconds > 0 ? Double(bytes) / seconds : 0,
+                            bytesHashed: bytes, seconds: seconds,
+                            bytesPerSecond: offlineSeconds > 0 ? Double(bytes) / offlineSeconds : 0,
                             deep: deep ? DeepSummary(layers: deepReport.layers, skipped: deepReport.skipped,
                                                      compressedBytes: deepReport.compressedBytes,
                                                      uncompressedBytes: deepReport.uncompressedBytes,

@@ -140,6 +140,7 @@ private final class TarPipeline: @unchecked Sendable {
     var finished = false
     /// Whole-file results of the consumer threads, per file index.
     var gostHex: [Int: String] = [:]
+    var shaDigests: [Int: Digest] = [:]
     var blobOutcomes: [Int: VerifyPass.BlobOutcome] = [:]
 
     init(files: [VerifyPass.File], blobs: [VerifyPass.Blob]) {
@@ -158,6 +159,9 @@ private final class TarPipeline: @unchecked Sendable {
         if !blobs.isEmpty {
             consumers.append { [self] index in hashBlobs(consumer: index) }
         }
+        if files.contains(where: \.sha256) {
+            consumers.append { [self] index in hashFiles(consumer: index) }
+        }
         if files.contains(where: \.gost) {
             consumers.append { [self] index in hashGost(consumer: index) }
         }
@@ -175,6 +179,9 @@ private final class TarPipeline: @unchecked Sendable {
         for (index, hex) in gostHex where local.fileErrors[files[index].path] == nil {
             local.gost[files[index].path] = hex
         }
+        for (index, digest) in shaDigests where local.fileErrors[files[index].path] == nil {
+            local.sha256[files[index].path] = digest
+        }
         results.withLock { all in
             all.sha256.merge(local.sha256) { $1 }
             all.gost.merge(local.gost) { $1 }
@@ -184,11 +191,10 @@ private final class TarPipeline: @unchecked Sendable {
         }
     }
 
-    // MARK: - the reader (and the files' SHA-256)
+    // MARK: - the reader
 
     private func read(into results: inout Results) {
         var base: Int64 = 0
-        let hasher = SHA256()
         for (index, file) in files.enumerated() {
             defer { base += file.size }
             let fd = open(file.path, O_RDONLY | O_CLOEXEC)
@@ -219,7 +225,6 @@ private final class TarPipeline: @unchecked Sendable {
                 }
                 if filled > 0 {
                     publish(slot: slot, piece: (index, base + position, filled))
-                    if file.sha256 { hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<filled])) }
                     position += Int64(filled)
                     results.bytesRead += Int64(filled)
                 }
@@ -233,13 +238,13 @@ private final class TarPipeline: @unchecked Sendable {
             }
             if let failure {
                 results.fileErrors[file.path] = failure
-                _ = hasher.finalize()
                 continue
             }
-            if file.sha256 { results.sha256[file.path] = hasher.finalize() }
-            if file.gost && position == 0 {
+            if position == 0 {
+                // An empty file: no piece reached the hashers.
                 condition.lock()
-                gostHex[index] = Streebog256().finalizeHex()
+                if file.sha256 { shaDigests[index] = SHA256.digest(of: [UInt8]()) }
+                if file.gost { gostHex[index] = Streebog256().finalizeHex() }
                 condition.unlock()
             }
         }
@@ -334,6 +339,26 @@ private final class TarPipeline: @unchecked Sendable {
         for i in blobs.indices { judge(i) }
         condition.lock()
         blobOutcomes.merge(found) { $1 }
+        condition.unlock()
+    }
+
+    /// SHA-256 of each file that SHA256SUMS lists, fed the same pieces.
+    private func hashFiles(consumer index: Int) {
+        var current = -1
+        var hasher: SHA256?
+        var results = [Int: Digest]()
+        while let (slot, piece) = next(consumer: index) {
+            if piece.file != current {
+                if let hasher { results[current] = hasher.finalize() }
+                current = piece.file
+                hasher = files[current].sha256 ? SHA256() : nil
+            }
+            hasher?.update(UnsafeRawBufferPointer(rebasing: buffers[slot][0..<piece.length]))
+            release(consumer: index)
+        }
+        if let hasher { results[current] = hasher.finalize() }
+        condition.lock()
+        shaDigests.merge(results) { $1 }
         condition.unlock()
     }
 

@@ -46,7 +46,7 @@ struct VerifyCommand: AsyncParsableCommand {
             try printJSON(report)
         } else {
             for problem in report.problems { print("problem: \(problem.message)") }
-            let summary = "\(report.files) file(s), \(report.layouts) layouts, \(report.references) references, \(report.blobs) blobs, \(formatBytes(report.bytesHashed)) hashed in \(String(format: "%.1f", report.seconds)) s (\(formatBytes(Int64(report.bytesPerSecond)))/s)"
+            let summary = "\(report.files) file(s), \(report.layouts) layouts, \(report.references) references, \(report.blobs) blobs, \(formatBytes(report.bytesHashed)) read and hashed in \(String(format: "%.1f", report.seconds - (report.deep?.seconds ?? 0))) s (\(formatBytes(Int64(report.bytesPerSecond)))/s)"
             var line = summary
             if let deep = report.deep {
                 line += "; --deep: \(deep.layers) layers decompressed and checked against their diff_ids"
