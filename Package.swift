@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "dkp-mirror", targets: ["dkp-mirror"]),
         .library(name: "Mirror", targets: ["Mirror"]),
+        // libFuzzer harnesses for the parsers; scripts/fuzz.sh builds it with -sanitize=fuzzer,address.
+        .executable(name: "dkp-fuzz", targets: ["dkp-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
@@ -65,6 +67,11 @@ let package = Package(
             "Registry", "OCI", "Streams", "TestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // Fuzz harnesses of the parsers that read outside input (references, manifests, index.json,
+        // WWW-Authenticate, Link, bundle tars). Built plainly it replays files through a harness;
+        // scripts/fuzz.sh builds it with -DDKP_FUZZ and the fuzzer, which then provides main.
+        .executableTarget(name: "dkp-fuzz", dependencies: ["OCI", "Registry", "Bundle"]),
 
         // Test helpers: real registries started by scripts/registry.sh, a token issuer,
         // a fault-injecting TCP proxy.

@@ -104,6 +104,9 @@ public final class TokenIssuer: Sendable {
     /// Number of token requests refused (bad credentials, anonymous without anonymousPull...).
     public var requestsRefused: Int { state.counters.current.refused }
 
+    /// Every token handed out over HTTP, in order (tests check that none is ever printed).
+    public var issuedTokens: [String] { state.counters.current.tokens }
+
     /// Makes a signed token directly, without HTTP (e.g. to test expiry or a foreign issuer).
     public func makeToken(
         subject: String, access: [(type: String, name: String, actions: [String])],
@@ -179,6 +182,7 @@ final class IssuerState: Sendable {
         var issued = 0
         var refused = 0
         var scopes: [[String]] = []
+        var tokens: [String] = []
     }
 
     let service: String
@@ -266,7 +270,10 @@ final class IssuerState: Sendable {
         guard let json = try? Self.encoder().encode(body) else {
             return refuse(status: 500, code: "UNKNOWN", message: "encoding failed")
         }
-        counters.withLock { $0.issued += 1 }
+        counters.withLock {
+            $0.issued += 1
+            $0.tokens.append(jwt)
+        }
         return TestHTTPResponse(
             status: 200, headers: [("Content-Type", "application/json")], body: Array(json))
     }
