@@ -91,6 +91,8 @@ public struct RegistryCompleteness: Sendable {
                 failures.withLock { $0.append((index, Failure(source: item.source, image: item.image, error: "HEAD \(url): \(error)"))) }
             }
         }
+        // A cancelled run (Ctrl-C) failed its HEADs for that reason, not because images are missing.
+        try Task.checkCancellation()
         return Report(total: items.count, failures: failures.withLock { $0 }.sorted { $0.0 < $1.0 }.map(\.1))
     }
 }
