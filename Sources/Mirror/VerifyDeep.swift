@@ -33,6 +33,8 @@ extension BundleVerifier {
         let layout: BundleIndex.Layout
         let location: BlobLocation
         let compression: LayerCompression
+        /// The first image that uses the layer, to name it.
+        let image: String
         var expectations: [(image: String, expected: Digest)]
     }
 
@@ -119,7 +121,7 @@ extension BundleVerifier {
                         continue
                     }
                     if work[layerKey] == nil {
-                        work[layerKey] = LayerWork(layout: layout, location: location, compression: compression, expectations: [])
+                        work[layerKey] = LayerWork(layout: layout, location: location, compression: compression, image: image, expectations: [])
                         order.append(layerKey)
                     }
                     // Without a diff_id to compare with, the layer is still decompressed: a damaged stream is found.
@@ -150,9 +152,8 @@ extension BundleVerifier {
                     problems.append(mismatch(layout: item.layout, image: image, layer: item.location.digest, expected: expected, actual: result.diffID))
                 }
             } catch {
-                let image = item.expectations.first?.image
                 problems.append(VerifyProblem(check: "diff_id",
-                    message: "\(item.layout.tar): \(image.map { "\($0): " } ?? "")layer \(item.location.digest) (\(item.compression.rawValue)) "
+                    message: "\(item.layout.tar): \(item.expectations.first?.image ?? item.image): layer \(item.location.digest) (\(item.compression.rawValue)) "
                         + "in \(Self.name(item.layout)) cannot be decompressed: \(error)"))
             }
             let entry = (i, problems, item.location.size, uncompressed)
