@@ -64,7 +64,8 @@ public final class ChunkedFileWriter: Sendable {
         var descriptors = [Int32]()
         var reopened = [Bool]()
         func closeAll() { for fd in descriptors { close(fd) } }
-        for (path, size) in zip(partials, sizes) {
+        for file in planned {
+            let (path, size) = (file.partial, file.size)
             let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
             guard fd >= 0 else {
                 let code = errno
@@ -186,6 +187,18 @@ public final class ChunkedFileWriter: Sendable {
         try TarIO.syncDirectory(of: finalPaths[0])
         committed.store(true, ordering: .releasing)
         return finalPaths
+    }
+
+    /// A run killed inside `commit` leaves some chunks renamed to their final names and the
+    /// rest still partial. When that run's journal is being resumed, those final files (synced
+    /// before the rename, and of this very plan) go back to their partial names so their
+    /// entries are kept instead of downloaded again.
+    public static func undoHalfCommit(finalPath: String, totalSize: Int64, chunkSize: Int64?) {
+        var info = stat()
+        for file in plannedFiles(finalPath: finalPath, totalSize: totalSize, chunkSize: chunkSize)
+        where stat(file.partial, &info) != 0 && errno == ENOENT && stat(file.final, &info) == 0 && Int64(info.st_size) == file.size {
+            _ = rename(file.final, file.partial)
+        }
     }
 
     /// Which file holds logical `offset`, and where in it.

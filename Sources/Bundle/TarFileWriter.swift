@@ -39,6 +39,7 @@ public final class TarFileWriter: Sendable {
         // entries in them.
         var kept = Set<Int>()
         if let previous {
+            ChunkedFileWriter.undoHalfCommit(finalPath: finalPath, totalSize: layout.totalSize, chunkSize: chunkSize)
             let files = ChunkedFileWriter.plannedFiles(finalPath: finalPath, totalSize: layout.totalSize, chunkSize: chunkSize)
             let intact = files.map { TarIO.fileSize($0.partial) == $0.size }
             kept = previous.filter { Self.entry(layout.entries[$0], liesIn: intact, chunkSize: chunkSize) }

@@ -186,6 +186,30 @@ struct TarFileWriterTests {
         #expect(tar == TarTestTools.sequentialTar(entries))
     }
 
+    /// A run killed inside `commit` (some chunks renamed, the rest still partial, the journal
+    /// still there) resumes with every entry kept and commits the same tar.
+    @Test func aRunKilledInsideCommitKeepsItsEntries() async throws {
+        let dir = try TarTestTools.scratch()
+        defer { TarTestTools.cleanup(dir) }
+        let entries = TarTestTools.sampleEntries(count: 20)
+        let layout = try layout(entries)
+        let path = dir + "/t.tar"
+        do {
+            let writer = try TarFileWriter(finalPath: path, layout: layout, chunkSize: 100_000)
+            try await TarTestTools.writeConcurrently(writer, entries, only: Set(entries.indices))
+        }
+        // What commit's rename loop leaves when killed after the first two chunks.
+        for index in 0..<2 {
+            let chunk = ChunkedFileWriter.chunkPath(path, index: index)
+            #expect(rename(chunk + ".partial", chunk) == 0)
+        }
+        let resumed = try TarFileWriter(finalPath: path, layout: layout, chunkSize: 100_000)
+        #expect(resumed.completed == Set(entries.indices), "no entry is downloaded again")
+        var tar = [UInt8]()
+        for file in try resumed.commit() { tar += try TarTestTools.read(file) }
+        #expect(tar == TarTestTools.sequentialTar(entries))
+    }
+
     @Test func streamOverflowShortFinishAndIncompleteCommitThrow() throws {
         let dir = try TarTestTools.scratch()
         defer { TarTestTools.cleanup(dir) }
