@@ -77,6 +77,9 @@ public struct RegistryCompleteness: Sendable {
     }
 
     public func check() async throws -> Report {
+        // A registry that cannot be reached, is not trusted or refuses the credentials is one
+        // clear error, not the same failure reported once per image.
+        try await client.ping()
         let items = await self.items()
         let failures = Mutex<[(Int, Failure)]>([])
         let client = self.client
