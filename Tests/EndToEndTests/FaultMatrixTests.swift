@@ -209,6 +209,7 @@ import TestSupport
         let (source, sourceProxy) = try await Self.sourceBehindProxy([
             .init(.status(503, retryAfter: "1"), methods: ["GET"], pathContains: "/blobs/", every: 2, limit: 1),
             .init(.cutResponse(afterBodyBytes: 1...(5 << 20)), methods: ["GET"], pathContains: "/blobs/", limit: 2),
+            .init(.stallResponse(afterBodyBytes: 0...0), methods: ["GET"], pathContains: "/manifests/", limit: 1),
         ])
         let destination = try await TestRegistry.start()
         let destinationProxy = try await HTTPFaultProxy.start(upstream: destination, rules: [
@@ -218,7 +219,7 @@ import TestSupport
         let output = try await CLITests.run(["copy", "\(sourceProxy.host)/deckhouse/ee:v1.69.3", "\(destinationProxy.host)/mirror/ee:v1.69.3",
                                              "--insecure", "--json", "--progress", "none", "--timeout", "2"])
         #expect(output.status == 0, "\(output.stderrString)\n\(sourceProxy.log + destinationProxy.log)")
-        #expect(sourceProxy.faultsInjected == 3 && destinationProxy.faultsInjected == 2, "\(sourceProxy.log + destinationProxy.log)")
+        #expect(sourceProxy.faultsInjected == 4 && destinationProxy.faultsInjected == 2, "\(sourceProxy.log + destinationProxy.log)")
 
         var configuration = RegistryConfiguration()
         configuration.insecure = true
@@ -238,6 +239,37 @@ import TestSupport
                 Issue.record("v1.69.3 should be an image manifest")
             }
         }
+        await from.shutdown()
+        await to.shutdown()
+    }
+
+    @Test func copyThatOutlastsTheRetriesStopsClearlyThenCompletes() async throws {
+        let (source, sourceProxy) = try await Self.sourceBehindProxy()
+        let destination = try await TestRegistry.start()
+        let destinationProxy = try await HTTPFaultProxy.start(upstream: destination, rules: [
+            .init(.status(503), methods: ["PUT"], pathContains: "/manifests/"),
+        ])
+        let arguments = ["copy", "\(sourceProxy.host)/deckhouse/ee:v1.69.3", "\(destinationProxy.host)/mirror/ee:v1.69.3",
+                         "--insecure", "--json", "--progress", "none", "--timeout", "2"]
+        let failed = try await CLITests.run(arguments + ["--retries", "2"])
+        #expect(failed.status == 1, "\(failed.stderrString)")
+        let message = failed.stderrString.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(message.hasPrefix("error: ") && message.contains("503"), "\(message)")
+
+        destinationProxy.setRules([])
+        let sentBefore = destinationProxy.requestBodyBytes
+        let rerun = try await CLITests.run(arguments)
+        #expect(rerun.status == 0, "\(rerun.stderrString)")
+        // The blobs went up in the failed run; the re-run sends the manifest and little else.
+        #expect(destinationProxy.requestBodyBytes - sentBefore < 64 << 10, "\(destinationProxy.requestBodyBytes - sentBefore) bytes sent again")
+
+        var configuration = RegistryConfiguration()
+        configuration.insecure = true
+        let from = try RegistryClient(host: source.host, configuration: configuration)
+        let to = try RegistryClient(host: destination.host, configuration: configuration)
+        let original = try await from.manifestDescriptor(repository: "deckhouse/ee", reference: "v1.69.3")
+        let copied = try await to.manifestDescriptor(repository: "mirror/ee", reference: "v1.69.3")
+        #expect(original != nil && copied?.digest == original?.digest)
         await from.shutdown()
         await to.shutdown()
     }
