@@ -113,7 +113,9 @@ actor Authenticator {
         let task = Task { try await self.fetchToken(realm: realm, service: service, scopes: scopeStrings) }
         pending[key] = task
         defer { pending[key] = nil }
-        let token = try await task.value
+        // Ctrl-C cancels the run; the fetch is its own task, so pass that on (every request
+        // waiting for this token belongs to the same cancelled run).
+        let token = try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
         tokens[key] = token
         return token
     }

@@ -3,6 +3,7 @@ import OCI
 import Registry
 import Testing
 import TestSupport
+import Synchronization
 
 /// A dkp-mirror started in the background, its output going into files that the test reads
 /// while it runs, to be interrupted at a chosen point.
@@ -481,3 +482,26 @@ final class BackgroundRun {
     }
 }
 
+
+@Suite struct InterruptWhileAuthenticatingTests {
+    final class PortBox: Sendable { let port = Mutex(0) }
+
+    /// Ctrl-C while the token service holds its answer: the token fetch (a task shared by the
+    /// requests that wait for the token) is cancelled with the rest of the run, so it stops
+    /// gracefully rather than by the forced exit after the grace period.
+    @Test func ctrlCDuringAHungTokenFetchStopsGracefully() async throws {
+        let realm = PortBox()
+        let registry = try await TestHTTPServer.start { _ in
+            let port = realm.port.withLock { $0 }
+            return TestHTTPResponse(status: 401, headers: [("WWW-Authenticate", #"Bearer realm="http://127.0.0.1:\#(port)/token",service="test""#)])
+        }
+        // The token service: a proxy that never passes a byte of the answer back.
+        let tokenService = try await FaultProxy.start(upstreamPort: registry.port, fault: .stall(afterBytes: 0))
+        realm.port.withLock { $0 = tokenService.port }
+
+        let run = try BackgroundRun(["tags", "127.0.0.1:\(registry.port)/deckhouse/ee", "--insecure", "-u", "user", "-p", "pw-hung-4410"])
+        try await run.wait(until: "the token request is in flight") { tokenService.stallsPerformed >= 1 }
+        InterruptTests.checkStopped(run, by: SIGINT, took: try await run.interrupt(SIGINT))
+        #expect(!run.stderr.contains("pw-hung-4410"))
+    }
+}
