@@ -23,6 +23,10 @@ struct FileSegmentsSequence: AsyncSequence, Sendable {
         var reader: ChunkedFileReader?
         let verifier: BlobVerifier
         var done = false
+        /// Read into in place. Once the upload has written the previous buffer out, this one
+        /// holds the only reference and `clear` reuses its memory; otherwise copy-on-write
+        /// gives it fresh storage.
+        var buffer = ByteBuffer()
 
         init(sequence: FileSegmentsSequence) {
             self.sequence = sequence
@@ -47,14 +51,19 @@ struct FileSegmentsSequence: AsyncSequence, Sendable {
                     let s = sequence.segments[segment]
                     reader = try ChunkedFileReader(path: s.path, offset: s.offset, length: s.length, chunkSize: FileSegmentsSequence.readSize)
                 }
-                guard let chunk = try reader?.next() else {
-                    reader = nil
+                guard let reader else { continue }  // invariant: set just above
+                buffer.clear(minimumCapacity: FileSegmentsSequence.readSize)
+                let count = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: FileSegmentsSequence.readSize) { destination in
+                    try reader.next(into: destination)
+                }
+                if count == 0 {
+                    self.reader = nil
                     segment += 1
                     continue
                 }
-                try verifier.consume(chunk)
-                sequence.onBytes?(chunk.count)
-                return ByteBuffer(bytes: chunk)
+                try buffer.withUnsafeReadableBytes { try verifier.consume($0) }
+                sequence.onBytes?(count)
+                return buffer
             }
         }
     }

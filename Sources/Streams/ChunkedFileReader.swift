@@ -44,11 +44,18 @@ public final class ChunkedFileReader {
     /// The next chunk, valid until the next call, or nil at the end of the range.
     /// A file shorter than the range is an error, not a silent short read.
     public func next() throws(StreamsError) -> UnsafeRawBufferPointer? {
-        guard offset < end else { return nil }
-        let want = Int(min(Int64(chunkSize), end - offset))
+        let filled = try next(into: buffer)
+        return filled == 0 ? nil : UnsafeRawBufferPointer(rebasing: buffer[0..<filled])
+    }
+
+    /// Reads the next chunk (at most `chunkSize` bytes, and at most what `destination` holds)
+    /// into the caller's memory; returns how many bytes, 0 at the end of the range.
+    public func next(into destination: UnsafeMutableRawBufferPointer) throws(StreamsError) -> Int {
+        guard offset < end, let base = destination.baseAddress else { return 0 }
+        let want = Int(min(Int64(min(chunkSize, destination.count)), end - offset))
         var filled = 0
         while filled < want {
-            let n = pread(descriptor, buffer.baseAddress! + filled, want - filled, off_t(offset) + off_t(filled))
+            let n = pread(descriptor, base + filled, want - filled, off_t(offset) + off_t(filled))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw .io(path: path, operation: "read", errno: errno)
@@ -57,6 +64,6 @@ public final class ChunkedFileReader {
             filled += n
         }
         offset += Int64(filled)
-        return UnsafeRawBufferPointer(rebasing: buffer[0..<filled])
+        return filled
     }
 }
