@@ -221,6 +221,12 @@ import TestSupport
         #expect(output.status == 0, "\(output.stderrString)\n\(sourceProxy.log + destinationProxy.log)")
         #expect(sourceProxy.faultsInjected == 4 && destinationProxy.faultsInjected == 2, "\(sourceProxy.log + destinationProxy.log)")
 
+        try await Self.expectCopied(from: source, to: destination)
+    }
+
+    /// `deckhouse/ee:v1.69.3` of `source` arrived in `destination` as `mirror/ee:v1.69.3` with
+    /// the same digest, and every blob of it is there under its digest (a HEAD answers it).
+    static func expectCopied(from source: TestRegistry, to destination: TestRegistry) async throws {
         var configuration = RegistryConfiguration()
         configuration.insecure = true
         let from = try RegistryClient(host: source.host, configuration: configuration)
@@ -228,7 +234,6 @@ import TestSupport
         let original = try await from.manifestDescriptor(repository: "deckhouse/ee", reference: "v1.69.3")
         let copied = try await to.manifestDescriptor(repository: "mirror/ee", reference: "v1.69.3")
         #expect(original != nil && copied?.digest == original?.digest)
-        // Every blob of the copied image is there under its digest (a HEAD answers it).
         if let copied {
             let manifest = try await to.manifest(repository: "mirror/ee", reference: copied.digest.string)
             if case .image(let image) = manifest.document {
@@ -263,14 +268,6 @@ import TestSupport
         // The blobs went up in the failed run; the re-run sends the manifest and little else.
         #expect(destinationProxy.requestBodyBytes - sentBefore < 64 << 10, "\(destinationProxy.requestBodyBytes - sentBefore) bytes sent again")
 
-        var configuration = RegistryConfiguration()
-        configuration.insecure = true
-        let from = try RegistryClient(host: source.host, configuration: configuration)
-        let to = try RegistryClient(host: destination.host, configuration: configuration)
-        let original = try await from.manifestDescriptor(repository: "deckhouse/ee", reference: "v1.69.3")
-        let copied = try await to.manifestDescriptor(repository: "mirror/ee", reference: "v1.69.3")
-        #expect(original != nil && copied?.digest == original?.digest)
-        await from.shutdown()
-        await to.shutdown()
+        try await Self.expectCopied(from: source, to: destination)
     }
 }
