@@ -88,16 +88,28 @@ public struct EditionDiscovery: Sendable {
     public let client: RegistryClient
     public let source: EditionSource
     public let concurrency: Int
+    /// Where modules live in the source, relative to `<E>` (`--modules-path-suffix`, `/` for `<E>` itself).
+    public let modulesPathSuffix: String
 
     /// The security databases and the tags d8 pulls.
     public static let securityDatabases: [(name: String, tag: String)] = [
         ("trivy-db", "2"), ("trivy-bdu", "1"), ("trivy-java-db", "1"), ("trivy-checks", "0"),
     ]
 
-    public init(client: RegistryClient, source: EditionSource, concurrency: Int = 8) {
+    public init(client: RegistryClient, source: EditionSource, concurrency: Int = 8, modulesPathSuffix: String = "/modules") {
         self.client = client
         self.source = source
         self.concurrency = concurrency
+        self.modulesPathSuffix = modulesPathSuffix
+    }
+
+    /// The source repository of a bundle layout path: `<E>/<path>`, a leading `modules` segment
+    /// replaced by the modules path suffix (the bundle always says `modules/`).
+    func sourceRepository(_ layout: String) -> String {
+        guard layout == "modules" || layout.hasPrefix("modules/") else { return source.repository(layout) }
+        let suffix = modulesPathSuffix.split(separator: "/").joined(separator: "/")
+        let rest = layout.dropFirst("modules".count).split(separator: "/").joined(separator: "/")
+        return source.repository([suffix, rest].filter { !$0.isEmpty }.joined(separator: "/"))
     }
 
     public func discover(_ selection: PullSelection) async throws -> DiscoveredEdition {
@@ -154,14 +166,14 @@ public struct EditionDiscovery: Sendable {
 
     /// The reference `<E>/<layout>:<tag>` put into `tar` under `shortTag` (default: the tag itself).
     func image(tar: String, layout: String, tag: String, shortTag: String? = nil) -> BundleImage {
-        let repository = source.repository(layout)
+        let repository = sourceRepository(layout)
         return BundleImage(tar: tar, layout: layout, repository: repository, reference: tag,
                            shortTag: shortTag ?? tag, refName: "\(source.host)/\(repository):\(shortTag ?? tag)")
     }
 
     /// The reference `<E>/<layout>@<digest>`, pushed under the digest's hex.
     func digestImage(tar: String, layout: String, digest: Digest) -> BundleImage {
-        let repository = source.repository(layout)
+        let repository = sourceRepository(layout)
         return BundleImage(tar: tar, layout: layout, repository: repository, reference: digest.string,
                            shortTag: digest.hex, refName: "\(source.host)/\(repository)@\(digest)")
     }

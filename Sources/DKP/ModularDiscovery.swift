@@ -39,7 +39,7 @@ extension EditionDiscovery {
             all = include.keys.sorted()
         } else {
             do {
-                all = try await client.tags(repository: source.repository(kind.catalog)).sorted()
+                all = try await client.tags(repository: sourceRepository(kind.catalog)).sorted()
             } catch RegistryError.notFound {
                 result.notes.append("\(source)/\(kind.catalog) does not exist: no \(kind.catalog) pulled")
                 return []
@@ -88,7 +88,7 @@ extension EditionDiscovery {
         // An exact pin takes no channel images from the source (d8): the pinned version is the channels.
         var read = ChannelRead()
         if exact == nil {
-            read = try await readChannels(repository: source.repository(channelLayout))
+            read = try await readChannels(repository: sourceRepository(channelLayout))
             if let (channel, failure) = read.failures.sorted(by: { $0.key.rawValue < $1.key.rawValue }).first {
                 throw DKPError.invalidSource("\(name) channel \(channel.rawValue): \(failure)")
             }
@@ -97,7 +97,7 @@ extension EditionDiscovery {
         if let exact {
             versions.insert(exact)
         } else if let constraint {
-            let mainRepository = source.repository(base)
+            let mainRepository = sourceRepository(base)
             let candidates = selection.proxyRegistry
                 ? try await probeVersions(constraint) { try await self.client.manifestDescriptor(repository: mainRepository, reference: $0.tag) != nil }
                 : try await client.tags(repository: mainRepository).compactMap(Version.init(tag:)).filter { constraint.matches($0) }
@@ -110,7 +110,7 @@ extension EditionDiscovery {
 
         var images: [BundleImage] = []
         var vex: [VexSubject] = []
-        let mainRepository = source.repository(base)
+        let mainRepository = sourceRepository(base)
         for version in versions.sorted() {
             let tag = version.tag
             let files: [String: [UInt8]]
@@ -161,7 +161,7 @@ extension EditionDiscovery {
     func discoverPackageVersions(into result: inout DiscoveredEdition) async throws {
         let names: [String]
         do {
-            names = try await client.tags(repository: source.repository("packages")).sorted()
+            names = try await client.tags(repository: sourceRepository("packages")).sorted()
         } catch RegistryError.notFound {
             return
         }
@@ -169,7 +169,7 @@ extension EditionDiscovery {
             let layout = "packages/\(name)/version"
             let tags: [String]
             do {
-                tags = try await self.client.tags(repository: self.source.repository(layout))
+                tags = try await self.client.tags(repository: self.sourceRepository(layout))
             } catch RegistryError.notFound {
                 return []
             }

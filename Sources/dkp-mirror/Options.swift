@@ -19,7 +19,7 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Progress on stderr: auto (bar on a terminal, plain lines otherwise), bar, plain, json (events on stdout), none.")
     var progress: ProgressMode = .auto
 
-    @Flag(name: [.short, .long], help: "More log lines (never secrets).")
+    @Flag(name: [.short, .long], help: "More log lines (never secrets); MIRROR_DEBUG_LOG=1..4, as d8 takes it, does the same.")
     var verbose = false
 
     @Option(name: .customLong("timeout"), help: ArgumentHelp("How long a transfer may stay silent (nothing received or sent) before it is abandoned and retried: seconds or a Go duration (90s, 4h); env D8_MIRROR_TIMEOUT; default 60 s. An inactivity timeout, never a deadline on a whole transfer (d8 applies it to whole requests, which cuts multi-GB layers).", valueName: "DURATION"))
@@ -71,7 +71,8 @@ struct CommonOptions: ParsableArguments {
 
     var logger: Logger {
         var logger = Logger(label: "dkp-mirror")
-        logger.logLevel = verbose ? .debug : .notice
+        let debugLevel = ProcessInfo.processInfo.environment["MIRROR_DEBUG_LOG"].flatMap { Int($0) } ?? 0
+        logger.logLevel = verbose || debugLevel > 0 ? .debug : .notice
         return logger
     }
 }

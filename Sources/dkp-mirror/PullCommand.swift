@@ -86,6 +86,8 @@ struct PullCommand: AsyncParsableCommand {
     var proxyRegistry = false
     @Flag(help: "Start from scratch: discard what earlier runs of this pull wrote instead of resuming.")
     var noPullResume = false
+    @Option(help: ArgumentHelp("Where modules live in the source, relative to --source (\"/\" for the edition root itself); the bundle always names them modules/<name>.", valueName: "PATH"))
+    var modulesPathSuffix = "/modules"
     @Option(help: ArgumentHelp("Accepted for d8 compatibility and unused: dkp-mirror writes every blob in place in the final tars and needs no temporary directory.", valueName: "DIR"))
     var tmpDir: String?
     @Flag(help: "List every module, package and plugin version in the final summary.")
@@ -160,7 +162,8 @@ struct PullCommand: AsyncParsableCommand {
         let client = try RegistryClient(host: edition.host, configuration: configuration)
         let renderer = ProgressRenderer.start(dryRun ? .none : common.progress)
         do {
-            let discovery = EditionDiscovery(client: client, source: edition, concurrency: common.jobs)
+            let discovery = EditionDiscovery(client: client, source: edition, concurrency: common.jobs,
+                                             modulesPathSuffix: modulesPathSuffix)
             writeErr("discovering \(edition) ...\n")
             let found = try await discovery.discover(selection)
             for note in found.notes { writeErr("note: \(note)\n") }

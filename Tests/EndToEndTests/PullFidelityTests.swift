@@ -41,10 +41,19 @@ import TestSupport
                                                    reference: reference.digest?.string ?? reference.tag ?? "latest")?.digest
     }
 
-    static func client(_ registry: TestRegistry) throws -> RegistryClient {
+    /// Runs `body` with a client of the source registry, shut down however `body` ends.
+    static func withSource<T: Sendable>(_ registry: TestRegistry, _ body: (RegistryClient) async throws -> T) async throws -> T {
         var configuration = RegistryConfiguration()
         configuration.insecure = true
-        return try RegistryClient(host: registry.host, configuration: configuration)
+        let client = try RegistryClient(host: registry.host, configuration: configuration)
+        do {
+            let result = try await body(client)
+            await client.shutdown()
+            return result
+        } catch {
+            await client.shutdown()
+            throw error
+        }
     }
 
     static func tags(_ entries: [Entry], tar: String, layout: String) -> Set<String> {
@@ -57,71 +66,71 @@ import TestSupport
         let output = try await PullTests.pull(registry, into: directory, [])
         #expect(output.status == 0, "\(output.stderrString)")
         let entries = try await Self.entries(directory)
-        let client = try Self.client(registry)
-        let channels = ["alpha": "v1.70.1", "beta": "v1.69.3", "early-access": "v1.69.3", "stable": "v1.68.4", "rock-solid": "v1.67.5"]
+        try await Self.withSource(registry) { client in
+            let channels = ["alpha": "v1.70.1", "beta": "v1.69.3", "early-access": "v1.69.3", "stable": "v1.68.4", "rock-solid": "v1.67.5"]
 
-        var checked = 0
-        for entry in entries {
-            if entry.layout == "install", let version = channels[entry.shortTag] {
-                // install:<channel> is made from the bundle's own install:<version> (d8 0.33.17).
-                let expected = try await Self.sourceDigest(client, "\(registry.host)/deckhouse/ee/install:\(version)")
-                #expect(entry.descriptor.digest == expected, "install:\(entry.shortTag)")
-                continue
+            var checked = 0
+            for entry in entries {
+                if entry.layout == "install", let version = channels[entry.shortTag] {
+                    // install:<channel> is made from the bundle's own install:<version> (d8 0.33.17).
+                    let expected = try await Self.sourceDigest(client, "\(registry.host)/deckhouse/ee/install:\(version)")
+                    #expect(entry.descriptor.digest == expected, "install:\(entry.shortTag)")
+                    continue
+                }
+                let source = try await Self.sourceDigest(client, entry.refName)
+                #expect(entry.descriptor.digest == source, "\(entry.tar) \(entry.layout) \(entry.shortTag): not the source's \(entry.refName)")
+                #expect(entry.refName.hasSuffix(":" + entry.shortTag) || entry.refName.hasSuffix("@sha256:" + entry.shortTag), "\(entry.refName)")
+                checked += 1
             }
-            let source = try await Self.sourceDigest(client, entry.refName)
-            #expect(entry.descriptor.digest == source, "\(entry.tar) \(entry.layout) \(entry.shortTag): not the source's \(entry.refName)")
-            #expect(entry.refName.hasSuffix(":" + entry.shortTag) || entry.refName.hasSuffix("@sha256:" + entry.shortTag), "\(entry.refName)")
-            checked += 1
+            #expect(checked > 80)
+
+            // The channel images are the source's channel tags, not the versions they name.
+            let releaseStable = entries.first { $0.layout == "release-channel" && $0.shortTag == "stable" }
+            let versionImage = entries.first { $0.layout == "release-channel" && $0.shortTag == "v1.68.4" }
+            #expect(releaseStable != nil && versionImage != nil && releaseStable?.descriptor.digest != versionImage?.descriptor.digest)
+            #expect(Self.tags(entries, tar: "platform.tar", layout: "install").isSuperset(of: Set(channels.keys)))
+            #expect(Self.tags(entries, tar: "platform.tar", layout: "").isDisjoint(with: Set(channels.keys)))
+
+            // Packages: the package's own tar, and package-versions.tar with every tag of its version repository.
+            #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools").isSuperset(of: ["v0.4.1", "v0.5.0"]))
+            #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools/version")
+                    == ["v0.4.1", "v0.5.0", "alpha", "beta", "early-access", "stable", "rock-solid"])
+            #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools/extra/helper") == ["v0.3.1"])
+            #expect(Self.tags(entries, tar: "package-versions.tar", layout: "packages/nginx-tools/version")
+                    == ["v0.4.1", "v0.5.0", "alpha", "beta", "early-access", "stable", "rock-solid"])
+            for digest in seeded.packageDigests["nginx-tools"]?["v0.5.0"] ?? [] {
+                #expect(entries.contains { $0.tar == "package-nginx-tools.tar" && $0.descriptor.digest == digest })
+            }
+
+            // VEX: every seeded attestation of a pulled image is in the bundle, in its image's main layout.
+            let attestations = entries.filter { $0.shortTag.hasSuffix(".att") }
+            let pulledVersions = ["v1.67.5", "v1.68.4", "v1.69.3", "v1.70.1"]
+            let platformExpected = pulledVersions.flatMap { (seeded.platformDigests[$0] ?? []).dropFirst(2).map { "sha256-\($0.hex).att" } }
+            #expect(Set(attestations.filter { $0.tar == "platform.tar" }.map(\.shortTag)) == Set(platformExpected))
+            #expect(attestations.filter { $0.tar == "platform.tar" }.allSatisfy { $0.layout == "" })
+            #expect(Self.tags(entries, tar: "module-console.tar", layout: "modules/console").isSuperset(of: ["v1.1.5.att", "v1.2.0.att"]))
+            let summary = try JSONDecoder().decode(Summary.self, from: Data(output.stdout)).summary
+            #expect(summary.vexImages == attestations.count)
+            #expect(summary.vexImages < seeded.vexReferences.count, "attestations of versions not pulled stay out")
+
+            // The plugin whose contract needs console (>=1.1.0 on its newest stable) comes along on its own.
+            #expect(Self.tags(entries, tar: "plugin-module-tools.tar", layout: "deckhouse-cli/plugins/module-tools") == ["v1.1.0"])
+            #expect(summary.plugins == ["module-tools": ["v1.1.0"]])
+            #expect(summary.packages == ["nginx-tools": ["v0.4.1", "v0.5.0"]])
+            #expect(summary.platformVersions == pulledVersions)
+            #expect(summary.securityDatabases.count == 4)
+            #expect(output.stderrString.contains("summary:") == false, "--json puts the summary on stdout only")
+
+            // deckhousereleases.yaml: one DeckhouseRelease per version, from release-channel:<version>.
+            let releases = try String(contentsOf: directory.appendingPathComponent("deckhousereleases.yaml"), encoding: .utf8)
+            #expect(releases.components(separatedBy: "kind: DeckhouseRelease").count - 1 == pulledVersions.count)
+            #expect(releases.contains("name: v1.69.3"))
+            #expect(releases.contains("changelogLink: https://github.com/deckhouse/deckhouse/releases/tag/v1.69.3"))
+            #expect(releases.contains("approved: false"))
+            #expect(releases.contains("- ingressNginx"))
+            #expect(releases.contains("summary: Fix for v1.69.3."))
+            #expect(releases.contains("k8s: '1.27'") || releases.contains("k8s: \"1.27\""))
         }
-        #expect(checked > 80)
-
-        // The channel images are the source's channel tags, not the versions they name.
-        let releaseStable = entries.first { $0.layout == "release-channel" && $0.shortTag == "stable" }
-        let versionImage = entries.first { $0.layout == "release-channel" && $0.shortTag == "v1.68.4" }
-        #expect(releaseStable != nil && versionImage != nil && releaseStable?.descriptor.digest != versionImage?.descriptor.digest)
-        #expect(Self.tags(entries, tar: "platform.tar", layout: "install").isSuperset(of: Set(channels.keys)))
-        #expect(Self.tags(entries, tar: "platform.tar", layout: "").isDisjoint(with: Set(channels.keys)))
-
-        // Packages: the package's own tar, and package-versions.tar with every tag of its version repository.
-        #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools").isSuperset(of: ["v0.4.1", "v0.5.0"]))
-        #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools/version")
-                == ["v0.4.1", "v0.5.0", "alpha", "beta", "early-access", "stable", "rock-solid"])
-        #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools/extra/helper") == ["v0.3.1"])
-        #expect(Self.tags(entries, tar: "package-versions.tar", layout: "packages/nginx-tools/version")
-                == ["v0.4.1", "v0.5.0", "alpha", "beta", "early-access", "stable", "rock-solid"])
-        for digest in seeded.packageDigests["nginx-tools"]?["v0.5.0"] ?? [] {
-            #expect(entries.contains { $0.tar == "package-nginx-tools.tar" && $0.descriptor.digest == digest })
-        }
-
-        // VEX: every seeded attestation of a pulled image is in the bundle, in its image's main layout.
-        let attestations = entries.filter { $0.shortTag.hasSuffix(".att") }
-        let pulledVersions = ["v1.67.5", "v1.68.4", "v1.69.3", "v1.70.1"]
-        let platformExpected = pulledVersions.flatMap { (seeded.platformDigests[$0] ?? []).dropFirst(2).map { "sha256-\($0.hex).att" } }
-        #expect(Set(attestations.filter { $0.tar == "platform.tar" }.map(\.shortTag)) == Set(platformExpected))
-        #expect(attestations.filter { $0.tar == "platform.tar" }.allSatisfy { $0.layout == "" })
-        #expect(Self.tags(entries, tar: "module-console.tar", layout: "modules/console").isSuperset(of: ["v1.1.5.att", "v1.2.0.att"]))
-        let summary = try JSONDecoder().decode(Summary.self, from: Data(output.stdout)).summary
-        #expect(summary.vexImages == attestations.count)
-        #expect(summary.vexImages < seeded.vexReferences.count, "attestations of versions not pulled stay out")
-
-        // The plugin whose contract needs console (>=1.1.0 on its newest stable) comes along on its own.
-        #expect(Self.tags(entries, tar: "plugin-module-tools.tar", layout: "deckhouse-cli/plugins/module-tools") == ["v1.1.0"])
-        #expect(summary.plugins == ["module-tools": ["v1.1.0"]])
-        #expect(summary.packages == ["nginx-tools": ["v0.4.1", "v0.5.0"]])
-        #expect(summary.platformVersions == pulledVersions)
-        #expect(summary.securityDatabases.count == 4)
-        #expect(output.stderrString.contains("summary:") == false, "--json puts the summary on stdout only")
-
-        // deckhousereleases.yaml: one DeckhouseRelease per version, from release-channel:<version>.
-        let releases = try String(contentsOf: directory.appendingPathComponent("deckhousereleases.yaml"), encoding: .utf8)
-        #expect(releases.components(separatedBy: "kind: DeckhouseRelease").count - 1 == pulledVersions.count)
-        #expect(releases.contains("name: v1.69.3"))
-        #expect(releases.contains("changelogLink: https://github.com/deckhouse/deckhouse/releases/tag/v1.69.3"))
-        #expect(releases.contains("approved: false"))
-        #expect(releases.contains("- ingressNginx"))
-        #expect(releases.contains("summary: Fix for v1.69.3."))
-        #expect(releases.contains("k8s: '1.27'") || releases.contains("k8s: \"1.27\""))
-        await client.shutdown()
     }
 
     struct Summary: Decodable {
@@ -139,28 +148,28 @@ import TestSupport
                                               ["--deckhouse-tag", "stable", "-i", "console@=v1.1.5", "-i", "commander@=v0.9.1+beta", "--skip-vex-images"])
         #expect(output.status == 0, "\(output.stderrString)")
         let entries = try await Self.entries(directory)
-        let client = try Self.client(registry)
-        let host = registry.host
-        // --deckhouse-tag stable: release-channel:stable of the source on the five channels.
-        let stable = try await Self.sourceDigest(client, "\(host)/deckhouse/ee/release-channel:stable")
-        for channel in ["alpha", "beta", "early-access", "stable", "rock-solid"] {
-            let entry = entries.first { $0.layout == "release-channel" && $0.shortTag == channel }
-            #expect(entry?.descriptor.digest == stable, "release-channel:\(channel)")
-            let install = entries.first { $0.layout == "install" && $0.shortTag == channel }
-            #expect(install?.descriptor.digest == (try await Self.sourceDigest(client, "\(host)/deckhouse/ee/install:v1.68.4")))
+        try await Self.withSource(registry) { client in
+            let host = registry.host
+            // --deckhouse-tag stable: release-channel:stable of the source on the five channels.
+            let stable = try await Self.sourceDigest(client, "\(host)/deckhouse/ee/release-channel:stable")
+            for channel in ["alpha", "beta", "early-access", "stable", "rock-solid"] {
+                let entry = entries.first { $0.layout == "release-channel" && $0.shortTag == channel }
+                #expect(entry?.descriptor.digest == stable, "release-channel:\(channel)")
+                let install = entries.first { $0.layout == "install" && $0.shortTag == channel }
+                #expect(install?.descriptor.digest == (try await Self.sourceDigest(client, "\(host)/deckhouse/ee/install:v1.68.4")))
+            }
+            #expect(!entries.contains { $0.shortTag.hasSuffix(".att") }, "--skip-vex-images")
+            #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("deckhousereleases.yaml").path),
+                    "a pinned pull writes no deckhousereleases.yaml")
+            // -i console@=v1.1.5: that version's release image on every channel, lts included.
+            let consoleRelease = try await Self.sourceDigest(client, "\(host)/deckhouse/ee/modules/console/release:v1.1.5")
+            let consoleChannels = entries.filter { $0.layout == "modules/console/release" }
+            #expect(Set(consoleChannels.map(\.shortTag)) == ["v1.1.5", "alpha", "beta", "early-access", "stable", "rock-solid", "lts"])
+            #expect(consoleChannels.allSatisfy { $0.descriptor.digest == consoleRelease })
+            // -i commander@=v0.9.1+beta: onto beta only.
+            let commander = entries.filter { $0.layout == "modules/commander/release" }
+            #expect(Set(commander.map(\.shortTag)) == ["v0.9.1", "beta"])
         }
-        #expect(!entries.contains { $0.shortTag.hasSuffix(".att") }, "--skip-vex-images")
-        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("deckhousereleases.yaml").path),
-                "a pinned pull writes no deckhousereleases.yaml")
-        // -i console@=v1.1.5: that version's release image on every channel, lts included.
-        let consoleRelease = try await Self.sourceDigest(client, "\(host)/deckhouse/ee/modules/console/release:v1.1.5")
-        let consoleChannels = entries.filter { $0.layout == "modules/console/release" }
-        #expect(Set(consoleChannels.map(\.shortTag)) == ["v1.1.5", "alpha", "beta", "early-access", "stable", "rock-solid", "lts"])
-        #expect(consoleChannels.allSatisfy { $0.descriptor.digest == consoleRelease })
-        // -i commander@=v0.9.1+beta: onto beta only.
-        let commander = entries.filter { $0.layout == "modules/commander/release" }
-        #expect(Set(commander.map(\.shortTag)) == ["v0.9.1", "beta"])
-        await client.shutdown()
     }
 
     @Test func ltsOnlyEditionPullsItsLtsVersionAndSinceVersionWidensIt() async throws {
@@ -177,10 +186,10 @@ import TestSupport
         #expect(Self.tags(entries, tar: "platform.tar", layout: "release-channel") == ["v1.69.3", "lts"])
         #expect(Self.tags(entries, tar: "module-console.tar", layout: "modules/console/release") == ["v1.1.5", "v1.2.0", "lts", "stable"])
         #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools/version") == ["v0.4.1", "lts"])
-        let client = try Self.client(registry)
-        let lts = try await Self.sourceDigest(client, "\(registry.host)/deckhouse/ee/release-channel:lts")
-        #expect(entries.first { $0.layout == "release-channel" && $0.shortTag == "lts" }?.descriptor.digest == lts)
-        await client.shutdown()
+        try await Self.withSource(registry) { client in
+            let lts = try await Self.sourceDigest(client, "\(registry.host)/deckhouse/ee/release-channel:lts")
+            #expect(entries.first { $0.layout == "release-channel" && $0.shortTag == "lts" }?.descriptor.digest == lts)
+        }
 
         let wider = try await PullTests.pull(registry, into: directory, ["--dry-run", "--since-version", "v1.68.0"])
         #expect(wider.status == 0, "\(wider.stderrString)")
