@@ -110,6 +110,12 @@ import TestSupport
         #expect(out.status == 1)
         let report = try JSONDecoder().decode(Report.self, from: Data(out.stdout))
         let labels = Set(report.failures.map(\.source))
+        #expect(report.total == keys.count + 1)
+        // More than five errors: the first five, then `...and more`, as the cluster writes it.
+        let text = try await CLITests.run(["verify", bundle.path, "--registry", "\(target.host)/system/deckhouse", "--insecure"])
+        #expect(text.stdoutString.hasPrefix("Mode: Default\n0 of 8 items processed, 8 items with errors\n"), "\(text.stdoutString)")
+        #expect(text.stdoutString.components(separatedBy: "- source: ").count - 1 == 5)
+        #expect(text.stdoutString.hasSuffix("\n  ...and more\n"))
         for label in ["kube-apiserver133", "control-plane-manager", "v1-beta", "http-server", "snake-case", "cni-cilium", "iptables-wrapper"] {
             #expect(labels.contains("module/ingress-nginx133/\(label)"), "\(label): \(labels.sorted())")
         }
