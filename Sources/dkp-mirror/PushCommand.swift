@@ -15,9 +15,9 @@ struct PushCommand: AsyncParsableCommand {
             unpacking them. Each layout goes to TARGET/<path> (modules and packages under their path \
             suffixes), each image under its io.deckhouse.image.short_tag; then the discovery tags \
             TARGET/modules:<m>, TARGET/packages:<p>, TARGET/deckhouse-cli/plugins:<n>. A descriptor \
-            without a short tag is pushed under the tag of its ref name (d8 skips it silently), else \
-            skipped; a tag two descriptors give different digests: a warning naming both, the last wins \
-            (tars in name order), as in d8. Layouts several tars hold (package-versions.tar and \
+            without a short tag is pushed under the tag of its ref name, else skipped, with a warning \
+            (d8 skips it and says nothing); a tag two descriptors give different digests: a warning naming \
+            both, the last wins (tars in name order), as in d8 (which says nothing). Layouts several tars hold (package-versions.tar and \
             package-<p>.tar) are united. Blobs are hashed as they leave the tar; a corrupt one is never \
             pushed, its images are reported and the rest of the bundle still goes up (exit code 1). \
             Before anything moves, write access is checked by opening an upload session and cancelling \

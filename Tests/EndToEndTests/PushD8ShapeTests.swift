@@ -48,6 +48,15 @@ import TestSupport
         let bundle = try TestRegistry.temporaryDirectory("dkp-d8shape")
         let edition = try D8ShapeEdition.write(to: bundle)
         let target = try await TestRegistry.start(tls: true, users: ["rw": "pw-shape-5"])
+        // --dry-run: the same plan, summary and warnings, nothing written.
+        struct DryRun: Decodable { var warnings: [String]; var summary: Summary; var blobsPresent: Int }
+        struct Summary: Decodable { var packages: [String]; var plugins: [String]; var vexAttestations: Int }
+        let dry = try await PushTests.push(bundle, to: target, password: "pw-shape-5", ["--dry-run"])
+        #expect(dry.status == 0, "\(dry.stderrString)")
+        let plan = try JSONDecoder().decode(DryRun.self, from: Data(dry.stdout))
+        #expect(plan.warnings.count == 4 && plan.blobsPresent == 0)
+        #expect(plan.summary.packages == ["bar", "baz"] && plan.summary.plugins == ["foo-tool"] && plan.summary.vexAttestations == 3)
+        #expect(dry.stderrString.contains("warning: packages/bar/version: tag 'stable' is given to two different images"))
         let output = try await PushTests.push(bundle, to: target, password: "pw-shape-5", ["--packages-path-suffix", "/pkgs"])
         #expect(output.status == 0, "\(output.stderrString)")
         let result = try JSONDecoder().decode(Result.self, from: Data(output.stdout))
@@ -126,6 +135,14 @@ import TestSupport
         #expect(mixed.modules == ["console"] && mixed.plugins == ["foo-tool"] && mixed.platformVersions == ["v1.69.3"])
         #expect(try await Self.check(edition, in: target, password: "pw-file-7") { !$0.hasPrefix("packages") } > 10)
         await client.shutdown()
+
+        // A tar in BUNDLE_DIR's place is pushed as d8 pushes one, as if by --file.
+        let single = try await CLITests.run(["push", bundle.appendingPathComponent("package-bar.tar").path, "\(target.host)/system/deckhouse"] + base,
+                                            stdin: "pw-file-7")
+        #expect(single.status == 0, "\(single.stderrString)")
+        let one = try JSONDecoder().decode(Result.self, from: Data(single.stdout))
+        #expect(one.packages == ["bar"] && one.modules.isEmpty && one.plugins.isEmpty)
+        #expect(try await Self.check(edition, in: target, password: "pw-file-7") { $0.hasPrefix("packages/bar/extra") } == 1)
 
         // Usage: one argument and no --file; a --file that is not a tar; a tar that is not there.
         let lonely = try await CLITests.run(["push", "\(target.host)/system/deckhouse"] + base, stdin: "pw-file-7")
