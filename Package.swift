@@ -29,9 +29,16 @@ let package = Package(
         .target(name: "OCI"),
         // Hashing and byte plumbing.
         .target(name: "Streams", dependencies: ["CCrypto", "CZstd", "OCI"]),
+        // How to reach a host: proxies (HTTP(S)_PROXY, NO_PROXY, --proxy), the system's CA
+        // certificates as Go finds them (SSL_CERT_FILE, SSL_CERT_DIR), one HTTP client per route.
+        .target(name: "Network", dependencies: [
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
         // OCI distribution client.
         .target(name: "Registry", dependencies: [
-            "OCI", "Streams",
+            "OCI", "Streams", "Network",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -44,7 +51,7 @@ let package = Package(
         .target(name: "Bundle", dependencies: ["OCI", "Streams", "CArchive"]),
         // Deckhouse knowledge: editions, channels, versions, images_digests.json, modules, cluster detection.
         .target(name: "DKP", dependencies: [
-            "OCI", "Streams", "Registry", "Bundle",
+            "OCI", "Streams", "Registry", "Bundle", "Network",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Version", package: "Version"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -57,8 +64,9 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "dkp-mirror", dependencies: [
-            "Mirror", "Registry", "OCI", "DKP", "Bundle",
+            "Mirror", "Registry", "OCI", "DKP", "Bundle", "Network",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -82,13 +90,14 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], path: "Tests/TestSupport"),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
+        .testTarget(name: "NetworkTests", dependencies: ["Network", .product(name: "NIOSSL", package: "swift-nio-ssl")]),
         .testTarget(name: "StreamsTests", dependencies: ["Streams", "OCI"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "OCI", "Streams", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "BundleTests", dependencies: ["Bundle", "Streams", "OCI", "TestSupport"]),
         .testTarget(name: "DKPTests", dependencies: ["DKP", "Registry", "Bundle", "OCI", "Streams", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "EndToEndTests", dependencies: ["OCI", "Registry", "TestSupport",
+        .testTarget(name: "EndToEndTests", dependencies: ["OCI", "Registry", "Network", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio")]),
     ],
     swiftLanguageModes: [.v6]

@@ -6,8 +6,9 @@ if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
 fi
 
 # Packages the build and the tests need: the C libraries, the real registry, htpasswd
-# (bcrypt users), openssl (test CAs), curl (probes in scripts/registry.sh).
-BASE_PACKAGES=(pkg-config libarchive-dev libzstd-dev libssl-dev docker-registry apache2-utils openssl curl iproute2)
+# (bcrypt users), openssl (test CAs), curl (probes in scripts/registry.sh), tinyproxy (the real
+# HTTP proxy of scripts/proxy.sh).
+BASE_PACKAGES=(pkg-config libarchive-dev libzstd-dev libssl-dev docker-registry apache2-utils openssl curl iproute2 tinyproxy)
 
 # ensure_packages PKG...: apt-get update then install whatever is not installed yet.
 ensure_packages() {

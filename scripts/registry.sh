@@ -37,34 +37,7 @@ abspath() {
     esac
 }
 
-# Every TCP port that something listens on (v4 and v6), one a line.
-listening_ports() {
-    ss -Htln 2>/dev/null | awk '{ n = split($4, a, ":"); print a[n] }' || true
-}
-
-pick_port() {
-    local used port i
-    used=$(listening_ports)
-    for i in $(seq 1 200); do
-        port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 41000 ))
-        if ! grep -qx "$port" <<<"$used"; then
-            echo "$port"
-            return 0
-        fi
-    done
-    die "no free port found"
-}
-
-# True if PID is alive and not a zombie.
-pid_alive() {
-    local pid=$1 state
-    kill -0 "$pid" 2>/dev/null || return 1
-    if [[ -r /proc/$pid/stat ]]; then
-        state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null || echo X)
-        [[ $state == Z || $state == X ]] && return 1
-    fi
-    return 0
-}
+source "$(dirname "${BASH_SOURCE[0]}")/service-lib.sh"
 
 # True if PID is the registry serving DIR's config (guards against a recycled pid).
 pid_is_ours() {

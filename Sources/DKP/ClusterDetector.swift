@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import Network
+import NIOSSL
 import OCI
 import Registry
 
@@ -44,6 +46,10 @@ public enum ClusterDetector {
         public var apiConnectTimeout: Duration = .seconds(10)
         public var apiRequestTimeout: Duration = .seconds(30)
         public var logger = Logger(label: "dkp-mirror.detect")
+        /// Proxies for the API server (unless the kubeconfig names a proxy-url) and the registry.
+        public var proxies: ProxySettings = .direct
+        /// System trust (`SSL_CERT_FILE`, `SSL_CERT_DIR`), for the registry and an API server without a CA.
+        public var trustRoots: NIOSSLTrustRoots = .default
 
         public init() {}
     }
@@ -51,7 +57,7 @@ public enum ClusterDetector {
     /// Detects the tag and edition of the cluster `kubeconfig` points at.
     public static func detect(kubeconfig: Kubeconfig, options: Options = Options()) async throws -> ClusterInfo {
         let client = try KubeClient(kubeconfig: kubeconfig, connectTimeout: options.apiConnectTimeout,
-                                    requestTimeout: options.apiRequestTimeout)
+                                    requestTimeout: options.apiRequestTimeout, proxies: options.proxies, trustRoots: options.trustRoots)
         do {
             let info = try await detect(client: client, options: options)
             await client.shutdown()
@@ -202,6 +208,8 @@ public enum ClusterDetector {
         configuration.maxAttempts = max(1, options.registryMaxAttempts)
         configuration.logger = options.logger
         configuration.maxConnections = 4
+        configuration.proxies = options.proxies
+        configuration.trustRoots = options.trustRoots
         var caFile: String?
         if let access {
             if access.address == reference.host { configuration.insecure = access.scheme == "http" }

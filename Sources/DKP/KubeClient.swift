@@ -2,25 +2,31 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOSSL
+import Network
 
 /// A minimal Kubernetes API client: `GET` of single objects as JSON, with the kubeconfig's
 /// TLS trust (CA data or file, or no verification), client certificate and key, bearer token
 /// or basic auth. Call `shutdown()` when done.
 public final class KubeClient: Sendable {
     public let kubeconfig: Kubeconfig
-    let http: HTTPClient
+    /// Direct, or through the kubeconfig's `proxy-url`, else the proxy settings given.
+    let clients: HTTPClients
     let requestTimeout: TimeAmount
     /// Objects read here are small; anything larger is refused.
     static let maxBodySize = 8 << 20
 
     /// Builds the client. A CA, certificate or key that cannot be loaded is a
     /// `ClusterError.invalidKubeconfig` naming the field.
-    public init(kubeconfig: Kubeconfig, connectTimeout: Duration = .seconds(10), requestTimeout: Duration = .seconds(30)) throws {
+    /// `proxies` (the environment's, `--proxy`) apply unless the kubeconfig names a `proxy-url`;
+    /// `trustRoots` is the system trust used when the kubeconfig gives no CA.
+    public init(kubeconfig: Kubeconfig, connectTimeout: Duration = .seconds(10), requestTimeout: Duration = .seconds(30),
+                proxies: ProxySettings = .direct, trustRoots: NIOSSLTrustRoots = .default) throws {
         self.kubeconfig = kubeconfig
         self.requestTimeout = TimeAmount(requestTimeout)
         func fail(_ message: String) -> ClusterError { .invalidKubeconfig(path: kubeconfig.path, message: message) }
 
         var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = trustRoots
         if kubeconfig.insecureSkipTLSVerify {
             tls.certificateVerification = .none
         } else if let ca = kubeconfig.certificateAuthorityPEM {
@@ -63,17 +69,19 @@ public final class KubeClient: Sendable {
         configuration.httpVersion = .http1Only
         // One connection attempt, bounded by connectTimeout, and a clear error; no silent retry loop.
         configuration.connectionPool.retryConnectionEstablishment = false
-        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let routes = kubeconfig.proxy.map { ProxySettings(httpProxy: $0, httpsProxy: $0) } ?? proxies
+        self.clients = HTTPClients(configuration: configuration, proxies: routes)
     }
 
     /// Closes connections. Required before the client is released.
     public func shutdown() async {
-        try? await http.shutdown()
+        await clients.shutdown()
     }
 
     /// Runs `body` with a client and always shuts it down afterwards.
-    public static func with<T: Sendable>(kubeconfig: Kubeconfig, _ body: (KubeClient) async throws -> T) async throws -> T {
-        let client = try KubeClient(kubeconfig: kubeconfig)
+    public static func with<T: Sendable>(kubeconfig: Kubeconfig, proxies: ProxySettings = .direct, trustRoots: NIOSSLTrustRoots = .default,
+                                         _ body: (KubeClient) async throws -> T) async throws -> T {
+        let client = try KubeClient(kubeconfig: kubeconfig, proxies: proxies, trustRoots: trustRoots)
         do {
             let result = try await body(client)
             await client.shutdown()
@@ -149,7 +157,7 @@ public final class KubeClient: Sendable {
         let response: HTTPClientResponse
         let body: ByteBuffer
         do {
-            response = try await http.execute(request, timeout: requestTimeout)
+            response = try await clients.client(for: url).execute(request, timeout: requestTimeout)
             body = try await response.body.collect(upTo: Self.maxBodySize)
         } catch is NIOTooManyBytesError {
             throw ClusterError.unexpectedResponse(what: what, detail: "the answer is larger than \(Self.maxBodySize) bytes")
@@ -200,6 +208,21 @@ public final class KubeClient: Sendable {
         let server = kubeconfig.server
         let config = "server of cluster '\(kubeconfig.clusterName)' in \(kubeconfig.path)"
         let reach = "check the \(config) and that the API server is reachable from here"
+        if let proxy = clients.proxy(for: server), let error = error as? HTTPClientError {
+            let source = kubeconfig.proxy != nil ? "proxy-url of cluster '\(kubeconfig.clusterName)'" : "--proxy or HTTPS_PROXY"
+            switch error {
+            case .proxyAuthenticationRequired:
+                return .cannotConnect(server: server, detail: "the proxy \(proxy) answered 407: it wants credentials, or refused the ones given",
+                                      hint: "give them in the proxy URL (http://USER:PASSWORD@HOST:PORT in the \(source))")
+            case .invalidProxyResponse:
+                return .cannotConnect(server: server, detail: "the proxy \(proxy) refused to open a tunnel (CONNECT) to the API server",
+                                      hint: "check the credentials in the \(source), that it lets CONNECT through to the API server, or name its host in NO_PROXY")
+            case .connectTimeout:
+                return .cannotConnect(server: server, detail: "connecting to the proxy \(proxy) timed out", hint: "check the \(source)")
+            default:
+                break
+            }
+        }
         if let error = error as? HTTPClientError {
             switch error {
             case .connectTimeout:

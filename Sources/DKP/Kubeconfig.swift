@@ -1,4 +1,5 @@
 import Foundation
+import Network
 import Yams
 
 /// How to reach one Kubernetes API server, resolved from a kubeconfig file: the selected
@@ -22,10 +23,14 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
     public var certificateAuthoritySource: String?
     public var insecureSkipTLSVerify: Bool
     public var credentials: KubeCredentials
+    /// The cluster's `proxy-url`: every request to the API server goes through it (as kubectl
+    /// does), whatever the proxy variables say.
+    public var proxy: ProxyEndpoint?
 
     public init(path: String, contextName: String, clusterName: String, userName: String, server: String,
                 certificateAuthorityPEM: [UInt8]? = nil, certificateAuthoritySource: String? = nil,
-                insecureSkipTLSVerify: Bool = false, credentials: KubeCredentials = KubeCredentials()) {
+                insecureSkipTLSVerify: Bool = false, credentials: KubeCredentials = KubeCredentials(),
+                proxy: ProxyEndpoint? = nil) {
         self.path = path
         self.contextName = contextName
         self.clusterName = clusterName
@@ -35,6 +40,7 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
         self.certificateAuthoritySource = certificateAuthoritySource
         self.insecureSkipTLSVerify = insecureSkipTLSVerify
         self.credentials = credentials
+        self.proxy = proxy
     }
 
     public var description: String {
@@ -146,8 +152,13 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
               let host = url.host, !host.isEmpty else {
             throw fail("cluster '\(clusterName)' has server '\(server)', which is not an https:// (or http://) URL")
         }
-        if cluster.proxyURL != nil {
-            throw fail("cluster '\(clusterName)' sets proxy-url, which dkp-mirror does not support; use a kubeconfig that reaches the API server directly")
+        var proxy: ProxyEndpoint?
+        if let proxyURL = cluster.proxyURL, !proxyURL.isEmpty {
+            do {
+                proxy = try ProxyEndpoint.parse(proxyURL, source: "proxy-url")
+            } catch let error as NetworkSettingsError {
+                throw fail("cluster '\(clusterName)' has a \(error)")
+            }
         }
 
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
@@ -248,7 +259,7 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
                   server: server.hasSuffix("/") ? String(server.dropLast()) : server,
                   certificateAuthorityPEM: caPEM, certificateAuthoritySource: caSource,
                   insecureSkipTLSVerify: cluster.insecureSkipTLSVerify ?? false,
-                  credentials: credentials)
+                  credentials: credentials, proxy: proxy)
     }
 
     // MARK: Helpers

@@ -180,6 +180,7 @@ public struct BundlePuller: Sendable {
                 }
             }
         }
+        try Self.checkFreeSpace(directory: directory, needed: Self.bytesStillToWrite(pending))
         let tracker = ImageTracker(pending: pending.map { ($0.0, $0.1) })
         progress.plan(blobs: jobs.count, bytes: jobs.reduce(0) { $0 + $1.descriptor.size }, images: tracker.total)
         for reference in tracker.alreadyComplete { progress.imageDone(reference) }
@@ -202,6 +203,27 @@ public struct BundlePuller: Sendable {
                           bytesTransferred: snapshot.transferredBytes, bytesAlreadyPresent: alreadyPresent,
                           seconds: seconds, bytesPerSecond: seconds > 0 ? Double(snapshot.transferredBytes) / seconds : 0,
                           peakResidentBytes: peakResidentBytes())
+    }
+
+    /// What the unfinished tars still have to write: every entry not yet complete (header, data,
+    /// padding) and the end-of-archive blocks. Partial files are sparse, so this is what they
+    /// will still take from the file system.
+    static func bytesStillToWrite(_ pending: [(TarPlan, TarFileWriter)]) -> Int64 {
+        pending.reduce(0) { total, item in
+            let (tar, writer) = item
+            let entries = tar.layout.entries.indices.filter { !writer.isComplete($0) }
+                .reduce(Int64(0)) { $0 + tar.layout.entries[$1].endOffset - tar.layout.entries[$1].headerOffset }
+            return total + entries + 2 * Int64(TarHeader.blockSize)
+        }
+    }
+
+    /// Refuses, before any blob moves, a pull that cannot fit on the bundle's file system.
+    static func checkFreeSpace(directory: String, needed: Int64) throws {
+        var stats = statvfs()
+        guard statvfs(directory, &stats) == 0 else { return }
+        let available = Int64(stats.f_bavail) * Int64(stats.f_frsize)
+        guard needed > available else { return }
+        throw MirrorError.failed("not enough free space in \(directory): the pull still has to write \(formatBytes(needed)) (\(needed) bytes) and its file system has \(formatBytes(available)) (\(available) bytes) free; free some space or pull into a directory on a larger file system (nothing was downloaded)")
     }
 
     private func download(_ job: BlobJob) async throws {

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Network
 import Foundation
 import NIOCore
 
@@ -33,7 +34,7 @@ actor Authenticator {
     private let host: String
     private let credential: Credential?
     private let configuration: RegistryConfiguration
-    private let http: HTTPClient
+    private let clients: HTTPClients
     private var method = Method.unknown
     private var tokens: [String: Token] = [:]
     private var pending: [String: Task<Token, Error>] = [:]
@@ -43,11 +44,11 @@ actor Authenticator {
     /// Largest token response read (tokens are small; a huge answer is refused).
     static let maxTokenResponse = 1 << 20
 
-    init(host: String, configuration: RegistryConfiguration, http: HTTPClient) {
+    init(host: String, configuration: RegistryConfiguration, clients: HTTPClients) {
         self.host = host
         self.credential = configuration.credential
         self.configuration = configuration
-        self.http = http
+        self.clients = clients
     }
 
     /// The `Authorization` value to send for a request needing `scopes`, or nil when none is known to be needed yet.
@@ -139,9 +140,9 @@ actor Authenticator {
 
         let response: HTTPClientResponse
         do {
-            response = try await http.execute(request, deadline: .now() + .seconds(Int64(configuration.idleTimeout.components.seconds) * 2))
+            response = try await clients.client(for: url).execute(request, deadline: .now() + .seconds(Int64(configuration.idleTimeout.components.seconds) * 2))
         } catch {
-            throw Transport.classify(error, host: components.host ?? host, configuration: configuration).error
+            throw Transport.classify(error, host: components.host ?? host, configuration: configuration, proxy: clients.proxy(for: url)).error
         }
         let body: ByteBuffer
         do {

@@ -1,4 +1,6 @@
 import Logging
+import Network
+import NIOSSL
 
 /// How to reach one registry: transport security, credentials, timeouts, retries.
 public struct RegistryConfiguration: Sendable {
@@ -9,6 +11,11 @@ public struct RegistryConfiguration: Sendable {
     /// A PEM bundle trusted in addition to the system's (`--ca-file`).
     public var caFile: String?
     public var credential: Credential?
+    /// Which requests go through which proxy (`--proxy`, `HTTPS_PROXY`, `NO_PROXY`, ...).
+    public var proxies: ProxySettings = .direct
+    /// The CA certificates trusted before `caFile` is added: the TLS library's defaults, or
+    /// what `SSL_CERT_FILE`/`SSL_CERT_DIR` name (`SystemTrust.roots()`).
+    public var trustRoots: NIOSSLTrustRoots = .default
     /// How the CLI spells the options, so errors can say which one to pass.
     public var optionNames = OptionNames()
 

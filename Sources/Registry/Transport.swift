@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import Network
 import Streams
 
 /// One request to a registry, described so it can be sent again: the body is a factory.
@@ -41,7 +42,8 @@ final class Transport: Sendable {
 
     let host: String
     let configuration: RegistryConfiguration
-    let http: HTTPClient
+    /// One HTTP client per route (direct, or through the proxy the settings give a URL).
+    let clients: HTTPClients
     let auth: Authenticator
     let statistics = NIOLockedValueBox(TransferStatistics())
     private var logger: Logger { configuration.logger }
@@ -50,6 +52,7 @@ final class Transport: Sendable {
         self.host = host
         self.configuration = configuration
         var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = configuration.trustRoots
         if configuration.tlsSkipVerify { tls.certificateVerification = .none }
         if let caFile = configuration.caFile {
             do {
@@ -74,12 +77,12 @@ final class Transport: Sendable {
             decompression: .disabled)
         // Separate connections per transfer beat multiplexing many large blobs on one HTTP/2 stream window.
         http.httpVersion = .http1Only
-        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
-        self.auth = Authenticator(host: host, configuration: configuration, http: self.http)
+        self.clients = HTTPClients(configuration: http, proxies: configuration.proxies)
+        self.auth = Authenticator(host: host, configuration: configuration, clients: self.clients)
     }
 
     func shutdown() async {
-        try? await http.shutdown()
+        await clients.shutdown()
     }
 
     var baseURL: String { "\(configuration.scheme)://\(host)" }
@@ -109,9 +112,9 @@ final class Transport: Sendable {
 
             let response: HTTPClientResponse
             do {
-                response = try await http.execute(outgoing, deadline: .distantFuture)
+                response = try await clients.client(for: url).execute(outgoing, deadline: .distantFuture)
             } catch {
-                let failure = Self.classify(error, host: host, configuration: configuration)
+                let failure = Self.classify(error, host: host, configuration: configuration, proxy: clients.proxy(for: url))
                 if failure.retriable, request.retryable, attempt < configuration.maxAttempts {
                     logger.info("\(request.method) \(Self.redact(url)): \(failure.error); retrying (\(attempt)/\(configuration.maxAttempts - 1))")
                     try await backoff(attempt: attempt, retryAfter: nil)
@@ -255,8 +258,12 @@ final class Transport: Sendable {
     }
 
     /// Maps a thrown transport error onto a `RegistryError` and says whether trying again may help.
-    static func classify(_ error: Error, host: String, configuration: RegistryConfiguration) -> (error: Error, retriable: Bool) {
+    /// `proxy` is the proxy the request went through, if any: failures to reach it, or that it
+    /// reports, are said to be the proxy's.
+    static func classify(_ error: Error, host: String, configuration: RegistryConfiguration,
+                         proxy: ProxyEndpoint? = nil) -> (error: Error, retriable: Bool) {
         let names = configuration.optionNames
+        if let proxy, let failure = classifyProxyFailure(error, host: host, proxy: proxy) { return failure }
         switch error {
         case is CancellationError:
             return (error, false)
@@ -312,6 +319,35 @@ final class Transport: Sendable {
         }
         // Anything else (an error thrown by an upload's own byte source, say) passes through unchanged.
         return (error, false)
+    }
+
+    /// Failures of the proxy hop: it cannot be reached, wants credentials, or will not tunnel.
+    static func classifyProxyFailure(_ error: Error, host: String, proxy: ProxyEndpoint) -> (error: Error, retriable: Bool)? {
+        let variable = "--proxy or HTTPS_PROXY/HTTP_PROXY"
+        switch error {
+        case let error as HTTPClientError:
+            switch error {
+            case .proxyAuthenticationRequired:
+                return (RegistryError.cannotConnect(host: host, detail: "the proxy \(proxy) answered 407: it wants credentials, or refused the ones given",
+                                                    hint: "give them in the proxy URL (http://USER:PASSWORD@HOST:PORT in \(variable))"), false)
+            case .invalidProxyResponse:
+                // Not always a 407: tinyproxy, for one, answers a CONNECT with bad credentials with 401.
+                return (RegistryError.cannotConnect(host: host, detail: "the proxy \(proxy) refused to open a tunnel (CONNECT) to \(host)",
+                                                    hint: "check the credentials in the proxy URL (http://USER:PASSWORD@HOST:PORT in \(variable)), that the proxy lets CONNECT through to this host and port, or name the host in NO_PROXY"), false)
+            case .httpProxyHandshakeTimeout, .socksHandshakeTimeout:
+                return (RegistryError.cannotConnect(host: host, detail: "the proxy \(proxy) did not answer in time", hint: "check the proxy"), true)
+            case .connectTimeout:
+                return (RegistryError.cannotConnect(host: host, detail: "connecting to the proxy \(proxy) timed out", hint: "check \(variable)"), true)
+            default:
+                return nil
+            }
+        case let error as NIOConnectionError:
+            let reason = error.connectionErrors.first.map { shortSocketError("\($0.error)") } ?? RegistryError.unresolvedHost
+            return (RegistryError.cannotConnect(host: host, detail: "cannot reach the proxy \(proxy): \(reason)",
+                                                hint: "check \(variable), or name \(host) in NO_PROXY to go direct"), true)
+        default:
+            return nil
+        }
     }
 
     private static func shortSocketError(_ text: String) -> String {

@@ -28,11 +28,15 @@ struct DetectCommand: AsyncParsableCommand {
     @Flag(name: [.short, .long], help: "More log lines (never secrets).")
     var verbose = false
 
+    @OptionGroup var network: NetworkOptions
+
     func run() async throws {
         var logger = Logger(label: "dkp-mirror")
         logger.logLevel = verbose ? .debug : .notice
         var options = ClusterDetector.Options()
         options.logger = logger
+        options.proxies = network.proxies
+        options.trustRoots = network.trustRoots
         let info: ClusterInfo
         do {
             let config = try Kubeconfig.load(path: kubeconfig, context: context)

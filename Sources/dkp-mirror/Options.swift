@@ -2,6 +2,8 @@ import ArgumentParser
 import Bundle
 import Foundation
 import Logging
+import Network
+import NIOSSL
 import Registry
 
 enum ProgressMode: String, ExpressibleByArgument, CaseIterable {
@@ -49,6 +51,8 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Attempts per request for errors that may pass (connection lost, timeout, 408, 429, 5xx), counting the first.")
     var retries: Int = 6
 
+    @OptionGroup var network: NetworkOptions
+
     func validate() throws {
         guard (1...256).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 256, got \(jobs)") }
         for (name, text) in [("--timeout", timeoutText), ("D8_MIRROR_TIMEOUT", ProcessInfo.processInfo.environment["D8_MIRROR_TIMEOUT"])] {
@@ -67,6 +71,8 @@ struct CommonOptions: ParsableArguments {
         configuration.maxConnections = max(8, jobs * 2)
         configuration.idleTimeout = .seconds(timeout)
         configuration.maxAttempts = retries
+        configuration.proxies = network.proxies
+        configuration.trustRoots = network.trustRoots
     }
 
     var logger: Logger {
@@ -75,6 +81,28 @@ struct CommonOptions: ParsableArguments {
         logger.logLevel = verbose || debugLevel > 0 ? .debug : .notice
         return logger
     }
+}
+
+/// The proxy and the system trust for every connection the command makes (registries, token
+/// services, blob storage, the Kubernetes API): `--proxy`, the proxy variables, `SSL_CERT_FILE`
+/// and `SSL_CERT_DIR`. Checked when the command line is read, so a bad value is exit code 2.
+struct NetworkOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Send every request through this proxy: http://[USER:PASSWORD@]HOST:PORT or socks5://HOST:PORT. Overrides HTTPS_PROXY, HTTP_PROXY and ALL_PROXY (read lowercase first); NO_PROXY still applies. Loopback addresses are proxied too unless NO_PROXY names them.", valueName: "URL"))
+    var proxy: String?
+
+    func validate() throws {
+        do {
+            _ = try ProxySettings.resolve(override: proxy)
+            _ = try SystemTrust.roots()
+        } catch let error as NetworkSettingsError {
+            throw ValidationError(error.description)
+        }
+    }
+
+    /// The proxy settings in force (`validate` has checked they can be read).
+    var proxies: ProxySettings { (try? ProxySettings.resolve(override: proxy)) ?? .direct }
+    /// The system trust in force (`validate` has checked it can be read).
+    var trustRoots: NIOSSLTrustRoots { (try? SystemTrust.roots()) ?? .default }
 }
 
 /// How to reach a registry: `--insecure`, `--tls-skip-verify`, `--ca-file` (cli.md's common options).

@@ -107,17 +107,6 @@ func printJSON<T: Encodable>(_ value: T) throws {
     FileHandle.standardOutput.write(try encoder.encode(value) + Data("\n".utf8))
 }
 
-func formatBytes(_ bytes: Int64) -> String {
-    let units = ["B", "KB", "MB", "GB", "TB"]
-    var value = Double(bytes)
-    var unit = 0
-    while value >= 1000, unit < units.count - 1 {
-        value /= 1000
-        unit += 1
-    }
-    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
-}
-
 func formatDuration(_ seconds: Double) -> String {
     let s = Int(seconds.rounded())
     return s >= 3600 ? "\(s / 3600)h\(s % 3600 / 60)m" : s >= 60 ? "\(s / 60)m\(s % 60)s" : "\(s)s"

@@ -134,7 +134,10 @@ struct PullCommand: AsyncParsableCommand {
         if detect {
             let cluster: ClusterInfo
             do {
-                cluster = try await ClusterDetector.detect(kubeconfig: Kubeconfig.load(path: kubeconfig))
+                var options = ClusterDetector.Options()
+                options.proxies = common.network.proxies
+                options.trustRoots = common.network.trustRoots
+                cluster = try await ClusterDetector.detect(kubeconfig: Kubeconfig.load(path: kubeconfig), options: options)
             } catch let error as ClusterError where error.isUsageError {
                 throw UsageError(error.description)
             }

@@ -81,7 +81,7 @@ struct VerifyCommand: AsyncParsableCommand {
             throw UsageError("--registry \(text) names an image; give HOST[:PORT]/PATH")
         }
         var deployment: RegistryCompleteness.Deployment?
-        if let kubeconfig { deployment = try await Self.deployment(kubeconfig: kubeconfig) }
+        if let kubeconfig { deployment = try await Self.deployment(kubeconfig: kubeconfig, network: common.network) }
         let configuration = try registryOptions.configuration(host: target.host, common: common)
         let client = try RegistryClient(host: target.host, configuration: configuration)
         do {
@@ -105,10 +105,12 @@ struct VerifyCommand: AsyncParsableCommand {
     }
 
     /// The images of deployment d8-system/deckhouse of the cluster `path` points at.
-    static func deployment(kubeconfig path: String) async throws -> RegistryCompleteness.Deployment {
+    static func deployment(kubeconfig path: String, network: NetworkOptions) async throws -> RegistryCompleteness.Deployment {
         do {
             let config = try Kubeconfig.load(path: path, context: nil)
-            let deployment = try await KubeClient.with(kubeconfig: config) { try await $0.deckhouseDeployment() }
+            let deployment = try await KubeClient.with(kubeconfig: config, proxies: network.proxies, trustRoots: network.trustRoots) {
+                try await $0.deckhouseDeployment()
+            }
             return RegistryCompleteness.Deployment(
                 containers: deployment.containers.compactMap { c in c.image.map { (c.name, $0) } },
                 initContainers: deployment.initContainers.compactMap { c in c.image.map { (c.name, $0) } })

@@ -95,6 +95,22 @@ public enum ImageSeeder {
         return SeededImage(repository: repository, tag: tag, manifestDigest: digest, manifestBytes: bytes, config: config, layers: layers)
     }
 
+    /// One small image (two layers) pushed into `registry` (which takes no password), through a
+    /// client made for it: plain HTTP, or TLS trusting `caFile`.
+    public static func seedSmallImage(registry: TestRegistry, repository: String, tag: String, caFile: String? = nil) async throws {
+        var configuration = RegistryConfiguration()
+        configuration.insecure = !registry.isTLS
+        configuration.caFile = caFile
+        let client = try RegistryClient(host: registry.host, configuration: configuration)
+        do {
+            _ = try await pushImage(client, repository: repository, tag: tag, layerSizes: [4096, 1024])
+            await client.shutdown()
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+
     /// An OCI index over the given images (already pushed to `repository`), tagged `tag`.
     public static func pushIndex(_ client: RegistryClient, repository: String, tag: String, images: [SeededImage]) async throws -> Digest {
         let platforms = ["amd64", "arm64", "ppc64le", "s390x"]

@@ -32,6 +32,11 @@ public enum RepoPaths {
         root.appendingPathComponent("scripts/registry.sh")
     }
 
+    /// `scripts/proxy.sh`.
+    public static var proxyScript: URL {
+        root.appendingPathComponent("scripts/proxy.sh")
+    }
+
     /// `testdata/`.
     public static var testdata: URL {
         root.appendingPathComponent("testdata")
