@@ -133,6 +133,28 @@ public final class ChunkedFileWriter: Sendable {
         }
     }
 
+    /// Reads `buffer.count` bytes at logical `offset` back (from the page cache, usually): how a
+    /// blob written out of order is hashed once the bytes before it are in.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws(BundleError) {
+        let length = Int64(buffer.count)
+        guard offset >= 0, length <= totalSize - offset else {
+            throw .outOfRange(file: partialPaths[0], offset: offset, length: length, size: totalSize)
+        }
+        guard let base = buffer.baseAddress else { return }
+        var done: Int64 = 0
+        while done < length {
+            let (file, within) = locate(offset + done)
+            let piece = min(length - done, sizes[file] - within)
+            let n = pread(descriptors[file], base + Int(done), Int(piece), off_t(within))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw BundleError.io(path: partialPaths[file], operation: "read back", errno: errno)
+            }
+            if n == 0 { throw BundleError.io(path: partialPaths[file], operation: "read back", errno: EIO) }
+            done += Int64(n)
+        }
+    }
+
     /// Writes zeros over [offset, offset+length): used for tar padding and end blocks so that
     /// a reused partial file cannot keep stale bytes there.
     public func writeZeros(at offset: Int64, length: Int64) throws(BundleError) {

@@ -10,10 +10,12 @@ import Synchronization
 ///
 /// Progress is recorded in a journal, `<finalPath>.journal`, beside the `.partial` files:
 /// the first line identifies the plan (`<layout fingerprint> chunk-size=<N|none>`), every
-/// further line is the index of an entry whose header, data and padding are on disk (the
-/// data is synced before its line is written). A new writer for the same plan resumes: the
-/// journaled entries are `completed` and need not be written again. Any other plan starts
-/// from scratch. Nothing carries the final name until `commit`.
+/// further line is `N` (entry N's header, data and padding are on disk), `N:S-E` (bytes
+/// [S, E) of entry N's data are on disk: progress inside a large blob) or `-N` (forget the
+/// ranges of entry N: its bytes did not verify). Bytes are synced before their line is
+/// written. A new writer for the same plan resumes: the journaled entries are `completed`, the
+/// journaled ranges `syncedRanges`, and neither is fetched again. Any other plan starts from
+/// scratch. Nothing carries the final name until `commit`.
 public final class TarFileWriter: Sendable {
     public let layout: TarLayout
     public let finalPath: String
@@ -24,6 +26,8 @@ public final class TarFileWriter: Sendable {
 
     private struct State {
         var completed: Set<Int>
+        /// Synced data ranges of entries not yet complete.
+        var ranges: [Int: [Range<Int64>]]
         var committed = false
     }
 
@@ -38,21 +42,25 @@ public final class TarFileWriter: Sendable {
         // crash after partial files were recreated must never leave a journal that claims
         // entries in them.
         var kept = Set<Int>()
+        var keptRanges: [Int: [Range<Int64>]] = [:]
         if let previous {
             ChunkedFileWriter.undoHalfCommit(finalPath: finalPath, totalSize: layout.totalSize, chunkSize: chunkSize)
             let files = ChunkedFileWriter.plannedFiles(finalPath: finalPath, totalSize: layout.totalSize, chunkSize: chunkSize)
             let intact = files.map { TarIO.fileSize($0.partial) == $0.size }
-            kept = previous.filter { Self.entry(layout.entries[$0], liesIn: intact, chunkSize: chunkSize) }
+            kept = previous.completed.filter { Self.entry(layout.entries[$0], liesIn: intact, chunkSize: chunkSize) }
+            keptRanges = previous.ranges.filter { !kept.contains($0.key) && Self.entry(layout.entries[$0.key], liesIn: intact, chunkSize: chunkSize) }
         }
-        try Self.writeJournal(journalPath, key: key, completed: kept)
+        try Self.writeJournal(journalPath, key: key, completed: kept, ranges: keptRanges)
 
         let file = try ChunkedFileWriter(
             finalPath: finalPath, totalSize: layout.totalSize, chunkSize: chunkSize, resume: previous != nil)
         // A file that changed between the check above and opening it: forget its entries too.
         let stillKept = kept.filter { Self.entry(layout.entries[$0], liesIn: file.reopened, chunkSize: chunkSize) }
-        if stillKept != kept {
+        let stillKeptRanges = keptRanges.filter { Self.entry(layout.entries[$0.key], liesIn: file.reopened, chunkSize: chunkSize) }
+        if stillKept != kept || stillKeptRanges.count != keptRanges.count {
             kept = stillKept
-            try Self.writeJournal(journalPath, key: key, completed: kept)
+            keptRanges = stillKeptRanges
+            try Self.writeJournal(journalPath, key: key, completed: kept, ranges: keptRanges)
         }
 
         let fd = open(journalPath, O_WRONLY | O_APPEND | O_CLOEXEC)
@@ -62,7 +70,7 @@ public final class TarFileWriter: Sendable {
         self.journalPath = journalPath
         self.file = file
         self.journal = fd
-        self.state = Mutex(State(completed: kept))
+        self.state = Mutex(State(completed: kept, ranges: keptRanges))
     }
 
     deinit { close(journal) }
@@ -92,6 +100,70 @@ public final class TarFileWriter: Sendable {
         block += [UInt8](repeating: 0, count: Int(TarHeader.paddedSize(item.size) - item.size))
         try TarIO.withBytes(block) { raw throws(BundleError) in try file.write(raw, at: item.headerOffset) }
         try markComplete(entry, item)
+    }
+
+    // MARK: large entries written in ranges (parallel parts, resume inside a blob)
+
+    /// The data ranges of `entry` already on disk (journaled by this or an earlier run), merged
+    /// and in order; empty for a complete entry.
+    public func syncedRanges(_ entry: Int) -> [Range<Int64>] {
+        state.withLock { $0.completed.contains(entry) ? [] : ($0.ranges[entry] ?? []) }
+    }
+
+    /// Writes `bytes` at `offset` within `entry`'s data; throws, writing nothing, past its end.
+    public func writeData(_ entry: Int, at offset: Int64, _ bytes: UnsafeRawBufferPointer) throws(BundleError) {
+        let item = try self.entry(entry)
+        try ensureWritable()
+        guard offset >= 0, offset + Int64(bytes.count) <= item.size else {
+            throw .entryOverflow(file: finalPath, entry: item.name, size: item.size, attempted: offset + Int64(bytes.count))
+        }
+        try file.write(bytes, at: item.dataOffset + offset)
+    }
+
+    /// Reads `buffer.count` bytes of `entry`'s data at `offset` back from the partial file.
+    public func readData(_ entry: Int, at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(BundleError) {
+        let item = try self.entry(entry)
+        guard offset >= 0, offset + Int64(buffer.count) <= item.size else {
+            throw .outOfRange(file: finalPath, offset: offset, length: Int64(buffer.count), size: item.size)
+        }
+        try file.read(into: buffer, at: item.dataOffset + offset)
+    }
+
+    /// Makes `range` of `entry`'s data durable, then journals it: a re-run will not fetch it again.
+    public func recordProgress(_ entry: Int, _ range: Range<Int64>) throws(BundleError) {
+        let item = try self.entry(entry)
+        guard !range.isEmpty, range.lowerBound >= 0, range.upperBound <= item.size else { return }
+        try file.sync(offset: item.dataOffset + range.lowerBound, length: Int64(range.count))
+        try appendJournalLine("\(entry):\(range.lowerBound)-\(range.upperBound)")
+        state.withLock { $0.ranges[entry] = Self.merged(($0.ranges[entry] ?? []) + [range]) }
+    }
+
+    /// Forgets `entry`'s journaled ranges (its bytes did not verify): a re-run fetches it whole.
+    public func forgetProgress(_ entry: Int) throws(BundleError) {
+        guard state.withLock({ $0.ranges.removeValue(forKey: entry) }) != nil else { return }
+        try appendJournalLine("-\(entry)")
+    }
+
+    /// Completes an entry whose data was written with `writeData` (and verified by the caller):
+    /// writes its header and padding, syncs it and journals it.
+    public func finishEntry(_ entry: Int) throws(BundleError) {
+        let item = try self.entry(entry)
+        try ensureWritable()
+        try finishStreamed(entry, item)
+        state.withLock { _ = $0.ranges.removeValue(forKey: entry) }
+    }
+
+    /// Ranges sorted and joined where they touch or overlap.
+    static func merged(_ ranges: [Range<Int64>]) -> [Range<Int64>] {
+        var result: [Range<Int64>] = []
+        for range in ranges.sorted(by: { $0.lowerBound < $1.lowerBound }) where !range.isEmpty {
+            if let last = result.last, range.lowerBound <= last.upperBound {
+                result[result.count - 1] = last.lowerBound..<max(last.upperBound, range.upperBound)
+            } else {
+                result.append(range)
+            }
+        }
+        return result
     }
 
     /// A stream to write a large entry piece by piece as it downloads.
@@ -146,8 +218,14 @@ public final class TarFileWriter: Sendable {
     private func markComplete(_ index: Int, _ item: TarLayout.Entry) throws(BundleError) {
         try file.sync(offset: item.headerOffset, length: item.endOffset - item.headerOffset)
         if state.withLock({ $0.completed.contains(index) }) { return }
+        try appendJournalLine("\(index)")
+        state.withLock { _ = $0.completed.insert(index) }
+    }
+
+    /// Appends one line to the journal and syncs it.
+    private func appendJournalLine(_ text: String) throws(BundleError) {
         // One short O_APPEND write per line: concurrent appends do not interleave.
-        let line = Array("\(index)\n".utf8)
+        let line = Array("\(text)\n".utf8)
         var written = 0
         while written < line.count {
             let n = line.withUnsafeBytes { write(journal, $0.baseAddress! + written, line.count - written) }
@@ -163,7 +241,6 @@ public final class TarFileWriter: Sendable {
         let synced = fsync(journal)
         #endif
         if synced != 0 { throw BundleError.write(path: journalPath, operation: "fdatasync the journal", errno: errno) }
-        state.withLock { _ = $0.completed.insert(index) }
     }
 
     func ensureWritable() throws(BundleError) {
@@ -174,26 +251,41 @@ public final class TarFileWriter: Sendable {
 
     /// The completed entries recorded for plan `key`, or nil when there is no journal or it
     /// belongs to another plan (or cannot be trusted). A torn last line is ignored.
-    private static func readJournal(_ path: String, key: String, entryCount: Int) -> Set<Int>? {
+    private static func readJournal(_ path: String, key: String, entryCount: Int)
+        -> (completed: Set<Int>, ranges: [Int: [Range<Int64>]])? {
         guard let bytes = TarIO.readSmallFile(path) else { return nil }
         var lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
         // Everything after the last newline was being written when the run stopped.
         lines.removeLast()
         guard let first = lines.first, String(decoding: first, as: UTF8.self) == key else { return nil }
         var completed = Set<Int>()
+        var ranges: [Int: [Range<Int64>]] = [:]
         for line in lines.dropFirst() {
-            guard let index = Int(String(decoding: line, as: UTF8.self)), (0..<entryCount).contains(index) else {
-                return nil
+            let text = String(decoding: line, as: UTF8.self)
+            if text.hasPrefix("-") {
+                guard let index = Int(text.dropFirst()), (0..<entryCount).contains(index) else { return nil }
+                ranges[index] = nil
+            } else if let colon = text.firstIndex(of: ":") {
+                let bounds = text[text.index(after: colon)...].split(separator: "-")
+                guard let index = Int(text[..<colon]), (0..<entryCount).contains(index), bounds.count == 2,
+                      let lower = Int64(bounds[0]), let upper = Int64(bounds[1]), 0 <= lower, lower < upper else { return nil }
+                ranges[index, default: []].append(lower..<upper)
+            } else {
+                guard let index = Int(text), (0..<entryCount).contains(index) else { return nil }
+                completed.insert(index)
             }
-            completed.insert(index)
         }
-        return completed
+        return (completed, ranges.filter { !completed.contains($0.key) }.mapValues(merged))
     }
 
-    /// Replaces the journal atomically with `key` and `completed`.
-    private static func writeJournal(_ path: String, key: String, completed: Set<Int>) throws(BundleError) {
+    /// Replaces the journal atomically with `key`, `completed` and `ranges`.
+    private static func writeJournal(_ path: String, key: String, completed: Set<Int>,
+                                     ranges: [Int: [Range<Int64>]]) throws(BundleError) {
         var text = key + "\n"
         for index in completed.sorted() { text += "\(index)\n" }
+        for (index, list) in ranges.sorted(by: { $0.key < $1.key }) {
+            for range in list { text += "\(index):\(range.lowerBound)-\(range.upperBound)\n" }
+        }
         try TarIO.writeFileAtomically(path, Array(text.utf8))
     }
 

@@ -55,6 +55,8 @@ public struct BundlePuller: Sendable {
     public let client: RegistryClient
     public let jobs: Int
     public let progress: TransferProgress
+    /// When large blobs are fetched in parts and resumed inside.
+    public var ranged = RangedDownloadPolicy()
 
     public init(client: RegistryClient, jobs: Int, progress: TransferProgress) {
         self.client = client
@@ -182,12 +184,32 @@ public struct BundlePuller: Sendable {
         }
         try Self.checkFreeSpace(directory: directory, needed: Self.bytesStillToWrite(pending))
         let tracker = ImageTracker(pending: pending.map { ($0.0, $0.1) })
-        progress.plan(blobs: jobs.count, bytes: jobs.reduce(0) { $0 + $1.descriptor.size }, images: tracker.total)
-        for reference in tracker.alreadyComplete { progress.imageDone(reference) }
+        // Large blobs go in parts (each its own unit of the one pool), the rest whole; the
+        // biggest first, so the long transfers start early.
         jobs.sort { $0.descriptor.size > $1.descriptor.size }
-        try await forEachConcurrently(jobs, limit: self.jobs) { job in
-            try await self.download(job)
-            for reference in tracker.finished(tar: job.writer.finalPath, entry: job.entry) { self.progress.imageDone(reference) }
+        var units: [TransferUnit] = []
+        var resumedBytes: Int64 = 0
+        for job in jobs {
+            guard RangedBlob.applies(to: job, policy: ranged) else { units.append(.whole(job)); continue }
+            let blob = RangedBlob(job: job, policy: ranged)
+            resumedBytes += blob.alreadyOnDisk
+            units += blob.parts.isEmpty ? [.part(blob, nil)] : blob.parts.indices.map { .part(blob, $0) }
+        }
+        alreadyPresent += resumedBytes
+        progress.plan(blobs: jobs.count, bytes: jobs.reduce(0) { $0 + $1.descriptor.size } - resumedBytes, images: tracker.total)
+        for reference in tracker.alreadyComplete { progress.imageDone(reference) }
+        try await forEachConcurrently(units, limit: self.jobs) { unit in
+            let finished: BlobJob?
+            switch unit {
+            case let .whole(job):
+                try await self.download(job)
+                finished = job
+            case let .part(blob, part):
+                finished = try await blob.run(part: part, client: self.client, progress: self.progress) ? blob.job : nil
+            }
+            if let job = finished {
+                for reference in tracker.finished(tar: job.writer.finalPath, entry: job.entry) { self.progress.imageDone(reference) }
+            }
         }
         for (tar, writer) in pending {
             let written = try writer.commit()
@@ -211,8 +233,11 @@ public struct BundlePuller: Sendable {
     static func bytesStillToWrite(_ pending: [(TarPlan, TarFileWriter)]) -> Int64 {
         pending.reduce(0) { total, item in
             let (tar, writer) = item
-            let entries = tar.layout.entries.indices.filter { !writer.isComplete($0) }
-                .reduce(Int64(0)) { $0 + tar.layout.entries[$1].endOffset - tar.layout.entries[$1].headerOffset }
+            let entries = tar.layout.entries.indices.filter { !writer.isComplete($0) }.reduce(Int64(0)) { total, index in
+                let entry = tar.layout.entries[index]
+                let onDisk = writer.syncedRanges(index).reduce(Int64(0)) { $0 + Int64($1.count) }
+                return total + entry.endOffset - entry.headerOffset - onDisk
+            }
             return total + entries + 2 * Int64(TarHeader.blockSize)
         }
     }
@@ -243,6 +268,12 @@ public struct BundlePuller: Sendable {
         }
         progress.blobDone(digest: job.descriptor.digest.string, bytes: job.descriptor.size, transferred: true)
     }
+}
+
+/// One unit of the pull's pool: a blob fetched whole, or one part of a large one.
+enum TransferUnit: Sendable {
+    case whole(BlobJob)
+    case part(RangedBlob, Int?)
 }
 
 struct BlobJob: Sendable {

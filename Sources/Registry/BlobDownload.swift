@@ -4,10 +4,21 @@ import NIOHTTP1
 import OCI
 import Streams
 
+/// A registry answered a `Range` request for part of a blob with the whole blob (200): it does
+/// not serve ranges, and the blob has to come as one stream.
+public struct RangeNotSupported: Error, CustomStringConvertible {
+    public let host: String
+    public var description: String { "\(host) ignores Range requests" }
+}
+
 /// The bytes of one blob as an async sequence of buffers, pulled from the registry with
 /// backpressure. Every byte is hashed and counted on the way; the sequence throws instead
 /// of ending when the size or digest is wrong, so a consumer never sees a bad blob finish.
 /// A dropped connection resumes with `Range` from the last byte received.
+///
+/// With a `range`, only those bytes come (`Range: bytes=A-B`, answered 206), unverified: the
+/// caller hashes the parts of a blob in order itself. A 200 answer to such a request throws
+/// `RangeNotSupported`.
 public struct BlobDownload: AsyncSequence, Sendable {
     public typealias Element = ByteBuffer
 
@@ -16,6 +27,8 @@ public struct BlobDownload: AsyncSequence, Sendable {
     public let descriptor: Descriptor
     /// Called with the size of each buffer as it arrives (progress).
     let onBytes: (@Sendable (Int) -> Void)?
+    /// Part of the blob only; nil for all of it, verified.
+    var range: Range<Int64>? = nil
 
     public func makeAsyncIterator() -> Iterator {
         Iterator(download: self)
@@ -24,7 +37,10 @@ public struct BlobDownload: AsyncSequence, Sendable {
     public struct Iterator: AsyncIteratorProtocol {
         let download: BlobDownload
         private var body: HTTPClientResponse.Body.AsyncIterator?
-        private let verifier: BlobVerifier
+        private let verifier: BlobVerifier?
+        /// Where the bytes start and end within the blob.
+        private let start: Int64
+        private let end: Int64
         private var received: Int64 = 0
         /// Bytes still to discard from a server that ignored our Range header.
         private var skip: Int64 = 0
@@ -33,7 +49,10 @@ public struct BlobDownload: AsyncSequence, Sendable {
 
         init(download: BlobDownload) {
             self.download = download
-            self.verifier = BlobVerifier(digest: download.descriptor.digest, size: download.descriptor.size)
+            let whole = download.range == nil
+            self.verifier = whole ? BlobVerifier(digest: download.descriptor.digest, size: download.descriptor.size) : nil
+            self.start = download.range?.lowerBound ?? 0
+            self.end = download.range?.upperBound ?? download.descriptor.size
         }
 
         private var what: String { "blob \(download.descriptor.digest) of \(download.transport.host)/\(download.repository)" }
@@ -55,8 +74,17 @@ public struct BlobDownload: AsyncSequence, Sendable {
                     continue
                 }
                 guard var chunk else {
+                    if verifier == nil, start + received < end {
+                        // A part that ended early: ask for the rest of it.
+                        body = nil
+                        failuresWithoutProgress += 1
+                        guard failuresWithoutProgress < download.transport.configuration.maxAttempts else {
+                            throw RegistryError.sizeMismatch(what: what, expected: end - start, actual: received)
+                        }
+                        continue
+                    }
                     finished = true
-                    do { try verifier.finish() } catch { throw mapped(error) }
+                    do { try verifier?.finish() } catch { throw mapped(error) }
                     return nil
                 }
                 if skip > 0 {
@@ -65,8 +93,12 @@ public struct BlobDownload: AsyncSequence, Sendable {
                     skip -= Int64(drop)
                     if chunk.readableBytes == 0 { continue }
                 }
+                if verifier == nil, start + received + Int64(chunk.readableBytes) > end {
+                    finished = true
+                    throw RegistryError.sizeMismatch(what: what, expected: end - start, actual: received + Int64(chunk.readableBytes))
+                }
                 do {
-                    try chunk.withUnsafeReadableBytes { try verifier.consume($0) }
+                    try chunk.withUnsafeReadableBytes { try verifier?.consume($0) }
                 } catch {
                     finished = true
                     throw mapped(error)
@@ -92,7 +124,13 @@ public struct BlobDownload: AsyncSequence, Sendable {
 
         private mutating func open() async throws {
             var headers = HTTPHeaders()
-            if received > 0 { headers.add(name: "Range", value: "bytes=\(received)-") }
+            let from = start + received
+            let partial = download.range != nil && (start > 0 || end < download.descriptor.size)
+            if partial {
+                headers.add(name: "Range", value: "bytes=\(from)-\(end - 1)")
+            } else if from > 0 {
+                headers.add(name: "Range", value: "bytes=\(from)-")
+            }
             let transport = download.transport
             let response = try await transport.send(RegistryRequest(
                 method: .GET,
@@ -100,12 +138,15 @@ public struct BlobDownload: AsyncSequence, Sendable {
                 headers: headers,
                 scopes: [.pull(download.repository)]))
             switch response.status.code {
+            case 200 where partial:
+                await Transport.drain(response)
+                throw RangeNotSupported(host: transport.host)
             case 200:
                 // A full body: skip what we already have (a server that does not do ranges).
                 skip = received
-            case 206 where received > 0:
-                let start = response.headers.first(name: "Content-Range").flatMap(Self.rangeStart)
-                guard start == received else {
+            case 206 where from > 0 || partial:
+                let rangeStart = response.headers.first(name: "Content-Range").flatMap(Self.rangeStart)
+                guard rangeStart == from else {
                     await Transport.drain(response)
                     throw RegistryError.invalidResponse(what: what, detail: "resumed at the wrong offset")
                 }

@@ -177,6 +177,13 @@ public final class RegistryClient: Sendable {
         BlobDownload(transport: transport, repository: repository, descriptor: descriptor, onBytes: onBytes)
     }
 
+    /// Bytes `range` of a blob, unverified (the caller hashes the parts in order); throws
+    /// `RangeNotSupported` when the registry answers with the whole blob.
+    public func blob(repository: String, descriptor: Descriptor, range: Range<Int64>,
+                     onBytes: (@Sendable (Int) -> Void)? = nil) -> BlobDownload {
+        BlobDownload(transport: transport, repository: repository, descriptor: descriptor, onBytes: onBytes, range: range)
+    }
+
     /// Streams a blob into `sink`, one buffer at a time; throws on a wrong digest or size
     /// after the last buffer, so the sink must not treat its output as complete until this returns.
     public func fetchBlob(repository: String, descriptor: Descriptor,

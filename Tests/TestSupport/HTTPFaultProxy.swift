@@ -25,6 +25,9 @@ public final class HTTPFaultProxy: Sendable {
         /// The response's head and a random number of body bytes reach the client, then
         /// nothing more: the connection stays open and silent.
         case stallResponse(afterBodyBytes: ClosedRange<Int>)
+        /// The request reaches the registry without its `Range` header, so it is answered with
+        /// the whole body (200): a registry or proxy that does not serve ranges.
+        case dropRange
     }
 
     /// Which requests get a fault: those whose method is in `methods` (any when empty) and
@@ -61,6 +64,8 @@ public final class HTTPFaultProxy: Sendable {
     /// Body bytes forwarded registry→client and client→registry.
     public var responseBodyBytes: Int { state.locked.current.responseBodyBytes }
     public var requestBodyBytes: Int { state.locked.current.requestBodyBytes }
+    /// Requests that carried a `Range` header (counted before any fault drops it).
+    public var rangedRequests: Int { state.locked.current.rangedRequests }
     /// One line per injected fault (`METHOD path: fault`), for test messages.
     public var log: [String] { state.locked.current.log }
 
@@ -157,6 +162,7 @@ final class HTTPProxyState: Sendable {
         var matched: [Int] = []
         var injectedByRule: [Int] = []
         var requests = 0
+        var rangedRequests = 0
         var injected = 0
         var responseBodyBytes = 0
         var requestBodyBytes = 0
@@ -267,10 +273,13 @@ final class ClientSideHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !halted else { return }
         switch unwrapInboundIn(data) {
-        case .head(let head):
+        case .head(var head):
             requestLimit = .none
             requestBytes = 0
+            if head.headers.contains(name: "Range") { state.locked.withLock { $0.rangedRequests += 1 } }
             switch state.fault(method: head.method.rawValue, uri: head.uri) {
+            case .dropRange:
+                head.headers.remove(name: "Range")
             case .status(let status, let retryAfter):
                 answer = (status, retryAfter)
                 return
