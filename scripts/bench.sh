@@ -11,11 +11,18 @@
 #      --all` of the same references from the OCI layouts into another; then the same push
 #      again (nothing new to send);
 #   5. offline `verify` of the bundle vs `sha256sum` of its tars;
-#   6. pull and push again at -j 1, 4, 8 and 16 (the default -j comes from this sweep).
+#   6. pull and push again at -j 1, 4, 8 and 16 (the default -j comes from this sweep);
+#   7. a WAN: the same kind of pinned pull through a proxy that adds 40 ms to every round trip
+#      and caps each connection at 8 MB/s and the link at 40 MB/s, ours against skopeo one
+#      reference at a time (as d8 and operators' scripts do); then ours killed (-9) halfway
+#      and run again, with the bytes both runs moved on the wire.
+# Pull and push are fair: `sync` before every timed run, each tool twice in A B B A order,
+# the best of each kept (both figures are printed, so the noise shows).
 # Wall time and peak RSS come from GNU time; "disk written" is the bytes the process dirtied
 # in the page cache (its rusage block outputs x 512), i.e. what it asked the disk to store.
 # Environment: BENCH_LAYERS (default 512M,256M,128M,64M,48M,16M: 1 GiB), BENCH_JOBS (8),
-#   BENCH_BASE_LAYER (1600M), BENCH_IMAGE_LAYER (12M), BENCH_SWEEP ("1 4 8 16"; empty skips it).
+#   BENCH_BASE_LAYER (1600M), BENCH_IMAGE_LAYER (12M), BENCH_SWEEP ("1 4 8 16"; empty skips it),
+#   BENCH_WAN (1; 0 skips section 7), BENCH_WAN_BASE_LAYER (128M).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -30,9 +37,10 @@ bin=$(swift build -c release --show-bin-path)
 
 work=$(mktemp -d /tmp/dkp-bench.XXXXXX)
 cleanup() {
-  for r in source ours theirs push-ours push-theirs sweep-1 sweep-4 sweep-8 sweep-16; do
+  for r in source ours theirs push-ours-1 push-ours-2 push-theirs-1 push-theirs-2 sweep-1 sweep-4 sweep-8 sweep-16; do
     scripts/registry.sh stop "$work/$r" >/dev/null 2>&1 || true
   done
+  [ -z "${wan_pid:-}" ] || kill "$wan_pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -57,9 +65,11 @@ echo "seeding a synthetic image with layers $LAYERS ..." >&2
 bytes=$(awk -v list="$LAYERS" 'BEGIN { n = split(list, a, ","); for (i = 1; i <= n; i++) { v = a[i]; u = substr(v, length(v)); m = 1;
   if (u == "K") m = 1024; else if (u == "M") m = 1048576; else if (u == "G") m = 1073741824; if (m > 1) v = substr(v, 1, length(v) - 1); t += v * m } printf "%d", t }')
 
-# timed LABEL CMD...: runs CMD under GNU time; sets T_WALL (s), T_RSS (MB) and T_WRITTEN (bytes).
+# timed LABEL CMD...: runs CMD under GNU time (after a sync, so no run pays for the one before
+# it); sets T_WALL (s), T_RSS (MB) and T_WRITTEN (bytes).
 timed() {
   local label=$1; shift
+  sync
   /usr/bin/time -f '%e %M %O' -o "$work/time" "$@" >"$work/$label.out" 2>"$work/$label.err" || { cat "$work/$label.err" >&2; exit 1; }
   read -r T_WALL T_RSS_KB T_BLOCKS <"$work/time"
   T_RSS=$(awk -v k="$T_RSS_KB" 'BEGIN { printf "%.0f", k / 1024 }')
@@ -87,15 +97,12 @@ row "copy ${mib} MiB image: peak RSS MB" "$ours_rss" "$skopeo_rss" "$(ratio "$ou
 sync
 pull_args=(--source "$SRC_HOST/deckhouse/ee" --insecure --deckhouse-tag v1.69.3 -j "$JOBS" --progress none)
 "$bin/dkp-mirror" pull "$work/plan" "${pull_args[@]}" --dry-run --json >"$work/plan.json"
-timed pull "$bin/dkp-mirror" pull "$work/bundle" "${pull_args[@]}" --json
-pull_wall=$T_WALL; pull_rss=$T_RSS; pull_disk=$T_WRITTEN
-bundle_bytes=$(du -cb "$work"/bundle/*.tar | tail -1 | cut -f1)
-pull_written=$(jq .bytesTransferred "$work/pull.out")
 # skopeo: every reference of the same plan, whole indexes included, into one OCI layout per repository.
 jq -r '.references[] | [.repository, .reference, .layout, .shortTag] | join("|")' "$work/plan.json" | sort -u >"$work/refs.tsv"
 cat >"$work/skopeo-all.sh" <<SKOPEO
 #!/usr/bin/env bash
 set -euo pipefail
+rm -rf "$work/skopeo-oci"
 while IFS='|' read -r repo ref layout short; do
   sep=":"; case "\$ref" in sha256:*) sep="@";; esac
   dir="$work/skopeo-oci/\${layout:-root}"; mkdir -p "\$dir"
@@ -103,41 +110,66 @@ while IFS='|' read -r repo ref layout short; do
 done <"$work/refs.tsv"
 SKOPEO
 chmod +x "$work/skopeo-all.sh"
-timed skopeo-pull "$work/skopeo-all.sh"
-skopeo_pull_wall=$T_WALL; skopeo_pull_rss=$T_RSS; skopeo_pull_disk=$T_WRITTEN
+# best VAR VALUE: VAR becomes the smaller of its value (if any) and VALUE.
+best() { local current=${!1:-}; if [ -z "$current" ] || awk -v a="$2" -v b="$current" 'BEGIN { exit !(a < b) }'; then printf -v "$1" '%s' "$2"; fi; }
+pull_wall=""; skopeo_pull_wall=""; pull_walls=(); skopeo_pull_walls=()
+for who in ours skopeo skopeo ours; do
+  if [ "$who" = ours ]; then
+    rm -rf "$work/bundle"
+    timed pull "$bin/dkp-mirror" pull "$work/bundle" "${pull_args[@]}" --json
+    best pull_wall "$T_WALL"; pull_walls+=("$T_WALL"); pull_rss=$T_RSS; pull_disk=$T_WRITTEN
+  else
+    timed skopeo-pull "$work/skopeo-all.sh"
+    best skopeo_pull_wall "$T_WALL"; skopeo_pull_walls+=("$T_WALL"); skopeo_pull_rss=$T_RSS; skopeo_pull_disk=$T_WRITTEN
+  fi
+done
+bundle_bytes=$(du -cb "$work"/bundle/*.tar | tail -1 | cut -f1)
+pull_written=$(jq .bytesTransferred "$work/pull.out")
 pull_mbs=$(awk -v b="$bundle_bytes" -v t="$pull_wall" 'BEGIN { printf "%.0f", b / t / 1e6 }')
 skopeo_pull_mbs=$(awk -v b="$bundle_bytes" -v t="$skopeo_pull_wall" 'BEGIN { printf "%.0f", b / t / 1e6 }')
 refs=$(wc -l <"$work/refs.tsv")
 row "pull $((bundle_bytes / 1048576)) MiB, $refs refs: wall s" "$pull_wall" "$skopeo_pull_wall" "$(ratio "$skopeo_pull_wall" "$pull_wall")x"
 row "pull: MB/s (bundle bytes / wall)" "$pull_mbs" "$skopeo_pull_mbs" "$(ratio "$pull_mbs" "$skopeo_pull_mbs")"
+row "pull: both runs, wall s" "${pull_walls[*]}" "${skopeo_pull_walls[*]}" "-"
 row "pull: peak RSS MB" "$pull_rss" "$skopeo_pull_rss" "-"
 row "pull: bytes downloaded / bundle" "$(ratio "$pull_written" "$bundle_bytes")" "-" "-"
 row "pull: disk written / bundle" "$(ratio "$pull_disk" "$bundle_bytes")" "$(ratio "$skopeo_pull_disk" "$bundle_bytes")" "-"
 
-# 4. Push from the bundle.
-for r in push-ours push-theirs; do scripts/registry.sh start "$work/$r" --tls --user "rw:$password" >"$work/$r.env"; done
-read_env PO "$work/push-ours.env"; read_env PT "$work/push-theirs.env"
-timed push "$bin/dkp-mirror" push "$work/bundle" "$PO_HOST/system/deckhouse" --ca-file "$PO_CA" -j "$JOBS" --progress none --json
-push_wall=$T_WALL; push_rss=$T_RSS
-timed repush "$bin/dkp-mirror" push "$work/bundle" "$PO_HOST/system/deckhouse" --ca-file "$PO_CA" -j "$JOBS" --progress none --json
-repush_wall=$T_WALL
-mkdir -p "$work/push-certs"; cp "$PT_CA" "$work/push-certs/ca.crt"
+# 4. Push from the bundle: each run into a fresh registry.
+for r in push-ours-1 push-ours-2 push-theirs-1 push-theirs-2; do scripts/registry.sh start "$work/$r" --tls --user "rw:$password" >"$work/$r.env"; done
+read_env PO1 "$work/push-ours-1.env"; read_env PO2 "$work/push-ours-2.env"
+read_env PT1 "$work/push-theirs-1.env"; read_env PT2 "$work/push-theirs-2.env"
 cat >"$work/skopeo-push.sh" <<SKOPEO
 #!/usr/bin/env bash
 set -euo pipefail
+host=\$1 certs=\$2
 while IFS='|' read -r repo ref layout short; do
   dir="$work/skopeo-oci/\${layout:-root}"
-  dest="$PT_HOST/system/deckhouse\${layout:+/\$layout}"
-  skopeo copy --all --quiet --dest-cert-dir "$work/push-certs" --dest-creds "rw:$password" "oci:\$dir:\$short" "docker://\$dest:\$short"
+  dest="\$host/system/deckhouse\${layout:+/\$layout}"
+  skopeo copy --all --quiet --dest-cert-dir "\$certs" --dest-creds "rw:$password" "oci:\$dir:\$short" "docker://\$dest:\$short"
 done <"$work/refs.tsv"
 SKOPEO
 chmod +x "$work/skopeo-push.sh"
-timed skopeo-push "$work/skopeo-push.sh"
-skopeo_push_wall=$T_WALL; skopeo_push_rss=$T_RSS
+for n in 1 2; do mkdir -p "$work/push-certs-$n"; v="PT${n}_CA"; cp "${!v}" "$work/push-certs-$n/ca.crt"; done
+push_wall=""; skopeo_push_wall=""; push_walls=(); skopeo_push_walls=(); round_ours=0; round_theirs=0
+for who in ours skopeo skopeo ours; do
+  if [ "$who" = ours ]; then
+    round_ours=$((round_ours + 1)); h="PO${round_ours}_HOST"; c="PO${round_ours}_CA"
+    timed push "$bin/dkp-mirror" push "$work/bundle" "${!h}/system/deckhouse" --ca-file "${!c}" -j "$JOBS" --progress none --json
+    best push_wall "$T_WALL"; push_walls+=("$T_WALL"); push_rss=$T_RSS
+  else
+    round_theirs=$((round_theirs + 1)); h="PT${round_theirs}_HOST"
+    timed skopeo-push "$work/skopeo-push.sh" "${!h}" "$work/push-certs-$round_theirs"
+    best skopeo_push_wall "$T_WALL"; skopeo_push_walls+=("$T_WALL"); skopeo_push_rss=$T_RSS
+  fi
+done
+timed repush "$bin/dkp-mirror" push "$work/bundle" "$PO1_HOST/system/deckhouse" --ca-file "$PO1_CA" -j "$JOBS" --progress none --json
+repush_wall=$T_WALL
 push_mbs=$(awk -v b="$bundle_bytes" -v t="$push_wall" 'BEGIN { printf "%.0f", b / t / 1e6 }')
 skopeo_push_mbs=$(awk -v b="$bundle_bytes" -v t="$skopeo_push_wall" 'BEGIN { printf "%.0f", b / t / 1e6 }')
 row "push $((bundle_bytes / 1048576)) MiB bundle: wall s" "$push_wall" "$skopeo_push_wall" "$(ratio "$skopeo_push_wall" "$push_wall")x"
 row "push: MB/s" "$push_mbs" "$skopeo_push_mbs" "$(ratio "$push_mbs" "$skopeo_push_mbs")"
+row "push: both runs, wall s" "${push_walls[*]}" "${skopeo_push_walls[*]}" "-"
 row "push: peak RSS MB" "$push_rss" "$skopeo_push_rss" "-"
 row "re-push, nothing new: wall s" "$repush_wall" "-" "$(ratio "$push_wall" "$repush_wall")x faster"
 
@@ -168,6 +200,51 @@ for j in ${BENCH_SWEEP-1 4 8 16}; do
     "$(awk -v b="$bundle_bytes" -v t="$sweep_push" 'BEGIN { printf "%.0f", b / t / 1e6 }')" "$sweep_push_rss")")
 done
 
+# 7. A WAN between the connected host and the source: 40 ms more per round trip, 8 MB/s per
+# connection, 40 MB/s for the link, through the test suite's FaultProxy (dkp-dev wan-proxy).
+wan_rows=()
+if [ "${BENCH_WAN:-1}" != 0 ]; then
+  "$bin/dkp-dev" seed-edition "$SRC_HOST/deckhouse/wan" --insecure --base-layer "${BENCH_WAN_BASE_LAYER:-128M}" \
+    --image-layer 4M >/dev/null
+  "$bin/dkp-dev" wan-proxy --upstream "$SRC_HOST" --latency-ms 40 --connection-rate 8000000 --link-rate 40000000 \
+    --stats "$work/wan.stats" >"$work/wan.env" 2>"$work/wan.err" &
+  wan_pid=$!
+  for _ in $(seq 1 100); do grep -q '^PORT=' "$work/wan.env" 2>/dev/null && break; sleep 0.1; done
+  wan_host=127.0.0.1:$(sed -n 's/^PORT=//p' "$work/wan.env")
+  wan_bytes() { sleep 0.3; awk '{ print $2 }' "$work/wan.stats"; }
+  wan_args=(--source "$wan_host/deckhouse/wan" --insecure --deckhouse-tag v1.69.3 -j "$JOBS" --progress none)
+  "$bin/dkp-mirror" pull "$work/wan-plan" "${wan_args[@]}" --dry-run --json >"$work/wan-plan.json"
+  jq -r '.references[] | [.repository, .reference, .layout, .shortTag] | join("|")' "$work/wan-plan.json" | sort -u >"$work/wan-refs.tsv"
+  sed -e "s|$work/refs.tsv|$work/wan-refs.tsv|; s|$work/skopeo-oci|$work/wan-skopeo-oci|g; s|docker://$SRC_HOST/|docker://$wan_host/|" \
+    "$work/skopeo-all.sh" >"$work/wan-skopeo.sh"
+  chmod +x "$work/wan-skopeo.sh"
+  rm -rf "$work/wan-bundle"
+  timed wan-pull "$bin/dkp-mirror" pull "$work/wan-bundle" "${wan_args[@]}" --json
+  wan_wall=$T_WALL
+  timed wan-skopeo "$work/wan-skopeo.sh"
+  wan_skopeo_wall=$T_WALL
+  wan_bundle=$(du -cb "$work"/wan-bundle/*.tar | tail -1 | cut -f1)
+  wan_mbs=$(awk -v b="$wan_bundle" -v t="$wan_wall" 'BEGIN { printf "%.1f", b / t / 1e6 }')
+  wan_link=$(awk -v b="$wan_bundle" -v t="$wan_wall" 'BEGIN { printf "%.0f%%", b / t / 40e6 * 100 }')
+  # Killed halfway (-9), then run again: what both runs moved on the wire, against the bundle.
+  rm -rf "$work/wan-bundle"
+  start_bytes=$(wan_bytes)
+  "$bin/dkp-mirror" pull "$work/wan-bundle" "${wan_args[@]}" >/dev/null 2>&1 &
+  killed=$!
+  while kill -0 "$killed" 2>/dev/null; do
+    now=$(awk '{ print $2 }' "$work/wan.stats")
+    [ $((now - start_bytes)) -lt $((wan_bundle / 2)) ] || { kill -9 "$killed"; break; }
+    sleep 0.05
+  done
+  wait "$killed" 2>/dev/null || true
+  timed wan-rerun "$bin/dkp-mirror" pull "$work/wan-bundle" "${wan_args[@]}" --json
+  wan_total=$(( $(wan_bytes) - start_bytes ))
+  wan_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "pinned pull $((wan_bundle / 1048576)) MiB: wall s" "$wan_wall" "$wan_skopeo_wall" "$(ratio "$wan_skopeo_wall" "$wan_wall")x")")
+  wan_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "pull: MB/s, share of the 40 MB/s link" "$wan_mbs" "$wan_link" "-")")
+  wan_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "killed -9 halfway + re-run: wire/bundle" "$(ratio "$wan_total" "$wan_bundle")" "-" "-")")
+  kill "$wan_pid" 2>/dev/null || true; wan_pid=""
+fi
+
 # Both copies must have produced the same manifest digest.
 d1=$("$bin/dkp-mirror" inspect "$OURS_HOST/bench/image:v1" --ca-file "$OURS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')
 d2=$("$bin/dkp-mirror" inspect "$THEIRS_HOST/bench/image:v1" --ca-file "$THEIRS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')
@@ -181,6 +258,13 @@ printf '| %-34s | %12s | %12s | %8s |\n' "measure" "dkp-mirror" "reference" "rat
 printf '|%s|%s|%s|%s|\n' "------------------------------------" "--------------" "--------------" "----------"
 printf '%s\n' "${rows[@]}"
 echo "(reference: openssl for SHA-256, skopeo otherwise, sha256sum for verify; wall ratio = skopeo/ours, >1 means we are faster)"
+if [ ${#wan_rows[@]} -gt 0 ]; then
+  echo
+  echo "WAN (40 ms added per round trip, 8 MB/s per connection, 40 MB/s link; skopeo one reference at a time; one run each):"
+  printf '| %-34s | %12s | %12s | %8s |\n' "measure" "dkp-mirror" "skopeo" "ratio"
+  printf '|%s|%s|%s|%s|\n' "------------------------------------" "--------------" "--------------" "----------"
+  printf '%s\n' "${wan_rows[@]}"
+fi
 if [ ${#sweep[@]} -gt 0 ]; then
   echo
   echo "dkp-mirror at each -j ($((bundle_bytes / 1048576)) MiB bundle; push into a fresh registry each time):"

@@ -11,7 +11,7 @@ struct DevTool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dkp-dev",
         abstract: "Development helpers: seed synthetic images into a registry, measure the hasher.",
-        subcommands: [SeedImage.self, SeedEdition.self, HashBench.self])
+        subcommands: [SeedImage.self, SeedEdition.self, HashBench.self, WANProxy.self])
 }
 
 struct RegistryAccess: ParsableArguments {

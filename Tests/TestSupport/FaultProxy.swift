@@ -92,6 +92,13 @@ public final class FaultProxy: Sendable {
         set { state.locked.withLock { $0.bytesPerSecond = newValue.map { max(1, $0) } } }
     }
 
+    /// Upstream→client bytes per second across all connections (a link's capacity), or nil for
+    /// no cap. Applies to reads from now on.
+    public var linkBytesPerSecond: Int? {
+        get { state.locked.current.linkBytesPerSecond }
+        set { state.locked.withLock { $0.linkBytesPerSecond = newValue.map { max(1, $0) } } }
+    }
+
     /// Bytes a connection may hold back for `latency`/`bytesPerSecond` before it stops reading
     /// from the upstream.
     public static let maxQueuedBytes = 256 << 10
@@ -265,6 +272,9 @@ final class ProxyState: Sendable {
         var patternMatches = 0
         var latency: Duration = .zero
         var bytesPerSecond: Int?
+        var linkBytesPerSecond: Int?
+        /// When the shared link is free again (with `linkBytesPerSecond`).
+        var linkFree = NIODeadline.uptimeNanoseconds(0)
         var bytesToClient = 0
         var bytesFromClient = 0
         var connectionsAccepted = 0
@@ -383,6 +393,16 @@ final class ProxyState: Sendable {
 
     var pacing: (latency: Duration, bytesPerSecond: Int?) {
         locked.withLock { ($0.latency, $0.bytesPerSecond) }
+    }
+
+    /// With a link cap, reserves the link for `count` bytes and says when they have crossed it.
+    func linkSlot(_ count: Int) -> NIODeadline? {
+        locked.withLock { s -> NIODeadline? in
+            guard let rate = s.linkBytesPerSecond else { return nil }
+            let end = max(NIODeadline.now(), s.linkFree) + .nanoseconds(Int64(count) * 1_000_000_000 / Int64(rate))
+            s.linkFree = end
+            return end
+        }
     }
 }
 
@@ -664,7 +684,8 @@ final class GlueHandler: ChannelDuplexHandler {
         let count = buffer.readableBytes
         guard count > 0 else { return }
         let (latency, rate) = state.pacing
-        if queue.isEmpty && latency == .zero && rate == nil {
+        let link = state.linkSlot(count)
+        if queue.isEmpty && latency == .zero && rate == nil && link == nil {
             state.locked.withLock { $0.bytesToClient += count }
             partner?.partnerWrite(buffer)
             return
@@ -673,6 +694,8 @@ final class GlueHandler: ChannelDuplexHandler {
         if let rate {
             deadline = deadline + .nanoseconds(Int64(count) * 1_000_000_000 / Int64(rate))
         }
+        // The shared link serialises every connection's bytes; the latency comes on top.
+        if let link { deadline = max(deadline, link + latency.timeAmount) }
         lastDeadline = deadline
         queue.append((deadline, .data(buffer)))
         queuedBytes += count
