@@ -72,6 +72,7 @@ struct DKPMirror: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dkp-mirror",
         abstract: "Mirror Deckhouse Kubernetes Platform images for air-gapped clusters.",
+        version: BuildInfo.versionLine,
         subcommands: [PullCommand.self, VerifyCommand.self, PushCommand.self, CopyCommand.self, InspectCommand.self, TagsCommand.self, DetectCommand.self])
 }
 
