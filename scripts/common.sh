@@ -9,6 +9,11 @@ fi
 # (bcrypt users), openssl (test CAs), curl (probes in scripts/registry.sh).
 BASE_PACKAGES=(pkg-config libarchive-dev libzstd-dev libssl-dev docker-registry apache2-utils openssl curl iproute2)
 
+# What scripts/package.sh needs on top: dpkg-shlibdeps (dpkg-dev, which brings binutils' strip).
+PACKAGE_PACKAGES=(dpkg-dev binutils)
+# What the packaging test needs on top: man to render the packaged man page.
+PACKAGE_TEST_PACKAGES=(man-db)
+
 # ensure_packages PKG...: apt-get update then install whatever is not installed yet.
 ensure_packages() {
   local missing=()

@@ -5,8 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 
-ensure_packages "${BASE_PACKAGES[@]}"
+ensure_packages "${BASE_PACKAGES[@]}" "${PACKAGE_PACKAGES[@]}" "${PACKAGE_TEST_PACKAGES[@]}"
 swift --version 2>&1 | head -1
+
+# The release packages first: Tests/EndToEndTests/PackageTests.swift installs and runs them
+# (and fails, saying so, when they are missing or stale). A failure here fails the run, after
+# the other tests have run.
+package_status=0
+scripts/package.sh || package_status=$?
 
 log=$(mktemp)
 if ! swift build --build-tests >"$log" 2>&1; then
@@ -31,5 +37,9 @@ echo
 echo "$passed passed, $failed failed"
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   echo "swift test exited $status" >&2
+fi
+if [ "$package_status" -ne 0 ]; then
+  echo "scripts/package.sh exited $package_status" >&2
+  [ "$status" -ne 0 ] || status=$package_status
 fi
 exit "$status"
