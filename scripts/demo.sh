@@ -56,6 +56,9 @@ step "pull v1.69.3 into d8-format bundles"
 ls -l "$work/bundle"
 (cd "$work/bundle" && sha256sum -c --quiet SHA256SUMS && echo "SHA256SUMS: all files OK")
 echo "platform.tar holds:"; tar -tf "$work/bundle/platform.tar" | grep index.json | sed 's/^/  /'
+echo "package-nginx-tools.tar holds:"; tar -tf "$work/bundle/package-nginx-tools.tar" | grep index.json | sed 's/^/  /'
+echo "VEX attestations beside the platform images (short tags in platform.tar's index.json):"
+tar -xOf "$work/bundle/platform.tar" index.json | grep -o 'sha256-[0-9a-f]*\.att' | sort -u | sed 's/^/  /'
 
 step "pull the default version range in 50 MB chunks, interrupted after 2 s, then resumed"
 timeout -s INT 2 "$bin/dkp-mirror" pull "$work/range" --source "$SRC_HOST/deckhouse/ee" --insecure -c 0.05 --no-modules --progress none || echo "(interrupted: exit $?)"
@@ -77,6 +80,7 @@ step "what the cluster will ask the registry for resolves"
 "$bin/dkp-mirror" inspect "$DST_HOST/system/deckhouse:v1.69.3" --ca-file "$DST_CA" -u rw -p "$password" | head -2
 "$bin/dkp-mirror" tags "$DST_HOST/system/deckhouse/release-channel" --ca-file "$DST_CA" -u rw -p "$password" | tr '\n' ' '; echo
 "$bin/dkp-mirror" tags "$DST_HOST/system/deckhouse/modules" --ca-file "$DST_CA" -u rw -p "$password" | tr '\n' ' '; echo
+"$bin/dkp-mirror" tags "$DST_HOST/system/deckhouse/packages/nginx-tools" --ca-file "$DST_CA" -u rw -p "$password" | tr '\n' ' '; echo
 
 step "check the target again: complete"
 "$bin/dkp-mirror" verify "$work/bundle" --registry "$DST_HOST/system/deckhouse" --ca-file "$DST_CA"

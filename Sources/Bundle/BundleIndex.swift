@@ -21,6 +21,11 @@ import OCI
 /// Duplicate entries in a tar: the later one wins, as extracting the tar (what d8 push does)
 /// would leave it; they are listed in `duplicateEntries`. Entry names that are absolute or
 /// contain `..` make the tar refused.
+///
+/// A layout path held by several tars (`packages/<p>/version` is in `package-<p>.tar` and in
+/// `package-versions.tar`) is one layout: its descriptors are united by digest and ref name
+/// (tars in name order, each in its index.json order), and each blob is read from the first
+/// tar that holds it (`blobCopies` lists every copy, for verify).
 public struct BundleIndex: Sendable {
     /// One tar of the bundle: a single file, or the chunk files that concatenated form it.
     public struct Tar: Sendable, Equatable {
@@ -37,29 +42,69 @@ public struct BundleIndex: Sendable {
         public var isChunked: Bool { files.first?.hasSuffix(".chunk") ?? false }
     }
 
-    /// One OCI image layout of the bundle (a directory of a tar that holds `index.json`).
+    /// One OCI image layout of the bundle (a directory of a tar that holds `index.json`), united
+    /// over every tar that holds the same registry path.
     public struct Layout: Sendable, Equatable {
-        /// Name of the tar that holds it (`platform.tar`).
+        /// One tar's copy of the layout.
+        public struct Part: Sendable, Equatable {
+            public let tar: String
+            /// The directory inside that tar, as stored there.
+            public let directory: String
+            /// The bytes of that tar's `index.json`.
+            public let index: [UInt8]
+            /// That tar's descriptors, in its index.json order.
+            public let descriptors: [Descriptor]
+
+            public init(tar: String, directory: String, index: [UInt8], descriptors: [Descriptor]) {
+                self.tar = tar
+                self.directory = directory
+                self.index = index
+                self.descriptors = descriptors
+            }
+        }
+
+        /// Name of the (first, in name order) tar that holds it (`platform.tar`).
         public let tar: String
         /// The registry path below the edition root, after relocating older generations:
         /// "" (the root), "install", "release-channel", "modules/console",
         /// "modules/console/release", "security/trivy-db", ...
         public let path: String
-        /// The directory inside the tar, as stored there (without a leading "./"): differs
+        /// The directory inside the first tar, as stored there (without a leading "./"): differs
         /// from `path` for older module and security tars.
         public let directory: String
-        /// The bytes of `index.json`.
+        /// The bytes of the first tar's `index.json`.
         public let index: [UInt8]
-        /// The descriptors of `index.json`, in its order, annotations kept
+        /// The descriptors of every part, united by digest + ref name: the first tar's in its
+        /// index.json order, then what each further tar adds. Annotations kept
         /// (`org.opencontainers.image.ref.name`, `io.deckhouse.image.short_tag`).
         public let descriptors: [Descriptor]
+        /// Every tar's copy, in tar name order (one for most layouts).
+        public let parts: [Part]
+
+        /// Names of the tars that hold the layout, in name order.
+        public var tars: [String] { parts.map(\.tar) }
 
         public init(tar: String, path: String, directory: String, index: [UInt8], descriptors: [Descriptor]) {
-            self.tar = tar
+            self.init(path: path, parts: [Part(tar: tar, directory: directory, index: index, descriptors: descriptors)])
+        }
+
+        /// A layout made of `parts` (at least one), descriptors united.
+        public init(path: String, parts: [Part]) {
+            let first = parts.first ?? Part(tar: "", directory: path, index: [], descriptors: [])
+            self.tar = first.tar
             self.path = path
-            self.directory = directory
-            self.index = index
-            self.descriptors = descriptors
+            self.directory = first.directory
+            self.index = first.index
+            self.parts = parts
+            var seen = Set<String>()
+            var united = [Descriptor]()
+            for part in parts {
+                for descriptor in part.descriptors {
+                    let key = descriptor.digest.string + " " + (descriptor.annotations?[BundleIndex.refNameAnnotation] ?? "")
+                    if seen.insert(key).inserted { united.append(descriptor) }
+                }
+            }
+            self.descriptors = united
         }
     }
 
@@ -74,49 +119,60 @@ public struct BundleIndex: Sendable {
     public let tars: [Tar]
     /// Names held more than once by a tar, by tar then name (verify reports them).
     public let duplicateEntries: [DuplicateEntry]
-    /// Every layout of the bundle, sorted by path (paths are unique across the bundle).
+    /// Every layout of the bundle, sorted by path (one per path: copies in several tars united).
     public let layouts: [Layout]
     /// Files in the bundle directory that are not part of the bundle and not one of the
     /// known companions (`SHA256SUMS`, `*.gostsum`, `deckhousereleases.yaml`, `.dkp-mirror/`,
     /// leftovers of finished pulls): names only, sorted. Push may mention them.
     public let ignoredFiles: [String]
 
-    /// Per layout path: the tar (index into `tars`) and the blobs of the layout by hex digest.
+    /// Per layout path: the blobs of the layout by hex digest, every tar's copy.
     private let blobTables: [String: BlobTable]
     private let blobBytes: Int64
 
     /// The sum of the sizes of every blob of every layout (a blob held by two layouts counts twice).
     public var totalBlobBytes: Int64 { blobBytes }
 
-    /// Number of blobs of every layout (a blob held by two layouts counts twice).
-    public var totalBlobCount: Int { blobTables.values.reduce(0) { $0 + $1.entries.count } }
+    /// Number of blobs of every layout (a blob held by two layouts, or by two tars of one
+    /// layout, counts twice).
+    public var totalBlobCount: Int { blobTables.values.reduce(0) { $0 + $1.entries.values.reduce(0) { $0 + $1.count } } }
+
+    /// `org.opencontainers.image.ref.name`.
+    public static let refNameAnnotation = "org.opencontainers.image.ref.name"
+    /// `io.deckhouse.image.short_tag`.
+    public static let shortTagAnnotation = "io.deckhouse.image.short_tag"
 
     /// Finds the bundle's tars in `directory`, indexes each once and collects its layouts.
     /// Throws a `BundleError` naming the file for anything that keeps the bundle from being
     /// read completely (see `BundleError.isBadInput`).
     public static func open(directory: String) throws(BundleError) -> BundleIndex {
-        let found = try BundleDirectory.scan(directory)
+        try open(tars: try BundleDirectory.scan(directory))
+    }
+
+    /// Indexes the given tars (found by `BundleDirectory` or `BundleFiles`), unites layouts
+    /// that several tars hold.
+    static func open(tars found: BundleDirectory.Found) throws(BundleError) -> BundleIndex {
         let scanned = try TarScanner.scanAll(found.tars)
         var tars = [Tar]()
-        var layouts = [Layout]()
+        var parts = [String: [Layout.Part]]()
         var tables = [String: BlobTable]()
-        var owners = [String: [String]]()
         var bytes: Int64 = 0
         var duplicates = [DuplicateEntry]()
+        // Tars come sorted by name, so every layout's parts and blob copies are in name order.
         for (tarIndex, item) in scanned.enumerated() {
             tars.append(item.tar)
             duplicates += item.duplicates
             for (layout, entries) in item.layouts {
-                owners[layout.path, default: []].append(layout.tar)
-                layouts.append(layout)
-                tables[layout.path] = BlobTable(tar: tarIndex, entries: entries)
+                parts[layout.path, default: []].append(layout.parts[0])
+                var table = tables[layout.path] ?? BlobTable(entries: [:])
+                for (hex, span) in entries {
+                    table.entries[hex, default: []].append(BlobCopy(tar: tarIndex, span: span))
+                }
+                tables[layout.path] = table
                 bytes += entries.values.reduce(0) { $0 + $1.size }
             }
         }
-        for (path, names) in owners.sorted(by: { $0.key < $1.key }) where names.count > 1 {
-            throw .duplicateLayout(path: path, tars: names.sorted())
-        }
-        layouts.sort { Self.precedes($0.path, $1.path) }
+        let layouts = parts.map { Layout(path: $0.key, parts: $0.value) }.sorted { Self.precedes($0.path, $1.path) }
         return BundleIndex(tars: tars, duplicateEntries: duplicates, layouts: layouts, ignoredFiles: found.ignored,
                            blobTables: tables, blobBytes: bytes)
     }
@@ -142,20 +198,27 @@ public struct BundleIndex: Sendable {
     }
 
     /// Where the blob `digest` of `layout` (the entry `<layout dir>/blobs/sha256/<hex>`) lies
-    /// on disk, or nil when the layout does not hold it.
+    /// on disk, in the first tar that holds it, or nil when the layout does not hold it.
     public func blob(_ digest: Digest, in layout: Layout) -> BlobLocation? {
-        guard let table = blobTables[layout.path], tars[table.tar].name == layout.tar,
-            let entry = table.entries[digest.hex]
-        else { return nil }
-        let tar = tars[table.tar]
-        return BlobLocation(
-            tar: tar.name, digest: digest, size: entry.size,
-            segments: Self.segments(offset: entry.offset, length: entry.size, files: tar.files, sizes: tar.fileSizes))
+        guard let copy = blobTables[layout.path]?.entries[digest.hex]?.first else { return nil }
+        return location(copy, digest: digest)
     }
 
-    /// The digests of the blobs `layout` holds, sorted.
+    /// Every copy of the blob `digest` of `layout`, one per tar that holds it, in tar name order.
+    public func blobCopies(_ digest: Digest, in layout: Layout) -> [BlobLocation] {
+        (blobTables[layout.path]?.entries[digest.hex] ?? []).map { location($0, digest: digest) }
+    }
+
+    private func location(_ copy: BlobCopy, digest: Digest) -> BlobLocation {
+        let tar = tars[copy.tar]
+        return BlobLocation(
+            tar: tar.name, digest: digest, size: copy.span.size,
+            segments: Self.segments(offset: copy.span.offset, length: copy.span.size, files: tar.files, sizes: tar.fileSizes))
+    }
+
+    /// The digests of the blobs `layout` holds (in any of its tars), sorted.
     public func blobs(in layout: Layout) -> [Digest] {
-        guard let table = blobTables[layout.path], tars[table.tar].name == layout.tar else { return [] }
+        guard let table = blobTables[layout.path] else { return [] }
         return table.entries.keys.compactMap { try? Digest(sha256Hex: $0) }.sorted()
     }
 
@@ -276,10 +339,15 @@ extension BundleError {
     }
 }
 
-/// The blobs of one layout.
+/// The blobs of one layout: by hex digest, each tar's copy (tars in name order).
 struct BlobTable: Sendable {
+    var entries: [String: [BlobCopy]]
+}
+
+/// One tar's copy of a blob.
+struct BlobCopy: Sendable {
     let tar: Int
-    let entries: [String: TarSpan]
+    let span: TarSpan
 }
 
 /// Where an entry's data lies in the concatenated tar.

@@ -21,9 +21,17 @@ enum BundleDirectory {
         name == "SHA256SUMS" || name == "deckhousereleases.yaml" || name == ".dkp-mirror" || name.hasSuffix(".gostsum")
     }
 
-    static func scan(_ directory: String) throws(BundleError) -> Found {
+    /// The tars of `directory`; with `only`, just the tars of those names (whole or chunked),
+    /// each of which must be there, and nothing else of the directory is looked at.
+    static func scan(_ directory: String, only: Set<String>? = nil) throws(BundleError) -> Found {
         let directory = absolute(directory)
-        let names = try list(directory)
+        var names = try list(directory)
+        if let only {
+            names = names.filter { name in
+                let stem = name.strippingSuffix(".partial") ?? name.strippingSuffix(".journal") ?? name
+                return only.contains(parseChunk(stem)?.tar ?? stem)
+            }
+        }
         var singles = [String: (path: String, size: Int64)]()        // tar name -> file
         var chunks = [String: [Int: (path: String, size: Int64)]]()  // tar name -> chunk index -> file
         var leftovers = [String: [String]]()      // tar name -> leftover file names
@@ -92,6 +100,11 @@ enum BundleDirectory {
         for (tar, files) in leftovers.sorted(by: { $0.key < $1.key })
         where singles[tar] == nil && chunks[tar] == nil {
             throw .unfinishedTar(directory: directory, tar: tar, leftover: files.sorted()[0])
+        }
+        if let only {
+            for name in only.sorted() where !tars.contains(where: { $0.name == name }) {
+                throw .io(path: TarIO.joinPath(directory, name), operation: "open", errno: ENOENT)
+            }
         }
         if tars.isEmpty {
             throw .noTars(directory: directory, found: names)

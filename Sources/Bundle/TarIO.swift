@@ -6,7 +6,7 @@ import Darwin
 
 /// Small file-system helpers shared by the tar writers (a namespace, so they cannot clash
 /// with helpers of other files in the module).
-enum TarIO {
+public enum TarIO {
     /// `(directory, last component)` of a path; the directory is "." for a bare name.
     static func splitPath(_ path: String) -> (directory: String, name: String) {
         guard let slash = path.lastIndex(of: "/") else { return (".", path) }
@@ -67,7 +67,8 @@ enum TarIO {
 
     /// Writes `path` so that it appears complete or not at all: `<path><temporarySuffix>`,
     /// fsync, rename, fsync of the directory.
-    static func writeFileAtomically(
+    /// Writes `path` whole or not at all: a temporary file, fsync, rename, fsync of the directory.
+    public static func writeFileAtomically(
         _ path: String, _ bytes: [UInt8], temporarySuffix: String = ".tmp"
     ) throws(BundleError) {
         let temporary = path + temporarySuffix

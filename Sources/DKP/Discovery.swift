@@ -5,7 +5,8 @@ import Version
 
 /// One reference to put into a bundle: where it comes from and where it goes.
 public struct BundleImage: Sendable, Hashable, Codable {
-    /// The tar file it belongs to: `platform.tar`, `installer.tar`, `security.tar`, `module-<name>.tar`.
+    /// The tar file it belongs to: `platform.tar`, `installer.tar`, `security.tar`, `module-<name>.tar`,
+    /// `package-<name>.tar`, `package-versions.tar`, `plugin-<name>.tar`.
     public var tar: String
     /// The layout's directory inside the tar ("" for the tar root), e.g. `install`, `modules/foo/release`.
     public var layout: String
@@ -16,245 +17,218 @@ public struct BundleImage: Sendable, Hashable, Codable {
     public var shortTag: String
     /// `org.opencontainers.image.ref.name`: the full source reference.
     public var refName: String
+
+    /// True when the bundle tags the source's `reference` under another name (a d8 retag:
+    /// a pinned channel, `install:<channel>`), so the source's own `shortTag` may differ.
+    public var isAlias: Bool { !reference.hasPrefix("sha256:") && reference != shortTag }
 }
 
-/// What to pull (cli.md's pull options).
+/// What to pull (cli.md's pull options and d8-current.md §5).
 public struct PullSelection: Sendable {
     public var deckhouseTag: String?
     public var sinceVersion: Version?
+    /// `--include-platform`: platform versions within this range instead of rock-solid..alpha.
+    public var includePlatform: VersionConstraint?
     /// Modules to include, each with an optional constraint; empty means every module.
     public var includeModules: [String: VersionConstraint?] = [:]
     public var excludeModules: Set<String> = []
+    public var includePackages: [String: VersionConstraint?] = [:]
+    public var excludePackages: Set<String> = []
+    /// `--include-plugin`: plugins pulled whatever the modules are (nil: the newest stable version).
+    public var includePlugins: [String: VersionConstraint?] = [:]
     public var platform = true
     public var modules = true
+    public var packages = true
     public var securityDatabases = true
     public var installer = true
+    public var installerTag = "latest"
+    /// Modules and packages: only their extra images.
+    public var onlyExtraImages = false
+    public var skipVex = false
+    public var ignoreSuspend = false
+    /// The source has no tags-list API: versions are found by probing candidate tags.
+    public var proxyRegistry = false
 
     public init() {}
+
+    /// A single platform version is pinned (`--deckhouse-tag`, or `--include-platform =vX.Y.Z`).
+    public var pinnedTag: String? {
+        deckhouseTag ?? includePlatform?.exactVersion.map(\.tag)
+    }
 }
 
-/// The outcome of discovery: every reference to pull, and what was chosen, for the plan.
+/// One platform version's release data, for `deckhousereleases.yaml`.
+public struct ReleaseData: Sendable {
+    public var version: String
+    public var versionJSON: [UInt8]
+    public var changelog: [UInt8]?
+}
+
+/// The outcome of discovery: every reference to pull, and what was chosen, for the plan and the summary.
 public struct DiscoveredEdition: Sendable {
     public var images: [BundleImage] = []
     public var platformVersions: [String] = []
+    /// Channel name -> version, as the source's release channels say.
     public var channels: [String: String] = [:]
     public var modules: [String: [String]] = [:]
+    public var packages: [String: [String]] = [:]
+    public var plugins: [String: [String]] = [:]
+    public var securityDatabases: [String] = []
+    public var vexImages = 0
     public var notes: [String] = []
+    /// Release data of each platform version of a range pull (empty for a pinned pull).
+    public var releases: [ReleaseData] = []
 }
 
 /// Finds what an edition holds and chooses what to pull, with d8's semantics
-/// (dkp-source-and-bundle.md §1).
+/// (dkp-source-and-bundle.md §1, d8-current.md). The parts live in their own files:
+/// platform (`PlatformDiscovery`), modules and packages (`ModularDiscovery`), plugins
+/// (`PluginDiscovery`) and VEX attestations (`VexDiscovery`).
 public struct EditionDiscovery: Sendable {
     public let client: RegistryClient
     public let source: EditionSource
     public let concurrency: Int
+    /// Where modules live in the source, relative to `<E>` (`--modules-path-suffix`, `/` for `<E>` itself).
+    public let modulesPathSuffix: String
 
     /// The security databases and the tags d8 pulls.
     public static let securityDatabases: [(name: String, tag: String)] = [
         ("trivy-db", "2"), ("trivy-bdu", "1"), ("trivy-java-db", "1"), ("trivy-checks", "0"),
     ]
 
-    public init(client: RegistryClient, source: EditionSource, concurrency: Int = 8) {
+    public init(client: RegistryClient, source: EditionSource, concurrency: Int = 8, modulesPathSuffix: String = "/modules") {
         self.client = client
         self.source = source
         self.concurrency = concurrency
+        self.modulesPathSuffix = modulesPathSuffix
+    }
+
+    /// The source repository of a bundle layout path: `<E>/<path>`, a leading `modules` segment
+    /// replaced by the modules path suffix (the bundle always says `modules/`).
+    func sourceRepository(_ layout: String) -> String {
+        guard layout == "modules" || layout.hasPrefix("modules/") else { return source.repository(layout) }
+        let suffix = modulesPathSuffix.split(separator: "/").joined(separator: "/")
+        let rest = layout.dropFirst("modules".count).split(separator: "/").joined(separator: "/")
+        return source.repository([suffix, rest].filter { !$0.isEmpty }.joined(separator: "/"))
     }
 
     public func discover(_ selection: PullSelection) async throws -> DiscoveredEdition {
         var result = DiscoveredEdition()
+        var vexSubjects: [VexSubject] = []
         if selection.platform {
-            try await discoverPlatform(selection, into: &result)
+            vexSubjects += try await discoverPlatform(selection, into: &result)
         }
         if selection.installer {
-            let repository = source.registryRoot.appending(path: "installer").repository
-            result.images.append(BundleImage(tar: "installer.tar", layout: "installer", repository: repository,
-                                             reference: "latest", shortTag: "latest",
-                                             refName: "\(source.host)/\(repository):latest"))
+            try await discoverInstaller(tag: selection.installerTag, into: &result)
         }
         if selection.securityDatabases {
             for database in Self.securityDatabases {
                 result.images.append(image(tar: "security.tar", layout: "security/\(database.name)", tag: database.tag))
+                result.securityDatabases.append(database.name)
             }
         }
         if selection.modules {
-            try await discoverModules(selection, into: &result)
+            vexSubjects += try await discoverModular(.module, include: selection.includeModules,
+                                                     exclude: selection.excludeModules, selection: selection, into: &result)
+        }
+        // package-versions.tar is written on every pull, --no-packages included (d8-current.md §2).
+        if !selection.proxyRegistry { try await discoverPackageVersions(into: &result) }
+        if selection.packages {
+            vexSubjects += try await discoverModular(.package, include: selection.includePackages,
+                                                     exclude: selection.excludePackages, selection: selection, into: &result)
+        }
+        try await discoverPlugins(selection, into: &result)
+        if !selection.skipVex {
+            let found = try await findVexImages(vexSubjects)
+            result.images += found
+            result.vexImages = found.count
         }
         return result
     }
 
-    // MARK: platform
-
-    private func discoverPlatform(_ selection: PullSelection, into result: inout DiscoveredEdition) async throws {
-        let channelVersions = try await readChannels(repository: source.repository("release-channel"))
-        result.channels = channelVersions.mapValues(\.tag).reduce(into: [:]) { $0[$1.key.rawValue] = $1.value }
-        let versionTags = try await client.tags(repository: source.repository("release-channel"))
-        let known = versionTags.compactMap(Version.init(tag:))
-
-        var selected: [String] = []
-        var aliases: [ReleaseChannel: String] = [:]
-        if let wanted = selection.deckhouseTag {
-            let tag: String
-            if let channel = ReleaseChannel(rawValue: wanted) {
-                guard let version = channelVersions[channel] else {
-                    throw DKPError.notFound("release channel \(wanted) is not published in \(source); \(describe(channelVersions, known))")
-                }
-                tag = version.tag
-            } else {
-                tag = wanted
-            }
-            guard try await client.manifestDescriptor(repository: source.root.repository, reference: tag) != nil else {
-                throw DKPError.notFound("\(source):\(wanted) does not exist; \(describe(channelVersions, known))")
-            }
-            selected = [tag]
-            // The version's channel image answers on every channel, so a cluster on any channel sees it.
-            for channel in ReleaseChannel.standard { aliases[channel] = tag }
-        } else {
-            guard let low = selection.sinceVersion ?? channelVersions[.rockSolid] ?? channelVersions.values.min(),
-                  let high = channelVersions[.alpha] ?? channelVersions.values.max() else {
-                throw DKPError.invalidSource("\(source)/release-channel has no readable channel images; is \(source) a DKP edition?")
-            }
-            // The latest patch of every minor between the bounds, plus each channel's own version.
-            var latestPatch: [String: Version] = [:]
-            for version in known where version >= low && version <= high && version.prereleaseIdentifiers.isEmpty {
-                let minor = "\(version.major).\(version.minor)"
-                if latestPatch[minor].map({ version > $0 }) ?? true { latestPatch[minor] = version }
-            }
-            var versions = Set(latestPatch.values)
-            for version in channelVersions.values { versions.insert(version) }
-            selected = versions.sorted().map(\.tag)
-            for (channel, version) in channelVersions { aliases[channel] = version.tag }
+    private func discoverInstaller(tag: String, into result: inout DiscoveredEdition) async throws {
+        let repository = source.registryRoot.appending(path: "installer").repository
+        guard try await client.manifestDescriptor(repository: repository, reference: tag) != nil else {
+            result.notes.append("\(source.host)/\(repository):\(tag) does not exist: the bundle has no installer (pass --installer-tag or --no-installer)")
+            return
         }
-        result.platformVersions = selected
-
-        let perVersion = try await concurrentMap(selected, limit: concurrency) { tag in
-            try await self.platformImages(tag: tag)
-        }
-        for images in perVersion { result.images += images }
-        for (channel, tag) in aliases.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
-            result.images.append(image(tar: "platform.tar", layout: "release-channel", tag: tag, shortTag: channel.rawValue))
-            if selection.deckhouseTag == nil {
-                for layout in ["", "install", "install-standalone"] {
-                    result.images.append(image(tar: "platform.tar", layout: layout, tag: tag, shortTag: channel.rawValue))
-                }
-            }
-        }
+        result.images.append(BundleImage(tar: "installer.tar", layout: "installer", repository: repository,
+                                         reference: tag, shortTag: tag, refName: "\(source.host)/\(repository):\(tag)"))
     }
 
-    /// The images of one platform version: controller, installers, channel image, and every
-    /// digest its images_digests.json files list.
-    private func platformImages(tag: String) async throws -> [BundleImage] {
-        var images = [
-            image(tar: "platform.tar", layout: "", tag: tag),
-            image(tar: "platform.tar", layout: "install", tag: tag),
-            image(tar: "platform.tar", layout: "install-standalone", tag: tag),
-            image(tar: "platform.tar", layout: "release-channel", tag: tag),
-        ]
-        let controller = try await ImageFiles.read(["deckhouse/modules/images_digests.json", "deckhouse/edition", "deckhouse/version"],
-                                                   client: client, repository: source.root.repository, reference: tag)
-        let install = try await ImageFiles.read(["deckhouse/candi/images_digests.json"],
-                                                client: client, repository: source.repository("install"), reference: tag)
-        var found = Set<Digest>()
-        for file in [controller["deckhouse/modules/images_digests.json"], install["deckhouse/candi/images_digests.json"]] {
-            if let file { found.formUnion(digests(in: file)) }
-        }
-        for digest in found.sorted() {
-            images.append(BundleImage(tar: "platform.tar", layout: "", repository: source.root.repository,
-                                      reference: digest.string, shortTag: digest.hex,
-                                      refName: "\(source.root)@\(digest)"))
-        }
-        return images
-    }
+    // MARK: shared helpers
 
-    /// `version.json` of every channel image in `repository` (channels that do not exist are left out).
-    private func readChannels(repository: String) async throws -> [ReleaseChannel: Version] {
-        let pairs = try await concurrentMap(ReleaseChannel.allCases, limit: concurrency) { channel -> (ReleaseChannel, Version?) in
-            guard try await client.manifestDescriptor(repository: repository, reference: channel.rawValue) != nil else {
-                return (channel, nil)
-            }
-            let files = try await ImageFiles.read(["version.json"], client: client, repository: repository, reference: channel.rawValue)
-            guard let bytes = files["version.json"],
-                  let file = try? JSONDecoder().decode(ChannelVersionFile.self, from: Data(bytes)),
-                  let version = Version(tag: file.version.hasPrefix("v") ? file.version : "v" + file.version) else {
-                throw DKPError.invalidSource("\(source.host)/\(repository):\(channel.rawValue) has no readable version.json")
-            }
-            return (channel, version)
-        }
-        return pairs.reduce(into: [:]) { if let version = $1.1 { $0[$1.0] = version } }
-    }
-
-    private func describe(_ channels: [ReleaseChannel: Version], _ known: [Version]) -> String {
-        let list = ReleaseChannel.allCases.compactMap { c in channels[c].map { "\(c.rawValue)=\($0.tag)" } }.joined(separator: ", ")
+    func describe(_ channels: [ReleaseChannel: ChannelState], _ known: [Version]) -> String {
+        let list = ReleaseChannel.allCases.compactMap { c in channels[c].map { "\(c.rawValue)=\($0.version.tag)" } }.joined(separator: ", ")
         let newest = known.sorted(by: >).prefix(5).map(\.tag).joined(separator: ", ")
         return "channels: \(list.isEmpty ? "none" : list); newest versions: \(newest.isEmpty ? "none" : newest)"
     }
 
-    private func image(tar: String, layout: String, tag: String, shortTag: String? = nil) -> BundleImage {
-        let repository = source.repository(layout)
+    /// The reference `<E>/<layout>:<tag>` put into `tar` under `shortTag` (default: the tag itself).
+    func image(tar: String, layout: String, tag: String, shortTag: String? = nil) -> BundleImage {
+        let repository = sourceRepository(layout)
         return BundleImage(tar: tar, layout: layout, repository: repository, reference: tag,
                            shortTag: shortTag ?? tag, refName: "\(source.host)/\(repository):\(shortTag ?? tag)")
     }
 
-    // MARK: modules
-
-    private func discoverModules(_ selection: PullSelection, into result: inout DiscoveredEdition) async throws {
-        let all: [String]
-        do {
-            all = try await client.tags(repository: source.repository("modules")).sorted()
-        } catch RegistryError.notFound {
-            result.notes.append("\(source)/modules does not exist: no modules pulled")
-            return
-        }
-        var names = all
-        if !selection.includeModules.isEmpty {
-            let missing = selection.includeModules.keys.filter { !all.contains($0) }.sorted()
-            if !missing.isEmpty {
-                throw DKPError.notFound("module(s) \(missing.joined(separator: ", ")) not found in \(source)/modules; available: \(all.joined(separator: ", "))")
-            }
-            names = all.filter { selection.includeModules.keys.contains($0) }
-        }
-        names.removeAll { selection.excludeModules.contains($0) }
-
-        let perModule = try await concurrentMap(names, limit: concurrency) { name in
-            try await self.moduleImages(name: name, constraint: selection.includeModules[name] ?? nil)
-        }
-        for (name, versions, images) in perModule {
-            result.modules[name] = versions
-            result.images += images
-        }
+    /// The reference `<E>/<layout>@<digest>`, pushed under the digest's hex.
+    func digestImage(tar: String, layout: String, digest: Digest) -> BundleImage {
+        let repository = sourceRepository(layout)
+        return BundleImage(tar: tar, layout: layout, repository: repository, reference: digest.string,
+                           shortTag: digest.hex, refName: "\(source.host)/\(repository)@\(digest)")
     }
 
-    private func moduleImages(name: String, constraint: VersionConstraint?) async throws -> (String, [String], [BundleImage]) {
-        let tar = "module-\(name).tar"
-        let channels = try await readChannels(repository: source.repository("modules/\(name)/release"))
-        var versions = Set(channels.values.filter { constraint?.matches($0) ?? true })
-        if let exact = constraint?.exactVersion { versions.insert(exact) }
-        var images: [BundleImage] = []
-        for version in versions.sorted() {
-            let tag = version.tag
-            guard try await client.manifestDescriptor(repository: source.repository("modules/\(name)"), reference: tag) != nil else {
-                throw DKPError.notFound("\(source)/modules/\(name):\(tag) does not exist")
-            }
-            images.append(image(tar: tar, layout: "modules/\(name)", tag: tag))
-            images.append(image(tar: tar, layout: "modules/\(name)/release", tag: tag))
-            let files = try await ImageFiles.read(["images_digests.json", "extra_images.json"], client: client,
-                                                  repository: source.repository("modules/\(name)"), reference: tag)
-            for digest in files["images_digests.json"].map(digests(in:)) ?? [] {
-                let repository = source.repository("modules/\(name)")
-                images.append(BundleImage(tar: tar, layout: "modules/\(name)", repository: repository, reference: digest.string,
-                                          shortTag: digest.hex, refName: "\(source.host)/\(repository)@\(digest)"))
-            }
-            if let extra = files["extra_images.json"] {
-                guard let map = try? JSONDecoder().decode([String: String].self, from: Data(extra)) else {
-                    throw DKPError.invalidSource("extra_images.json of \(source)/modules/\(name):\(tag) is not a map of image name to tag")
-                }
-                for (extraName, extraTag) in map.sorted(by: { $0.key < $1.key }) {
-                    images.append(image(tar: tar, layout: "modules/\(name)/extra/\(extraName)", tag: extraTag))
-                }
+    /// The latest patch of every minor among `versions`, plus the constraint's anchors that exist.
+    static func latestPatches(_ versions: [Version], anchors: [Version] = []) -> Set<Version> {
+        var latest: [String: Version] = [:]
+        for version in versions where version.prereleaseIdentifiers.isEmpty {
+            let minor = "\(version.major).\(version.minor)"
+            if latest[minor].map({ version > $0 }) ?? true { latest[minor] = version }
+        }
+        var result = Set(latest.values)
+        for anchor in anchors where versions.contains(anchor) { result.insert(anchor) }
+        return result
+    }
+
+    /// `--proxy-registry`: versions matching `constraint` found by probing tags, as d8 does when the
+    /// source has no tags list: from the constraint's lower bound, the patches of each minor in
+    /// batches (a minor ends at a batch with no hit after one with a hit), then the next minor;
+    /// a minor with no version at all moves on to the next major, and a major with none ends it.
+    /// Unlike d8, a missing .0 patch does not end the search.
+    func probeVersions(_ constraint: VersionConstraint, exists: @escaping @Sendable (Version) async throws -> Bool) async throws -> [Version] {
+        guard let start = constraint.lowerBound else {
+            throw DKPError.invalidInput("--proxy-registry needs a constraint with a lower bound (e.g. >=1.68.0), got '\(constraint)'")
+        }
+        var found: [Version] = []
+        var major = start.major, minor = start.minor, firstPatch = start.patch
+        var emptyMinors = 0
+        while major <= start.major + 1 {
+            let hits = try await probeMinor(major, minor, from: firstPatch, constraint, exists)
+            found += hits
+            firstPatch = 0
+            emptyMinors = hits.isEmpty ? emptyMinors + 1 : 0
+            if emptyMinors >= 2 {
+                (major, minor, emptyMinors) = (major + 1, 0, 0)
+            } else {
+                minor += 1
             }
         }
-        for (channel, version) in channels where versions.contains(version) {
-            images.append(image(tar: tar, layout: "modules/\(name)/release", tag: version.tag, shortTag: channel.rawValue))
+        return found.sorted()
+    }
+
+    /// The patches of one minor that exist, probed 8 at a time: stops at a batch without a hit
+    /// once the minor had one, or after two batches without any.
+    private func probeMinor(_ major: Int, _ minor: Int, from firstPatch: Int, _ constraint: VersionConstraint,
+                            _ exists: @escaping @Sendable (Version) async throws -> Bool) async throws -> [Version] {
+        let batch = 8
+        var hits: [Version] = []
+        var patch = firstPatch
+        while true {
+            let candidates = (patch..<patch + batch).map { Version(major, minor, $0) }.filter { constraint.matches($0) }
+            let found = try await concurrentMap(candidates, limit: batch) { try await exists($0) ? $0 : nil }.compactMap { $0 }
+            hits += found
+            if found.isEmpty && (!hits.isEmpty || patch - firstPatch >= batch) { return hits }
+            patch += batch
         }
-        return (name, versions.sorted().map(\.tag), images)
     }
 }

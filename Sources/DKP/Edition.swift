@@ -94,10 +94,12 @@ public enum DKPError: Error, CustomStringConvertible, Sendable {
     /// The source does not have what was asked for, or is not laid out as DKP's is.
     case notFound(String)
     case invalidSource(String)
+    /// A release channel the pull would include is suspended (`--ignore-suspend` overrides).
+    case suspended(String)
 
     public var description: String {
         switch self {
-        case let .invalidInput(m), let .notFound(m), let .invalidSource(m): return m
+        case let .invalidInput(m), let .notFound(m), let .invalidSource(m), let .suspended(m): return m
         }
     }
 

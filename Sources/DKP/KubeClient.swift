@@ -272,6 +272,8 @@ public struct KubeDeployment: Decodable, Sendable {
     public var name: String { metadata?.name ?? "" }
     /// The pod template's containers (not the init containers).
     public var containers: [Container] { spec?.template?.spec?.containers ?? [] }
+    /// The pod template's init containers.
+    public var initContainers: [Container] { spec?.template?.spec?.initContainers ?? [] }
 }
 
 /// A Secret's values, base64-decoded. `description` lists the keys only.

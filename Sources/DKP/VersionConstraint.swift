@@ -24,11 +24,19 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
 
     private let alternatives: [[Comparison]]
     public let description: String
+    /// The channel of an exact pin written `=v1.2.3+stable`: that version goes onto this channel only.
+    public let pinnedChannel: ReleaseChannel?
 
     public init(parsing text: String) throws {
         description = text
+        var body = text
+        var channel: ReleaseChannel?
+        if let plus = text.lastIndex(of: "+"), let named = ReleaseChannel(rawValue: String(text[text.index(after: plus)...])) {
+            channel = named
+            body = String(text[..<plus])
+        }
         var alternatives: [[Comparison]] = []
-        for alternative in text.components(separatedBy: "||") {
+        for alternative in body.components(separatedBy: "||") {
             var conditions: [Comparison] = []
             let tokens = alternative.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
             var pendingOperator: String?
@@ -44,6 +52,10 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
             alternatives.append(conditions)
         }
         self.alternatives = alternatives
+        self.pinnedChannel = channel
+        if channel != nil && exactVersion == nil {
+            throw DKPError.invalidInput("invalid version constraint '\(text)': a +channel suffix needs an exact version, e.g. =v1.3.4+stable")
+        }
     }
 
     private static func parseCondition(_ token: String, in text: String) throws -> Comparison {
@@ -66,6 +78,26 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
 
     public func matches(_ version: Version) -> Bool {
         alternatives.contains { $0.allSatisfy { $0.matches(version) } }
+    }
+
+    /// The smallest version literal a lower bound names (`>=`, `>`, `=`, `~`, `^`): where probing starts.
+    public var lowerBound: Version? {
+        alternatives.flatMap { $0 }.compactMap { comparison -> Version? in
+            switch comparison {
+            case let .equal(v), let .greater(v), let .greaterOrEqual(v), let .tilde(v), let .caret(v): return v
+            case .less, .lessOrEqual: return nil
+            }
+        }.min()
+    }
+
+    /// Versions named with an inclusive bound (`>=`, `<=`, `=`): kept even when a newer patch exists.
+    public var anchors: [Version] {
+        alternatives.flatMap { $0 }.compactMap { comparison -> Version? in
+            switch comparison {
+            case let .equal(v), let .greaterOrEqual(v), let .lessOrEqual(v): return v
+            default: return nil
+            }
+        }
     }
 
     /// The single version this constraint pins, if it is an exact `=vX.Y.Z`.

@@ -139,11 +139,14 @@ public struct BundlePuller: Sendable {
 
     // MARK: pull
 
-    public func pull(_ plan: BundlePlan, into directory: String, chunkSize: Int64?) async throws -> PullResult {
+    /// `resume: false` (`--no-pull-resume`) discards what earlier runs wrote: the journals, the
+    /// partial files and the record of finished tars, so every byte is fetched again.
+    public func pull(_ plan: BundlePlan, into directory: String, chunkSize: Int64?, resume: Bool = true) async throws -> PullResult {
         // Opening a writer rewrites the journal for this plan: never do that for a plan made
         // while the run was being cancelled (an interrupted discovery may come back short).
         try Task.checkCancellation()
         let state = StateDirectory(bundle: directory)
+        if !resume { try state.discardProgress(tars: plan.tarNames) }
         try state.create()
         var files: [String] = []
         var alreadyPresent: Int64 = 0

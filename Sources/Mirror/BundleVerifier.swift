@@ -27,6 +27,9 @@ public struct VerifyReport: Sendable, Codable {
     /// With `--deep`: the layers decompressed and checked against their diff_ids.
     public var deep: DeepSummary?
     public var problems: [VerifyProblem]
+    /// What the short tag rule decided (descriptors without a short tag, a tag given two
+    /// digests): what push will do with them, not damage.
+    public var warnings: [String]
     public var ok: Bool { problems.isEmpty }
 }
 
@@ -56,14 +59,17 @@ public struct BundleVerifier: Sendable {
 
         // Structure: every reference's manifest tree is complete.
         var references = 0
+        var warnings: [String] = []
         var wanted: [(layout: BundleIndex.Layout, location: BlobLocation)] = []
         for layout in bundle.layouts {
+            warnings += layout.resolvedTags().warnings
             for descriptor in layout.descriptors {
                 references += 1
                 problems += checkTree(descriptor, layout: layout)
             }
+            // Every copy: a layout several tars hold has its blobs checked in each of them.
             for digest in bundle.blobs(in: layout) {
-                if let location = bundle.blob(digest, in: layout) { wanted.append((layout, location)) }
+                for location in bundle.blobCopies(digest, in: layout) { wanted.append((layout, location)) }
             }
         }
         problems += duplicateEntryProblems()
@@ -75,15 +81,16 @@ public struct BundleVerifier: Sendable {
         var blobProblems: [VerifyProblem] = []
         var damaged = Set<String>()
         for (id, (layout, location)) in wanted.enumerated() {
-            let blobName = "\(Self.name(layout))/blobs/sha256/\(location.digest.hex)"
+            let directory = layout.parts.first { $0.tar == location.tar }?.directory ?? layout.directory
+            let blobName = "\(directory.isEmpty ? "." : directory)/blobs/sha256/\(location.digest.hex)"
             switch results.blobs[id] {
             case .intact: continue
             case let .corrupt(actual):
-                blobProblems.append(VerifyProblem(check: "blob", message: "\(layout.tar): \(blobName) is corrupt: its bytes hash to \(actual)"))
+                blobProblems.append(VerifyProblem(check: "blob", message: "\(location.tar): \(blobName) is corrupt: its bytes hash to \(actual)"))
             case let .unreadable(reason):
-                blobProblems.append(VerifyProblem(check: "blob", message: "\(layout.tar): cannot read blob \(blobName): \(reason)"))
+                blobProblems.append(VerifyProblem(check: "blob", message: "\(location.tar): cannot read blob \(blobName): \(reason)"))
             case nil:
-                blobProblems.append(VerifyProblem(check: "blob", message: "\(layout.tar): blob \(blobName) was not hashed (its tar could not be read)"))
+                blobProblems.append(VerifyProblem(check: "blob", message: "\(location.tar): blob \(blobName) was not hashed (its tar could not be read)"))
             }
             damaged.insert(layout.path + "@" + location.digest.hex)
         }
@@ -109,7 +116,7 @@ public struct BundleVerifier: Sendable {
                                                      compressedBytes: deepReport.compressedBytes,
                                                      uncompressedBytes: deepReport.uncompressedBytes,
                                                      seconds: deepReport.seconds) : nil,
-                            problems: problems)
+                            problems: problems, warnings: warnings)
     }
 
     static func name(_ layout: BundleIndex.Layout) -> String { layout.directory.isEmpty ? "." : layout.directory }
@@ -129,7 +136,7 @@ public struct BundleVerifier: Sendable {
                 bases[path] = base
                 base += size
             }
-            for (id, item) in wanted.enumerated() where item.layout.tar == tar.name {
+            for (id, item) in wanted.enumerated() where item.location.tar == tar.name {
                 let location = item.location
                 let start = location.segments.first.map { (bases[$0.path] ?? 0) + $0.offset } ?? 0
                 byTar[tar.name, default: []].append(VerifyPass.Blob(id: id, digest: location.digest, start: start,
@@ -180,64 +187,6 @@ public struct BundleVerifier: Sendable {
         return problems
     }
 
-    /// SHA256SUMS (coreutils format), when the bundle has one: name -> expected hex, and the
-    /// problems of the file itself (unreadable lines, listed files that are missing).
-    private func readSHA256SUMS() -> (expected: [String: String], problems: [VerifyProblem]) {
-        let path = directory + "/SHA256SUMS"
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return ([:], []) }
-        var problems: [VerifyProblem] = []
-        var expected = [String: String]()
-        for line in text.split(separator: "\n") where !line.isEmpty {
-            let parts = line.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].count == 64, parts[0].allSatisfy(\.isHexDigit) else {
-                problems.append(VerifyProblem(check: "SHA256SUMS", message: "SHA256SUMS: unreadable line '\(line.prefix(80))'"))
-                continue
-            }
-            let name = parts[1].hasPrefix(" ") || parts[1].hasPrefix("*") ? String(parts[1].dropFirst()) : String(parts[1])
-            if name.hasPrefix("/") || name.split(separator: "/").contains("..") {
-                problems.append(VerifyProblem(check: "SHA256SUMS", message: "SHA256SUMS lists '\(name)', outside the bundle directory: not read"))
-                continue
-            }
-            guard FileManager.default.fileExists(atPath: directory + "/" + name) else {
-                problems.append(VerifyProblem(check: "SHA256SUMS", message: "\(name) is listed in SHA256SUMS but missing"))
-                continue
-            }
-            expected[name] = String(parts[0]).lowercased()
-        }
-        return (expected, problems)
-    }
-
-    /// Every `<file>.gostsum` (Streebog-256, as d8 writes them): file name -> expected hex.
-    private func readGostsums() -> (expected: [String: String], problems: [VerifyProblem]) {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory))?.filter { $0.hasSuffix(".gostsum") }.sorted() ?? []
-        var expected = [String: String]()
-        var problems: [VerifyProblem] = []
-        for name in names {
-            let file = String(name.dropLast(".gostsum".count))
-            guard FileManager.default.fileExists(atPath: directory + "/" + file) else {
-                problems.append(VerifyProblem(check: "gostsum", message: "\(name): the file it is for, \(file), is missing"))
-                continue
-            }
-            let hex = ((try? String(contentsOfFile: directory + "/" + name, encoding: .utf8)) ?? "")
-                .trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
-            guard hex.count == 64, hex.allSatisfy(\.isHexDigit) else {
-                problems.append(VerifyProblem(check: "gostsum", message: "\(name) does not hold a Streebog-256 digest (64 hex digits)"))
-                continue
-            }
-            expected[file] = hex
-        }
-        return (expected, problems)
-    }
-
-    /// Names a tar holds more than once: extracting it keeps the later one, so the earlier is
-    /// dead weight at best and a substitution at worst.
-    private func duplicateEntryProblems() -> [VerifyProblem] {
-        bundle.duplicateEntries.map {
-            VerifyProblem(check: "tar", message: "\($0.tar) holds '\($0.name)' \($0.count) times; a bundle tar holds each name once "
-                + "(extracting it keeps the last copy, which is the one checked); pull or copy \($0.tar) again")
-        }
-    }
-
     /// A reference's manifest (and an index's children) present, intact, and every config and layer present with its size.
     private func checkTree(_ descriptor: Descriptor, layout: BundleIndex.Layout) -> [VerifyProblem] {
         let tag = descriptor.annotations?["io.deckhouse.image.short_tag"] ?? descriptor.digest.hex
@@ -271,23 +220,45 @@ public struct BundleVerifier: Sendable {
     }
 
     /// The digests images_digests.json requires, by layout: the platform's in the root layout
-    /// (from each version's controller image), each module's in its own layout.
+    /// (from each version's controller image), each module's and each package's in its own
+    /// layout (`modules/<m>`, `packages/<p>`, from each version's image).
     public func requiredDigests() async -> [(layout: BundleIndex.Layout, version: String, required: [(source: String, digest: Digest)])] {
         var result: [(BundleIndex.Layout, String, [(String, Digest)])] = []
-        for layout in bundle.layouts where layout.path.isEmpty || (layout.path.hasPrefix("modules/") && layout.path.split(separator: "/").count == 2) {
-            let file = layout.path.isEmpty ? "deckhouse/modules/images_digests.json" : "images_digests.json"
-            let module = layout.path.split(separator: "/").last.map(String.init) ?? ""
+        for layout in bundle.layouts where layout.path.isEmpty || Self.isItemRoot(layout.path) {
+            let file = layout.path.isEmpty ? Self.controllerDigestsFile : "images_digests.json"
+            let parts = layout.path.split(separator: "/").map(String.init)
+            let module = parts.last ?? ""
             var seen = Set<Digest>()
-            for descriptor in layout.descriptors {
-                let tag = descriptor.annotations?["io.deckhouse.image.short_tag"] ?? ""
-                guard Version(tag: tag) != nil, seen.insert(descriptor.digest).inserted,
-                      let files = try? await readFiles([file], image: descriptor, layout: layout),
+            for tagged in layout.resolvedTags().tags {
+                guard Version(tag: tagged.tag) != nil, seen.insert(tagged.descriptor.digest).inserted,
+                      let files = try? await readFiles([file], image: tagged.descriptor, layout: layout),
                       let json = files[file] else { continue }
-                result.append((layout, tag, Self.labelled(json, module: module)))
+                let labelled = parts.first == "packages"
+                    ? Self.digests(in: json).map { ("package/\(module)", $0) }
+                    : Self.labelled(json, module: module)
+                result.append((layout, tagged.tag, labelled))
             }
         }
         return result
     }
+
+    static let controllerDigestsFile = "deckhouse/modules/images_digests.json"
+
+    /// `modules/<m>` or `packages/<p>`: a layout whose version images carry images_digests.json.
+    static func isItemRoot(_ path: String) -> Bool {
+        let parts = path.split(separator: "/")
+        return parts.count == 2 && (parts[0] == "modules" || parts[0] == "packages")
+    }
+
+    /// `deckhouse/modules/images_digests.json` of the controller image tagged `tag` in the root
+    /// layout, nil when the bundle does not hold it.
+    public func controllerImagesDigests(tag: String) async -> [UInt8]? {
+        guard let root = bundle.layout(at: ""), let descriptor = root.resolvedTags().descriptor(tagged: tag),
+              let files = try? await readFiles([Self.controllerDigestsFile], image: descriptor, layout: root) else { return nil }
+        return files[Self.controllerDigestsFile]
+    }
+
+    static func digests(in json: [UInt8]) -> [Digest] { DKP.digests(in: json) }
 
     /// `{"module": {"image": "sha256:..."}}` as (module/image, digest) pairs; other shapes by digest alone.
     static func labelled(_ json: [UInt8], module: String) -> [(String, Digest)] {
@@ -298,7 +269,7 @@ public struct BundleVerifier: Sendable {
                 }
             }
         }
-        return digests(in: json).map { ("images_digests.json", $0) }
+        return DKP.digests(in: json).map { ("images_digests.json", $0) }
     }
 
     private func checkRequiredDigests() async -> [VerifyProblem] {
@@ -316,10 +287,9 @@ public struct BundleVerifier: Sendable {
     /// Every channel alias points at something present, and each channel version's controller is in the root layout.
     private func checkChannels() -> [VerifyProblem] {
         guard let channels = bundle.layout(at: "release-channel") else { return [] }
-        let rootTags = Set(bundle.layout(at: "")?.descriptors.compactMap { $0.annotations?["io.deckhouse.image.short_tag"] } ?? [])
+        let rootTags = Set(bundle.layout(at: "")?.resolvedTags().tags.map(\.tag) ?? [])
         var problems: [VerifyProblem] = []
-        for descriptor in channels.descriptors {
-            let tag = descriptor.annotations?["io.deckhouse.image.short_tag"] ?? ""
+        for tag in channels.resolvedTags().tags.map(\.tag) {
             guard Version(tag: tag) != nil, bundle.layout(at: "") != nil, !rootTags.contains(tag) else { continue }
             problems.append(VerifyProblem(check: "channels", message: "\(channels.tar): release-channel \(tag) has no controller image \(tag) in the root layout"))
         }

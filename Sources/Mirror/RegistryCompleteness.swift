@@ -5,15 +5,33 @@ import Registry
 import Synchronization
 import Version
 
-/// Checks that a registry holds every image a bundle makes required, the way the cluster's
-/// RegistryContainsRequiredImages check does (dkp-source-and-bundle.md §4): a HEAD of each
-/// manifest, by digest for what images_digests.json lists, by tag for the controller, the
-/// installers and module versions.
+/// Checks that a registry holds what the cluster's RegistryContainsRequiredImages check asks
+/// for (d8-current.md §9), with the cluster's own item list: every digest of the controller
+/// image's `deckhouse/modules/images_digests.json`, deduplicated, as `TARGET@sha256:<hex>`
+/// labelled `module/<kebab-module>/<kebab-image>`, and the images of deployment
+/// d8-system/deckhouse (containers and init containers) with their repository replaced by
+/// TARGET. Mode Relax: only the deckhouse container's image. Each item is a manifest HEAD.
 public struct RegistryCompleteness: Sendable {
+    public enum Mode: String, Sendable, Codable, CaseIterable {
+        case `default`, relax
+        /// As the cluster writes it: `Default`, `Relax`.
+        public var title: String { self == .default ? "Default" : "Relax" }
+    }
+
+    /// The images of deployment d8-system/deckhouse: (container name, image) pairs.
+    public struct Deployment: Sendable {
+        public var containers: [(name: String, image: String)]
+        public var initContainers: [(name: String, image: String)]
+
+        public init(containers: [(name: String, image: String)], initContainers: [(name: String, image: String)]) {
+            self.containers = containers
+            self.initContainers = initContainers
+        }
+    }
+
     public struct Item: Sendable, Codable {
         public var source: String
         public var image: String
-        var repository: String
         var reference: String
     }
 
@@ -24,14 +42,18 @@ public struct RegistryCompleteness: Sendable {
     }
 
     public struct Report: Sendable, Codable {
+        public var mode: Mode
         public var total: Int
         public var failures: [Failure]
+        /// Notes on how the list was built (e.g. a deployment image that is not a reference).
+        public var warnings: [String]
 
-        /// The cluster's own wording: `N of M items processed, K items with errors`, the first
-        /// five errors, `...and more`; `all M items are checked` when complete.
+        /// The cluster's own wording: `Mode: Default`, then `N of M items processed, K items
+        /// with errors`, the first five errors, `...and more`; `all M items are checked`.
         public var text: String {
-            guard !failures.isEmpty else { return "all \(total) items are checked" }
-            var lines = ["\(total - failures.count) of \(total) items processed, \(failures.count) items with errors"]
+            var lines = ["Mode: \(mode.title)"]
+            guard !failures.isEmpty else { return (lines + ["all \(total) items are checked"]).joined(separator: "\n") }
+            lines.append("\(total - failures.count) of \(total) items processed, \(failures.count) items with errors")
             for failure in failures.prefix(5) {
                 lines.append("- source: \(failure.source)\n  image: \(failure.image)\n  error: \(failure.error)")
             }
@@ -41,52 +63,115 @@ public struct RegistryCompleteness: Sendable {
     }
 
     public let client: RegistryClient
-    public let pusher: BundlePusher
+    public let target: Reference
     public let verifier: BundleVerifier
     public let jobs: Int
+    public let mode: Mode
+    /// From the running cluster (`--kubeconfig`); nil: the bundle's controller images stand for it.
+    public let deployment: Deployment?
 
-    public init(client: RegistryClient, pusher: BundlePusher, verifier: BundleVerifier, jobs: Int) {
+    public init(client: RegistryClient, target: Reference, verifier: BundleVerifier, jobs: Int = 3,
+                mode: Mode = .default, deployment: Deployment? = nil) {
         self.client = client
-        self.pusher = pusher
+        self.target = target
         self.verifier = verifier
         self.jobs = max(1, jobs)
+        self.mode = mode
+        self.deployment = deployment
     }
 
-    /// What the cluster will ask for, mapped onto the target as push maps the bundle.
-    public func items() async -> [Item] {
-        var items: [Item] = []
-        var seen = Set<String>()
-        func add(_ source: String, repository: String, reference: String) {
-            let image = reference.hasPrefix("sha256:") ? "\(client.host)/\(repository)@\(reference)" : "\(client.host)/\(repository):\(reference)"
-            guard seen.insert(image).inserted else { return }
-            items.append(Item(source: source, image: image, repository: repository, reference: reference))
+    /// What the cluster will ask for, sorted by image as the cluster sorts its queue.
+    public func items() async throws -> (items: [Item], warnings: [String]) {
+        var byImage: [String: Item] = [:]
+        var warnings: [String] = []
+        func add(_ source: String, reference: String) {
+            let separator = reference.hasPrefix("sha256:") ? "@" : ":"
+            let image = "\(client.host)/\(target.repository)\(separator)\(reference)"
+            byImage[image] = Item(source: source, image: image, reference: reference)
         }
-        for layout in verifier.bundle.layouts where ["", "install", "install-standalone"].contains(layout.path) {
-            for descriptor in layout.descriptors {
-                let tag = BundlePusher.shortTag(descriptor)
-                guard Version(tag: tag) != nil else { continue }
-                add(layout.path.isEmpty ? "deckhouse" : layout.path, repository: pusher.repository(for: layout.path), reference: tag)
+        // The deckhouse container's image (by tag) and, in mode Default, everything else.
+        var deckhouseImages: [(source: String, reference: String)] = []
+        var controllerTags: [String] = []
+        if let deployment {
+            for (kind, containers) in [("containers", deployment.containers), ("init-containers", deployment.initContainers)] {
+                for (name, image) in containers {
+                    guard kind == "containers" && name == "deckhouse" || mode == .default else { continue }
+                    guard let reference = Self.reference(of: image) else {
+                        warnings.append("deckhouse/\(kind)/\(name): image '\(image)' names no tag or digest; not checked")
+                        continue
+                    }
+                    if kind == "containers" && name == "deckhouse" {
+                        guard !reference.hasPrefix("sha256:") || mode == .default else {
+                            throw MirrorError.invalidInput("the deckhouse container's image \(image) is a digest reference; "
+                                + "--check-mode relax checks it by tag, as the cluster does: use --check-mode default")
+                        }
+                        controllerTags.append(reference)
+                    }
+                    deckhouseImages.append(("deckhouse/\(kind)/\(name)", reference))
+                }
+            }
+            if controllerTags.isEmpty {
+                throw MirrorError.invalidInput("deployment d8-system/deckhouse has no container named deckhouse with an image; is this a Deckhouse cluster?")
+            }
+        } else {
+            controllerTags = controllerVersions()
+            deckhouseImages = controllerTags.map { ("deckhouse/containers/deckhouse", $0) }
+            if controllerTags.isEmpty {
+                throw MirrorError.invalidInput("the bundle holds no controller image (a vX.Y.Z tag in platform.tar's root layout); "
+                    + "verify --registry needs platform.tar, or --kubeconfig to read the cluster's deployment")
             }
         }
-        for (layout, version, required) in await verifier.requiredDigests() {
-            let repository = pusher.repository(for: layout.path)
-            if !layout.path.isEmpty { add(layout.path, repository: repository, reference: version) }
-            for (source, digest) in required { add(source, repository: repository, reference: digest.string) }
+        if mode == .default {
+            for tag in controllerTags {
+                guard let json = await verifier.controllerImagesDigests(tag: tag) else {
+                    throw MirrorError.invalidInput("the bundle has no controller image \(tag) with deckhouse/modules/images_digests.json "
+                        + "(the cluster runs \(tag)); give the bundle of that version, or --check-mode relax")
+                }
+                for (label, digest) in ClusterItems.moduleDigests(json) where byImage["\(client.host)/\(target.repository)@\(digest)"] == nil {
+                    add(label, reference: digest.string)
+                }
+            }
         }
-        return items
+        // A Deployment image that is also a module digest takes the Deployment's label (as the
+        // cluster's map assignment does); of two containers with one image, the first names it.
+        var fromDeployment = Set<String>()
+        for image in deckhouseImages where fromDeployment.insert(image.reference).inserted {
+            add(image.source, reference: image.reference)
+        }
+        return (byImage.values.sorted { $0.image < $1.image }, warnings)
+    }
+
+    /// Controller versions of the bundle's root layout, oldest first.
+    func controllerVersions() -> [String] {
+        guard let root = verifier.bundle.layout(at: "") else { return [] }
+        return root.resolvedTags().tags.map(\.tag).compactMap(Version.init(tag:))
+            .sorted().map(\.tag)
+    }
+
+    /// The tag or digest of an image reference (`host/path:tag`, `host/path@sha256:...`).
+    static func reference(of image: String) -> String? {
+        if let at = image.range(of: "@") {
+            let digest = String(image[at.upperBound...])
+            return (try? Digest(parsing: digest)).map(\.string)
+        }
+        let last = image.split(separator: "/").last.map(String.init) ?? image
+        guard let colon = last.lastIndex(of: ":") else { return nil }
+        let tag = String(last[last.index(after: colon)...])
+        return BundleIndex.Layout.isValidTag(tag) ? tag : nil
     }
 
     public func check() async throws -> Report {
         // A registry that cannot be reached, is not trusted or refuses the credentials is one
         // clear error, not the same failure reported once per image.
         try await client.ping()
-        let items = await self.items()
+        let (items, warnings) = try await self.items()
         let failures = Mutex<[(Int, Failure)]>([])
         let client = self.client
+        let repository = target.repository
         try await forEachConcurrently(Array(items.enumerated()), limit: jobs) { index, item in
-            let url = "\(client.configuration.scheme)://\(client.host)/v2/\(item.repository)/manifests/\(item.reference)"
+            let url = "\(client.configuration.scheme)://\(client.host)/v2/\(repository)/manifests/\(item.reference)"
             do {
-                if try await client.manifestDescriptor(repository: item.repository, reference: item.reference) == nil {
+                if try await client.manifestDescriptor(repository: repository, reference: item.reference) == nil {
                     failures.withLock { $0.append((index, Failure(source: item.source, image: item.image,
                                                                    error: "HEAD \(url): unexpected status code 404 Not Found"))) }
                 }
@@ -96,6 +181,7 @@ public struct RegistryCompleteness: Sendable {
         }
         // A cancelled run (Ctrl-C) failed its HEADs for that reason, not because images are missing.
         try Task.checkCancellation()
-        return Report(total: items.count, failures: failures.withLock { $0 }.sorted { $0.0 < $1.0 }.map(\.1))
+        return Report(mode: mode, total: items.count, failures: failures.withLock { $0 }.sorted { $0.0 < $1.0 }.map(\.1),
+                      warnings: warnings)
     }
 }

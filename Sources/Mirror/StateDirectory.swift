@@ -25,6 +25,17 @@ struct StateDirectory {
         return done.files.map { bundle + "/" + $0 }
     }
 
+    /// Forgets every earlier run of these tars: their `.done` records, journals and partial files.
+    func discardProgress(tars: [String]) throws {
+        let manager = FileManager.default
+        try? manager.removeItem(atPath: path)
+        let names = (try? manager.contentsOfDirectory(atPath: bundle)) ?? []
+        for name in names where tars.contains(where: { name.hasPrefix($0 + ".") })
+            && (name.hasSuffix(".journal") || name.hasSuffix(".partial")) {
+            try manager.removeItem(atPath: bundle + "/" + name)
+        }
+    }
+
     func markCompleted(tar: String, fingerprint: String, chunkSize: Int64?, files: [String]) throws {
         let done = Done(fingerprint: fingerprint, chunkSize: chunkSize, files: files.map { ($0 as NSString).lastPathComponent })
         let data = try JSONEncoder().encode(done)

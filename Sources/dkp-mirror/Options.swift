@@ -19,18 +19,45 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Progress on stderr: auto (bar on a terminal, plain lines otherwise), bar, plain, json (events on stdout), none.")
     var progress: ProgressMode = .auto
 
-    @Flag(name: [.short, .long], help: "More log lines (never secrets).")
+    @Flag(name: [.short, .long], help: "More log lines (never secrets); MIRROR_DEBUG_LOG=1..4, as d8 takes it, does the same.")
     var verbose = false
 
-    @Option(help: ArgumentHelp("Seconds a transfer may stay silent (nothing received or sent) before it is abandoned and retried. There is no limit on a whole transfer.", valueName: "SECONDS"))
-    var timeout: Int = 60
+    @Option(name: .customLong("timeout"), help: ArgumentHelp("How long a transfer may stay silent (nothing received or sent) before it is abandoned and retried: seconds or a Go duration (90s, 4h); env D8_MIRROR_TIMEOUT; default 60 s. An inactivity timeout, never a deadline on a whole transfer (d8 applies it to whole requests, which cuts multi-GB layers).", valueName: "DURATION"))
+    var timeoutText: String?
+
+    /// Seconds: `--timeout`, else `D8_MIRROR_TIMEOUT`, else 60.
+    var timeout: Int {
+        (timeoutText ?? ProcessInfo.processInfo.environment["D8_MIRROR_TIMEOUT"]).flatMap(Self.seconds(ofDuration:)) ?? 60
+    }
+
+    /// Seconds of `120`, or of a Go duration such as `90s`, `1h30m`, `500ms` (rounded up to whole seconds).
+    static func seconds(ofDuration text: String) -> Int? {
+        if let whole = Int(text) { return whole }
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        var rest = Substring(text), total = 0.0
+        while !rest.isEmpty {
+            let number = rest.prefix { $0.isNumber || $0 == "." }
+            guard !number.isEmpty, let value = Double(number) else { return nil }
+            rest = rest.dropFirst(number.count)
+            guard let unit = units.first(where: { rest.hasPrefix($0.0) && !(($0.0 == "m") && rest.hasPrefix("ms")) }) else { return nil }
+            total += value * unit.1
+            rest = rest.dropFirst(unit.0.count)
+        }
+        return total > 0 ? Int(total.rounded(.up)) : nil
+    }
 
     @Option(help: "Attempts per request for errors that may pass (connection lost, timeout, 408, 429, 5xx), counting the first.")
     var retries: Int = 6
 
     func validate() throws {
         guard (1...256).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 256, got \(jobs)") }
-        guard (1...86_400).contains(timeout) else { throw ValidationError("--timeout must be between 1 and 86400 seconds, got \(timeout)") }
+        for (name, text) in [("--timeout", timeoutText), ("D8_MIRROR_TIMEOUT", ProcessInfo.processInfo.environment["D8_MIRROR_TIMEOUT"])] {
+            guard let text else { continue }
+            guard let seconds = Self.seconds(ofDuration: text), (1...86_400).contains(seconds) else {
+                throw ValidationError("\(name) must be seconds or a duration such as 90s or 4h, between 1 s and 24h, got '\(text)'")
+            }
+            if name == "--timeout" { break }
+        }
         guard (1...100).contains(retries) else { throw ValidationError("--retries must be between 1 and 100, got \(retries)") }
     }
 
@@ -44,7 +71,8 @@ struct CommonOptions: ParsableArguments {
 
     var logger: Logger {
         var logger = Logger(label: "dkp-mirror")
-        logger.logLevel = verbose ? .debug : .notice
+        let debugLevel = ProcessInfo.processInfo.environment["MIRROR_DEBUG_LOG"].flatMap { Int($0) } ?? 0
+        logger.logLevel = verbose || debugLevel > 0 ? .debug : .notice
         return logger
     }
 }

@@ -41,14 +41,29 @@ struct PullCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Kubeconfig for --detect (default: $KUBECONFIG, else ~/.kube/config).", valueName: "PATH"))
     var kubeconfig: String?
 
-    @Option(help: "Lower bound of the default version range (default: the rock-solid version).")
+    @Option(help: "Lower bound of the default version range (default: the rock-solid version; with only an lts channel, the lts version).")
     var sinceVersion: String?
+
+    @Option(help: ArgumentHelp("Platform versions within this semver range instead of the rock-solid..alpha window: the latest patch of each minor plus the versions a >= or <= names; =vX.Y.Z pins one version as --deckhouse-tag does. Quote it: the shell eats '>'.", valueName: "CONSTRAINT"))
+    var includePlatform: String?
+
+    @Option(help: ArgumentHelp("Tag of <registry root>/installer to pull (absent in the source: a warning, no installer in the bundle).", valueName: "TAG"))
+    var installerTag = "latest"
 
     @Option(name: [.customShort("i"), .customLong("include-module")], help: "Only this module (repeatable), optionally with a semver constraint: NAME[@CONSTRAINT].")
     var includeModules: [String] = []
 
     @Option(name: [.customShort("e"), .customLong("exclude-module")], help: "Skip this module (repeatable).")
     var excludeModules: [String] = []
+
+    @Option(name: .customLong("include-package"), help: "Only this package (repeatable), optionally with a semver constraint: NAME[@CONSTRAINT].")
+    var includePackages: [String] = []
+
+    @Option(name: .customLong("exclude-package"), help: "Skip this package (repeatable).")
+    var excludePackages: [String] = []
+
+    @Option(name: .customLong("include-plugin"), help: "Also pull this d8 plugin (repeatable): NAME[@CONSTRAINT], bare NAME is its newest stable version. Plugins whose contract requires a module in the bundle are added on their own.")
+    var includePlugins: [String] = []
 
     @Flag(help: "Skip the platform (controller, installers, channels, platform images).")
     var noPlatform = false
@@ -58,6 +73,25 @@ struct PullCommand: AsyncParsableCommand {
     var noSecurityDb = false
     @Flag(help: "Skip the installer.")
     var noInstaller = false
+    @Flag(help: "Skip packages (package-versions.tar, the catalog of package versions, is still written, as d8 does).")
+    var noPackages = false
+
+    @Flag(help: "Modules and packages: pull only their extra images.")
+    var onlyExtraImages = false
+    @Flag(help: "Do not look up VEX attestations (<image>:sha256-<hex>.att).")
+    var skipVexImages = false
+    @Flag(help: "Pull release channels whose version.json says \"suspend\": true (refused otherwise).")
+    var ignoreSuspend = false
+    @Flag(help: "The source has no tags-list API: find versions by probing tags; needs --include-platform (or --deckhouse-tag) and --include-module NAME@CONSTRAINT.")
+    var proxyRegistry = false
+    @Flag(help: "Start from scratch: discard what earlier runs of this pull wrote instead of resuming.")
+    var noPullResume = false
+    @Option(help: ArgumentHelp("Where modules live in the source, relative to --source (\"/\" for the edition root itself); the bundle always names them modules/<name>.", valueName: "PATH"))
+    var modulesPathSuffix = "/modules"
+    @Option(help: ArgumentHelp("Accepted for d8 compatibility and unused: dkp-mirror writes every blob in place in the final tars and needs no temporary directory.", valueName: "DIR"))
+    var tmpDir: String?
+    @Flag(help: "List every module, package and plugin version in the final summary.")
+    var verboseSummary = false
 
     @Option(name: [.customShort("c"), .customLong("images-bundle-chunk-size")], help: "Cut each tar into chunks of N*10^9 bytes.")
     var chunkSize: Double?
@@ -81,8 +115,17 @@ struct PullCommand: AsyncParsableCommand {
         }
         if let chunkSize, chunkSize <= 0 || chunkSize * 1e9 < 4096 { throw ValidationError("--images-bundle-chunk-size must be a positive number of gigabytes (decimals allowed, at least 0.000004)") }
         if detect && deckhouseTag != nil { throw ValidationError("--detect and --deckhouse-tag exclude each other") }
+        if !includePackages.isEmpty && !excludePackages.isEmpty {
+            throw ValidationError("--include-package and --exclude-package exclude each other")
+        }
+        if includePlatform != nil && (deckhouseTag != nil || detect) {
+            throw ValidationError("--include-platform and --deckhouse-tag (or --detect) exclude each other: a range or one tag")
+        }
+        if proxyRegistry && includePlatform == nil && deckhouseTag == nil && !detect && !noPlatform {
+            throw ValidationError("--proxy-registry cannot list versions: pass --include-platform CONSTRAINT or --deckhouse-tag TAG")
+        }
         if kubeconfig != nil && !detect { throw ValidationError("--kubeconfig is only used with --detect") }
-        if noPlatform && noModules && noSecurityDb && noInstaller { throw ValidationError("every part is skipped: nothing to pull") }
+        if noPlatform && noModules && noSecurityDb && noInstaller && noPackages && includePlugins.isEmpty { throw ValidationError("every part is skipped: nothing to pull") }
     }
 
     func run() async throws {
@@ -119,7 +162,8 @@ struct PullCommand: AsyncParsableCommand {
         let client = try RegistryClient(host: edition.host, configuration: configuration)
         let renderer = ProgressRenderer.start(dryRun ? .none : common.progress)
         do {
-            let discovery = EditionDiscovery(client: client, source: edition, concurrency: common.jobs)
+            let discovery = EditionDiscovery(client: client, source: edition, concurrency: common.jobs,
+                                             modulesPathSuffix: modulesPathSuffix)
             writeErr("discovering \(edition) ...\n")
             let found = try await discovery.discover(selection)
             for note in found.notes { writeErr("note: \(note)\n") }
@@ -132,19 +176,26 @@ struct PullCommand: AsyncParsableCommand {
                 return
             }
             writeErr("pulling \(plan.imageCount) references, \(plan.blobCount) blobs, \(formatBytes(plan.totalBytes)) into \(directory)\n")
-            let result = try await puller.pull(plan, into: directory, chunkSize: chunkSize.map { Int64(($0 * 1e9).rounded()) })
+            let result = try await puller.pull(plan, into: directory, chunkSize: chunkSize.map { Int64(($0 * 1e9).rounded()) },
+                                               resume: !noPullResume)
             renderer.finish()
             if gostDigest {
                 writeErr("writing GOST digests ...\n")
                 try Checksums.writeGostsums(result.files.map { directory + "/" + $0 })
             }
+            // deckhousereleases.yaml only for range pulls (d8: a pinned bundle relies on its channel aliases).
+            if selection.pinnedTag == nil && !found.releases.isEmpty {
+                try TarIO.writeFileAtomically(directory + "/deckhousereleases.yaml", Array(try DeckhouseReleases.yaml(found.releases).utf8))
+            }
             await client.shutdown()
+            let summary = PullSummary(found: found, result: result, bundleBytes: plan.totalBytes)
             if common.json {
-                try printJSON(result)
+                try printJSON(PullOutput(result: result, summary: summary))
             } else {
                 writeErr("pulled \(result.images) references, \(result.blobs) blobs into \(result.files.count) file(s): \(formatBytes(result.bytesTransferred)) downloaded"
                          + (result.bytesAlreadyPresent > 0 ? ", \(formatBytes(result.bytesAlreadyPresent)) already on disk" : "")
                          + " in \(String(format: "%.1f", result.seconds)) s (\(formatBytes(Int64(result.bytesPerSecond)))/s), peak memory \(formatBytes(result.peakResidentBytes))\n")
+                writeErr(summary.text(verbose: verboseSummary))
             }
         } catch {
             renderer.finish(success: false)
@@ -162,17 +213,39 @@ struct PullCommand: AsyncParsableCommand {
             }
             selection.sinceVersion = version
         }
-        for spec in includeModules {
-            let parts = spec.split(separator: "@", maxSplits: 1).map(String.init)
-            guard let name = parts.first, !name.isEmpty else { throw UsageError("--include-module needs NAME[@CONSTRAINT], got '\(spec)'") }
-            selection.includeModules[name] = try parts.count > 1 ? VersionConstraint(parsing: parts[1]) : nil
+        if let includePlatform {
+            selection.includePlatform = try VersionConstraint(parsing: includePlatform)
         }
+        selection.includeModules = try Self.namedConstraints(includeModules, flag: "--include-module")
         selection.excludeModules = Set(excludeModules)
+        selection.includePackages = try Self.namedConstraints(includePackages, flag: "--include-package")
+        selection.excludePackages = Set(excludePackages)
+        selection.includePlugins = try Self.namedConstraints(includePlugins, flag: "--include-plugin")
         selection.platform = !noPlatform
         selection.modules = !noModules
+        selection.packages = !noPackages
         selection.securityDatabases = !noSecurityDb
         selection.installer = !noInstaller
+        selection.installerTag = installerTag
+        selection.onlyExtraImages = onlyExtraImages
+        selection.skipVex = skipVexImages
+        selection.ignoreSuspend = ignoreSuspend
+        selection.proxyRegistry = proxyRegistry
         return selection
+    }
+
+    /// `NAME[@CONSTRAINT]` values of a repeatable filter flag.
+    static func namedConstraints(_ specs: [String], flag: String) throws -> [String: VersionConstraint?] {
+        var result: [String: VersionConstraint?] = [:]
+        for spec in specs {
+            let parts = spec.split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard let name = parts.first, !name.isEmpty else { throw UsageError("\(flag) needs NAME[@CONSTRAINT], got '\(spec)'") }
+            if parts.count > 1 && parts[1].isEmpty {
+                throw UsageError("\(flag) \(spec): the constraint after '@' is empty; if you wrote \(name)@>=1.2 unquoted, the shell took '>' as a redirection: quote it, '\(name)@>=1.2'")
+            }
+            result[name] = try parts.count > 1 ? VersionConstraint(parsing: parts[1]) : nil
+        }
+        return result
     }
 
     /// Creates the directory; refuses one holding files that are not a bundle's, unless --force.
@@ -205,17 +278,22 @@ struct PullCommand: AsyncParsableCommand {
         if common.json {
             struct Output: Encodable {
                 var references: [BundleImage]; var versions: [String]; var channels: [String: String]
-                var modules: [String: [String]]; var blobs: Int; var bytes: Int64; var files: [String]
+                var modules: [String: [String]]; var packages: [String: [String]]; var plugins: [String: [String]]
+                var vexImages: Int; var blobs: Int; var bytes: Int64; var files: [String]
             }
             try printJSON(Output(references: plan.references, versions: found.platformVersions, channels: found.channels,
-                                 modules: found.modules, blobs: plan.blobCount, bytes: plan.totalBytes, files: plan.tarNames))
+                                 modules: found.modules, packages: found.packages, plugins: found.plugins, vexImages: found.vexImages,
+                                 blobs: plan.blobCount, bytes: plan.totalBytes, files: plan.tarNames))
             return
         }
         for image in plan.references.sorted(by: { ($0.tar, $0.refName) < ($1.tar, $1.refName) }) {
             print("\(image.tar)\t\(image.refName)")
         }
         if !found.platformVersions.isEmpty { print("versions: \(found.platformVersions.joined(separator: " "))") }
-        for (name, versions) in found.modules.sorted(by: { $0.key < $1.key }) { print("module \(name): \(versions.joined(separator: " "))") }
+        for (kind, entries) in [("module", found.modules), ("package", found.packages), ("plugin", found.plugins)] {
+            for (name, versions) in entries.sorted(by: { $0.key < $1.key }) { print("\(kind) \(name): \(versions.joined(separator: " "))") }
+        }
+        if found.vexImages > 0 { print("VEX attestations: \(found.vexImages)") }
         print("plan: \(plan.imageCount) references, \(plan.blobCount) blobs, \(plan.totalBytes) bytes (\(formatBytes(plan.totalBytes))) in \(plan.tarNames.joined(separator: ", "))")
     }
 }

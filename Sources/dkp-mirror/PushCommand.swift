@@ -9,31 +9,74 @@ struct PushCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "push",
         abstract: "Push a bundle into a registry, e.g. registry.<PUBLIC_DOMAIN>/system/deckhouse, straight from the tars.",
+        usage: "dkp-mirror push [BUNDLE_DIR] TARGET [--file F ...] [options]",
         discussion: """
             Reads bundles written by dkp-mirror and by d8 (chunked or not, older layouts too) without \
-            unpacking them. Blobs are hashed as they leave the tar; a corrupt one is never pushed, its \
-            images are reported and the rest of the bundle still goes up (exit code 1).
+            unpacking them. Each layout goes to TARGET/<path> (modules and packages under their path \
+            suffixes), each image under its io.deckhouse.image.short_tag; then the discovery tags \
+            TARGET/modules:<m>, TARGET/packages:<p>, TARGET/deckhouse-cli/plugins:<n>. A descriptor \
+            without a short tag is pushed under the tag of its ref name, else skipped, with a warning \
+            (d8 skips it and says nothing); a tag two descriptors give different digests: a warning naming \
+            both, the last wins (tars in name order), as in d8 (which says nothing). Layouts several tars hold (package-versions.tar and \
+            package-<p>.tar) are united. Blobs are hashed as they leave the tar; a corrupt one is never \
+            pushed, its images are reported and the rest of the bundle still goes up (exit code 1). \
+            Before anything moves, write access is checked by opening an upload session and cancelling \
+            it: nothing is left behind (d8 pushes a d8WriteCheck tag and leaves it); with \
+            MIRROR_BYPASS_ACCESS_CHECKS=1 a failed check is a warning and the push goes on. A summary \
+            (platform versions, modules, packages, plugins, security databases, VEX attestations, \
+            blobs, bytes, time) ends on stderr; --json puts the same on stdout.
             """)
 
-    @Argument(help: "The bundle directory.")
-    var bundleDirectory: String
+    @Argument(help: ArgumentHelp("[BUNDLE_DIR] TARGET: the bundle directory (optional with --file), then HOST[:PORT]/PATH, e.g. registry.example.com/system/deckhouse.",
+                                 valueName: "BUNDLE_DIR TARGET"))
+    var positionals: [String] = []
 
-    @Argument(help: "HOST[:PORT]/PATH, e.g. registry.example.com/system/deckhouse")
-    var target: String
+    @Option(name: .customLong("file"), help: ArgumentHelp("Push this tar, or this tar's chunk set (NAME.tar.NNNN.chunk, or NAME.tar when only chunks exist); repeatable, adds to BUNDLE_DIR.", valueName: "F"))
+    var files: [String] = []
 
     @Flag(help: "Print what would be uploaded and what exists already; upload nothing.")
     var dryRun = false
+
+    @Option(help: "Path below TARGET for packages.")
+    var packagesPathSuffix = "/packages"
 
     @OptionGroup(title: "Registry") var registryOptions: TargetRegistryOptions
 
     @OptionGroup var common: CommonOptions
 
-    func run() async throws {
-        let reference = try parseReference(target, what: "TARGET")
-        guard reference.tag == nil, reference.digest == nil else {
-            throw UsageError("TARGET \(target) names an image; give HOST[:PORT]/PATH, e.g. registry.example.com/system/deckhouse")
+    /// BUNDLE_DIR (nil with --file alone), TARGET, and the tars given one by one.
+    func arguments() throws -> (directory: String?, target: String, files: [String]) {
+        switch positionals.count {
+        case 2:
+            var isDirectory: ObjCBool = false
+            let exists = FileManager.default.fileExists(atPath: positionals[0], isDirectory: &isDirectory)
+            // A tar given in BUNDLE_DIR's place is pushed as d8 pushes one: as if by --file.
+            if exists, !isDirectory.boolValue { return (nil, positionals[1], [positionals[0]] + files) }
+            return (positionals[0], positionals[1], files)
+        case 1:
+            guard !files.isEmpty else {
+                throw UsageError("push got one argument, TARGET \(positionals[0]); give the bundle directory before it "
+                    + "(push BUNDLE_DIR TARGET), or the tars to push with --file F")
+            }
+            return (nil, positionals[0], files)
+        case 0:
+            throw UsageError("push needs TARGET (HOST[:PORT]/PATH) and a bundle: push BUNDLE_DIR TARGET, or push TARGET --file F")
+        default:
+            throw UsageError("push takes at most two arguments, [BUNDLE_DIR] TARGET; got \(positionals.count): "
+                + "give more tars with --file F")
         }
-        let bundle = try openBundle(bundleDirectory)
+    }
+
+    func run() async throws {
+        let (directory, targetText, files) = try arguments()
+        let reference = try parseReference(targetText, what: "TARGET")
+        guard reference.tag == nil, reference.digest == nil else {
+            throw UsageError("TARGET \(targetText) names an image; give HOST[:PORT]/PATH, e.g. registry.example.com/system/deckhouse")
+        }
+        for file in files where BundleIndex.tarName(forFile: (file as NSString).lastPathComponent) == nil {
+            throw UsageError("--file \(file) is not a bundle tar: give NAME.tar or one of its chunk files NAME.tar.NNNN.chunk")
+        }
+        let bundle = try openBundle(directory, files: files)
 
         let configuration = try registryOptions.configuration(host: reference.host, common: common)
 
@@ -41,10 +84,11 @@ struct PushCommand: AsyncParsableCommand {
         let renderer = ProgressRenderer.start(dryRun ? .none : common.progress)
         do {
             let pusher = BundlePusher(client: client, bundle: bundle, target: reference, modulesPathSuffix: registryOptions.modulesPathSuffix,
-                                      jobs: common.jobs, progress: renderer.progress)
+                                      packagesPathSuffix: packagesPathSuffix, jobs: common.jobs, progress: renderer.progress)
             let plan = try pusher.plan()
             // Refuse early, before any byte moves, when the user may not push (leaves nothing behind).
-            try await client.checkPushAccess(repository: reference.repository)
+            try await checkAccess(client, repository: reference.repository)
+            printWarnings(plan.warnings)
             if dryRun {
                 renderer.finish(success: false)
                 try await printDryRun(plan, pusher: pusher, client: client)
@@ -55,11 +99,8 @@ struct PushCommand: AsyncParsableCommand {
             let result = try await pusher.push(plan)
             renderer.finish(success: result.failures.isEmpty)
             await client.shutdown()
-            if common.json {
-                try printJSON(result)
-            } else {
-                writeErr("pushed \(result.references) references: \(result.blobsUploaded) blobs uploaded (\(formatBytes(result.bytesUploaded))), \(result.blobsMounted) mounted, \(result.blobsPresent) already there, in \(String(format: "%.1f", result.seconds)) s (\(formatBytes(Int64(result.bytesPerSecond)))/s), peak memory \(formatBytes(result.peakResidentBytes))\n")
-            }
+            writeErr(PushSummaryText.lines(result))
+            if common.json { try printJSON(result) }
             if !result.failures.isEmpty {
                 for failure in result.failures.prefix(20) { writeErr("error: \(failure)\n") }
                 if result.failures.count > 20 { writeErr("...and \(result.failures.count - 20) more\n") }
@@ -72,14 +113,36 @@ struct PushCommand: AsyncParsableCommand {
         }
     }
 
+    /// The write check; with MIRROR_BYPASS_ACCESS_CHECKS=1 (d8's variable) a failure is a warning.
+    private func checkAccess(_ client: RegistryClient, repository: String) async throws {
+        do {
+            try await client.checkPushAccess(repository: repository)
+        } catch {
+            guard !Task.isCancelled, !(error is CancellationError), Self.bypassAccessChecks else { throw error }
+            writeErr("warning: the write check failed (\(error)); MIRROR_BYPASS_ACCESS_CHECKS=1 is set, so the push goes on\n")
+        }
+    }
+
+    static var bypassAccessChecks: Bool {
+        let value = ProcessInfo.processInfo.environment["MIRROR_BYPASS_ACCESS_CHECKS"]?.lowercased() ?? ""
+        return value == "1" || value == "true"
+    }
+
+    private func printWarnings(_ warnings: [String]) {
+        for warning in warnings.prefix(50) { writeErr("warning: \(warning)\n") }
+        if warnings.count > 50 { writeErr("warning: ...and \(warnings.count - 50) more (all of them are in the --json result)\n") }
+    }
+
     private func printDryRun(_ plan: PushPlan, pusher: BundlePusher, client: RegistryClient) async throws {
         let (present, presentBytes) = try await pusher.present(plan)
         struct Output: Encodable {
             var repositories: [String]; var references: Int; var blobs: Int; var bytes: Int64
-            var blobsPresent: Int; var bytesPresent: Int64; var problems: [String]
+            var blobsPresent: Int; var bytesPresent: Int64; var problems: [String]; var warnings: [String]
+            var summary: PushSummary
         }
         let output = Output(repositories: plan.repositories, references: plan.referenceCount, blobs: plan.blobCount,
-                            bytes: plan.blobBytes, blobsPresent: present, bytesPresent: presentBytes, problems: plan.problems)
+                            bytes: plan.blobBytes, blobsPresent: present, bytesPresent: presentBytes, problems: plan.problems,
+                            warnings: plan.warnings, summary: plan.summary)
         if common.json {
             try printJSON(output)
         } else {
@@ -87,5 +150,40 @@ struct PushCommand: AsyncParsableCommand {
             print("plan: \(output.references) references, \(output.blobs) blobs (\(formatBytes(output.bytes))); already there: \(present) blobs (\(formatBytes(presentBytes))); to upload: \(formatBytes(output.bytes - presentBytes))")
             for problem in plan.problems { print("problem: \(problem)") }
         }
+    }
+}
+
+/// Opens the bundle of a directory and/or chosen tars; one that cannot be read is bad input (exit 2).
+func openBundle(_ directory: String?, files: [String]) throws -> BundleIndex {
+    guard !files.isEmpty else { return try openBundle(directory ?? ".") }
+    do {
+        return try BundleIndex.open(directory: directory.map { ($0 as NSString).standardizingPath },
+                                    files: files.map { ($0 as NSString).standardizingPath })
+    } catch {
+        throw UsageError("\(error)")
+    }
+}
+
+/// The end-of-push summary, as d8 gives one: what went up, by kind, and what it cost.
+enum PushSummaryText {
+    static func lines(_ result: PushResult) -> String {
+        func list(_ names: [String]) -> String {
+            names.isEmpty ? "none" : "\(names.count) (\(names.prefix(10).joined(separator: ", "))\(names.count > 10 ? ", ..." : ""))"
+        }
+        var text = "push summary for \(result.target):\n"
+        text += "  platform versions: \(list(result.platformVersions))\n"
+        text += "  modules: \(list(result.modules))\n"
+        text += "  packages: \(list(result.packages))\n"
+        text += "  plugins: \(list(result.plugins))\n"
+        text += "  security databases: \(list(result.securityDatabases))\n"
+        text += "  VEX attestations: \(result.vexAttestations)\n"
+        text += "  references: \(result.references) in \(result.repositories) repositories"
+            + (result.failures.isEmpty ? "" : ", \(result.failures.count) not pushed") + "\n"
+        text += "  blobs: \(result.blobsUploaded) uploaded (\(formatBytes(result.bytesUploaded))), \(result.blobsMounted) mounted, "
+            + "\(result.blobsPresent) already there\n"
+        text += "  elapsed: \(String(format: "%.1f", result.seconds)) s (\(formatBytes(Int64(result.bytesPerSecond)))/s), "
+            + "peak memory \(formatBytes(result.peakResidentBytes))"
+            + (result.warnings.isEmpty ? "" : ", \(result.warnings.count) warning(s)") + "\n"
+        return text
     }
 }

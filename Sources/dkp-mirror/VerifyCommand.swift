@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bundle
+import DKP
 import Foundation
 import Mirror
 import OCI
@@ -13,8 +14,14 @@ struct VerifyCommand: AsyncParsableCommand {
             Offline: SHA256SUMS, every tar readable, every layout's oci-layout and index.json, every \
             blob's digest and size, every manifest's config, layers and children present, every digest \
             the bundle's images_digests.json files require present, every channel's controller present. \
-            With --registry TARGET: HEADs every required image in TARGET and reports like the cluster's \
-            RegistryContainsRequiredImages check. --deep also decompresses every image layer and checks \
+            With --registry TARGET: builds the item list of the cluster's RegistryContainsRequiredImages \
+            check (every digest of the controller image's images_digests.json, deduplicated, labelled \
+            module/<module>/<image>; the deckhouse Deployment's images by tag: from the bundle the \
+            controller image, with --kubeconfig the running Deployment's containers and initContainers, \
+            their repository replaced by TARGET), HEADs each with 3 workers as the cluster does (or -j) \
+            and reports in the cluster's words, starting with Mode: Default or Mode: Relax. Descriptors \
+            without a short tag, and tags given two digests, are reported as warnings (what push will \
+            do with them). --deep also decompresses every image layer and checks \
             its SHA-256 against the image config's rootfs.diff_ids. Each byte of the bundle is read once; \
             whole-file and blob hashes run on all cores. Exit 1 when anything is missing or corrupt, \
             2 when the bundle cannot be read (a missing chunk, a truncated tar, an unsafe entry name).
@@ -29,6 +36,12 @@ struct VerifyCommand: AsyncParsableCommand {
     @Flag(help: "Also decompress every layer (gzip, zstd) and check it against its image config's rootfs.diff_ids.")
     var deep = false
 
+    @Option(help: ArgumentHelp("With --registry: take the deckhouse Deployment (containers, initContainers, the running version) from this cluster.", valueName: "PATH"))
+    var kubeconfig: String?
+
+    @Option(help: ArgumentHelp("With --registry: default (every image the cluster needs) or relax (only the deckhouse container's image, as the cluster checks on an edition switch).", valueName: "MODE"))
+    var checkMode: RegistryCompleteness.Mode = .default
+
     @OptionGroup(title: "Registry") var registryOptions: TargetRegistryOptions
     @OptionGroup var common: CommonOptions
 
@@ -36,6 +49,9 @@ struct VerifyCommand: AsyncParsableCommand {
         let directory = (bundleDirectory as NSString).standardizingPath
         let bundle = try openBundle(directory)
         let verifier = BundleVerifier(bundle: bundle, directory: directory)
+        if registry == nil, kubeconfig != nil || checkMode != .default {
+            throw UsageError("--kubeconfig and --check-mode go with --registry TARGET")
+        }
         if let registry {
             if deep { throw UsageError("--deep checks the bundle's layers offline; it does not go with --registry") }
             try await checkRegistry(registry, bundle: bundle, verifier: verifier)
@@ -45,6 +61,7 @@ struct VerifyCommand: AsyncParsableCommand {
         if common.json {
             try printJSON(report)
         } else {
+            for warning in report.warnings { print("warning: \(warning)") }
             for problem in report.problems { print("problem: \(problem.message)") }
             let summary = "\(report.files) file(s), \(report.layouts) layouts, \(report.references) references, \(report.blobs) blobs, \(formatBytes(report.bytesHashed)) read and hashed in \(String(format: "%.1f", report.seconds - (report.deep?.seconds ?? 0))) s (\(formatBytes(Int64(report.bytesPerSecond)))/s)"
             var line = summary
@@ -63,19 +80,46 @@ struct VerifyCommand: AsyncParsableCommand {
         guard target.tag == nil, target.digest == nil else {
             throw UsageError("--registry \(text) names an image; give HOST[:PORT]/PATH")
         }
+        var deployment: RegistryCompleteness.Deployment?
+        if let kubeconfig { deployment = try await Self.deployment(kubeconfig: kubeconfig) }
         let configuration = try registryOptions.configuration(host: target.host, common: common)
         let client = try RegistryClient(host: target.host, configuration: configuration)
         do {
-            let pusher = BundlePusher(client: client, bundle: bundle, target: target, modulesPathSuffix: registryOptions.modulesPathSuffix,
-                                      jobs: common.jobs, progress: TransferProgress())
-            let checker = RegistryCompleteness(client: client, pusher: pusher, verifier: verifier, jobs: common.jobs)
+            let checker = RegistryCompleteness(client: client, target: target, verifier: verifier, jobs: Self.workers(common),
+                                               mode: checkMode, deployment: deployment)
             let report = try await checker.check()
             await client.shutdown()
+            for warning in report.warnings { writeErr("warning: \(warning)\n") }
             if common.json { try printJSON(report) } else { print(report.text) }
             if !report.failures.isEmpty { throw ExitCode(1) }
         } catch {
             await client.shutdown()
             throw error
         }
+    }
+
+    /// The cluster checks with 3 workers per registry; `-j N` given on the command line overrides that.
+    static func workers(_ common: CommonOptions) -> Int {
+        let given = CommandLine.arguments.contains { $0 == "-j" || $0 == "--jobs" || $0.hasPrefix("--jobs=") || ($0.hasPrefix("-j") && Int($0.dropFirst(2)) != nil) }
+        return given ? common.jobs : 3
+    }
+
+    /// The images of deployment d8-system/deckhouse of the cluster `path` points at.
+    static func deployment(kubeconfig path: String) async throws -> RegistryCompleteness.Deployment {
+        do {
+            let config = try Kubeconfig.load(path: path, context: nil)
+            let deployment = try await KubeClient.with(kubeconfig: config) { try await $0.deckhouseDeployment() }
+            return RegistryCompleteness.Deployment(
+                containers: deployment.containers.compactMap { c in c.image.map { (c.name, $0) } },
+                initContainers: deployment.initContainers.compactMap { c in c.image.map { (c.name, $0) } })
+        } catch let error as ClusterError where error.isUsageError {
+            throw UsageError(error.description)
+        }
+    }
+}
+
+extension RegistryCompleteness.Mode: ExpressibleByArgument {
+    public init?(argument: String) {
+        self.init(rawValue: argument.lowercased())
     }
 }

@@ -509,12 +509,23 @@ struct BundleIndexTests {
         }
     }
 
-    @Test func sameLayoutInTwoTars() throws {
+    /// The same layout in two tars (as d8's package-versions.tar and package-<p>.tar carry
+    /// packages/<p>/version) is one layout, united as d8 push unites them.
+    @Test func sameLayoutInTwoTarsIsUnited() throws {
         let dir = try scratch()
         defer { TarTestTools.cleanup(dir) }
         try F.writeTar(dir, "module-x.tar", F.module("x", root: "modules/x"))
         try F.writeTar(dir, "d8.tar", F.platform() + F.module("x", root: "modules/x"))
-        expectOpenFails(dir) { $0 == .duplicateLayout(path: "modules/x", tars: ["d8.tar", "module-x.tar"]) }
+        let index = try BundleIndex.open(directory: dir)
+        let layout = try #require(index.layout(at: "modules/x"))
+        #expect(layout.tars == ["d8.tar", "module-x.tar"])
+        #expect(layout.descriptors.count == 2, "the same two descriptors in both tars count once")
+        #expect(index.layouts.filter { $0.path == "modules/x" }.count == 1)
+        for digest in index.blobs(in: layout) {
+            #expect(index.blobCopies(digest, in: layout).map(\.tar) == ["d8.tar", "module-x.tar"])
+            #expect(index.blob(digest, in: layout)?.tar == "d8.tar")
+        }
+        try checkContent(index)
     }
 
     @Test func badInputClassification() {

@@ -108,15 +108,17 @@ import TestSupport
             var c = RegistryConfiguration(); c.insecure = true; c.idleTimeout = .seconds(1); c.maxAttempts = 2
             c.initialBackoff = .milliseconds(10); return c
         }())
-        // Every connection stalls after 3 MiB: each idle timeout resumes where the last one stopped.
-        proxy.setFault(.stall(afterBytes: 3 << 20))
         let started = ContinuousClock.now
-        #expect(try await download(client, repository: "r/stall", descriptor: image.layers[0]) == 8 << 20)
-        #expect(proxy.stallsPerformed >= 2)
-        #expect(ContinuousClock.now - started >= .seconds(2))
-        // A registry that never answers: the idle timeout fires, retries run out, one clear error.
-        proxy.setFault(.stall(afterBytes: 0))
+        // One withClient around both halves: a first half that throws must still shut the client down.
         try await withClient(client) { client in
+            // Every connection stalls after 3 MiB: each idle timeout resumes where the last one stopped.
+            proxy.setFault(.stall(afterBytes: 3 << 20))
+            let size = try await download(client, repository: "r/stall", descriptor: image.layers[0])
+            #expect(size == 8 << 20)
+            #expect(proxy.stallsPerformed >= 2)
+            #expect(ContinuousClock.now - started >= .seconds(2))
+            // A registry that never answers: the idle timeout fires, retries run out, one clear error.
+            proxy.setFault(.stall(afterBytes: 0))
             let error = await #expect(throws: RegistryError.self) { _ = try await download(client, repository: "r/stall", descriptor: image.layers[0]) }
             #expect("\(error!)".contains("stopped answering"))
         }

@@ -29,6 +29,19 @@ public struct EditionSeeder: Sendable {
         ]
         /// The module that carries an extra image (`modules/<name>/extra/scanner`).
         public var moduleWithExtra = "console"
+        /// Platform channels whose version.json says `"suspend": true`.
+        public var suspended: Set<String> = []
+        /// Packages: name -> channel -> version (laid out as modules, channels in `version`).
+        public var packages: [String: [String: String]] = [
+            "nginx-tools": ["alpha": "v0.5.0", "beta": "v0.5.0", "early-access": "v0.4.1", "stable": "v0.4.1", "rock-solid": "v0.4.1"],
+        ]
+        /// The package that carries an extra image (`packages/<name>/extra/helper`).
+        public var packageWithExtra = "nginx-tools"
+        /// VEX attestations (`:sha256-<hex>.att`, `:<tag>.att`) for some platform, module and package images.
+        public var vex = true
+        /// d8 plugins in `<R>/deckhouse-cli/plugins`: `module-tools` (index images, a contract requiring
+        /// `console`, a pre-release) and `diag` (no contract).
+        public var plugins = true
         /// Size of the large base layer shared by all controller images, and of each platform image's own layer.
         public var baseLayerSize: Int64 = 256 << 10
         public var imageLayerSize: Int64 = 32 << 10
@@ -48,6 +61,11 @@ public struct EditionSeeder: Sendable {
         public var moduleDigests: [String: [String: [Digest]]] = [:]
         public var securityDigests: [String: Digest] = [:]
         public var installer: Digest?
+        public var packageDigests: [String: [String: [Digest]]] = [:]
+        /// Every attestation seeded, as `repository:tag`.
+        public var vexReferences: [String] = []
+        /// Plugin name -> version tags seeded.
+        public var plugins: [String: [String]] = [:]
     }
 
     public let client: RegistryClient
@@ -86,13 +104,21 @@ public struct EditionSeeder: Sendable {
             _ = try await pushImage(repository: "\(root)/install", layers: [install], tag: version)
             let standalone = try await pushSynthetic(repository: "\(root)/install-standalone", size: options.imageLayerSize, seed: 500 + UInt64(index))
             _ = try await pushImage(repository: "\(root)/install-standalone", layers: [standalone], tag: version)
-            let channelLayer = try await pushFiles(repository: "\(root)/release-channel",
-                                                   files: [("version.json", Array("{\"version\":\"\(version)\",\"suspend\":false}".utf8))])
-            _ = try await pushImage(repository: "\(root)/release-channel", layers: [channelLayer], tag: version)
+            _ = try await pushChannelImage(repository: "\(root)/release-channel", version: version, tag: version, suspend: false, changelog: true)
+            if options.vex {
+                // Attestations for the plain OCI platform images (the index and the Docker image have none).
+                for digest in digests.dropFirst(2) {
+                    seeded.vexReferences.append(try await pushAttestation(repository: root, tag: "sha256-\(digest.hex).att", seed: 7000 + UInt64(index)))
+                }
+            }
         }
         for (channel, version) in options.channels.sorted(by: { $0.key < $1.key }) {
-            for repository in [root, "\(root)/install", "\(root)/install-standalone", "\(root)/release-channel"] {
-                try await retag(repository: repository, from: version, to: channel)
+            // As in the real registry, a channel tag is its own manifest, not the version's:
+            // a bundle must carry the source's channel image, never a retag of the version.
+            _ = try await pushChannelImage(repository: "\(root)/release-channel", version: version, tag: channel,
+                                           suspend: options.suspended.contains(channel), changelog: false)
+            for repository in [root, "\(root)/install", "\(root)/install-standalone"] {
+                try await retagDistinct(repository: repository, from: version, to: channel)
             }
         }
 
@@ -105,36 +131,120 @@ public struct EditionSeeder: Sendable {
         seeded.installer = try await pushImage(repository: "\(registryRoot)/installer", layers: [installerLayer], tag: "latest")
 
         for (name, channels) in options.modules.sorted(by: { $0.key < $1.key }) {
-            let marker = try await pushSynthetic(repository: "\(root)/modules", size: 64, seed: 1000 + UInt64(name.count))
-            _ = try await pushImage(repository: "\(root)/modules", layers: [marker], tag: name)
-            var perVersion: [String: [Digest]] = [:]
-            for (vIndex, version) in Set(channels.values).sorted().enumerated() {
-                let repository = "\(root)/modules/\(name)"
-                var digests: [Digest] = []
-                for i in 0..<options.moduleImagesPerVersion {
-                    let layer = try await pushSynthetic(repository: repository, size: options.imageLayerSize,
-                                                        seed: 2000 + UInt64(name.count * 100 + vIndex * 10 + i))
-                    digests.append(try await pushImage(repository: repository, layers: [layer], tag: nil))
-                }
-                perVersion[version] = digests
-                var files: [(String, [UInt8])] = [("images_digests.json", Self.imagesDigests(digests, module: name))]
-                if name == options.moduleWithExtra {
-                    files.append(("extra_images.json", Array("{\"scanner\":\"v0.3.1\"}".utf8)))
-                    let extra = try await pushSynthetic(repository: "\(repository)/extra/scanner", size: options.imageLayerSize, seed: 3000)
-                    _ = try await pushImage(repository: "\(repository)/extra/scanner", layers: [extra], tag: "v0.3.1")
-                }
-                let moduleLayer = try await pushFiles(repository: repository, files: files)
-                _ = try await pushImage(repository: repository, layers: [moduleLayer], tag: version)
-                let releaseLayer = try await pushFiles(repository: "\(repository)/release",
-                                                       files: [("version.json", Array("{\"version\":\"\(version)\"}".utf8))])
-                _ = try await pushImage(repository: "\(repository)/release", layers: [releaseLayer], tag: version)
-            }
-            for (channel, version) in channels {
-                try await retag(repository: "\(root)/modules/\(name)/release", from: version, to: channel)
-            }
-            seeded.moduleDigests[name] = perVersion
+            seeded.moduleDigests[name] = try await seedModular(catalog: "modules", channelSegment: "release", name: name,
+                                                               channels: channels, extra: name == options.moduleWithExtra ? "scanner" : nil,
+                                                               seedBase: 2000, into: &seeded)
+        }
+        for (name, channels) in options.packages.sorted(by: { $0.key < $1.key }) {
+            seeded.packageDigests[name] = try await seedModular(catalog: "packages", channelSegment: "version", name: name,
+                                                                channels: channels, extra: name == options.packageWithExtra ? "helper" : nil,
+                                                                seedBase: 4000, into: &seeded)
+        }
+        if options.plugins {
+            try await seedPlugins(into: &seeded)
         }
         return seeded
+    }
+
+    /// A module or a package (d8-current.md §2): a catalog tag, version images holding
+    /// images_digests.json (and extra_images.json), digest images, an extra image, version and
+    /// channel images in the channel repository (channel images distinct from version images).
+    private func seedModular(catalog: String, channelSegment: String, name: String, channels: [String: String],
+                             extra: String?, seedBase: UInt64, into seeded: inout Seeded) async throws -> [String: [Digest]] {
+        let marker = try await pushSynthetic(repository: "\(root)/\(catalog)", size: 64, seed: seedBase - 1000 + UInt64(name.count))
+        _ = try await pushImage(repository: "\(root)/\(catalog)", layers: [marker], tag: name)
+        let repository = "\(root)/\(catalog)/\(name)"
+        var perVersion: [String: [Digest]] = [:]
+        for (vIndex, version) in Set(channels.values).sorted().enumerated() {
+            var digests: [Digest] = []
+            for i in 0..<options.moduleImagesPerVersion {
+                let layer = try await pushSynthetic(repository: repository, size: options.imageLayerSize,
+                                                    seed: seedBase + UInt64(name.count * 100 + vIndex * 10 + i))
+                digests.append(try await pushImage(repository: repository, layers: [layer], tag: nil))
+            }
+            perVersion[version] = digests
+            var files: [(String, [UInt8])] = [("images_digests.json", Self.imagesDigests(digests, module: name))]
+            if let extra {
+                files.append(("extra_images.json", Array("{\"\(extra)\":\"v0.3.1\"}".utf8)))
+                let layer = try await pushSynthetic(repository: "\(repository)/extra/\(extra)", size: options.imageLayerSize, seed: seedBase + 1000)
+                _ = try await pushImage(repository: "\(repository)/extra/\(extra)", layers: [layer], tag: "v0.3.1")
+            }
+            let moduleLayer = try await pushFiles(repository: repository, files: files)
+            _ = try await pushImage(repository: repository, layers: [moduleLayer], tag: version)
+            _ = try await pushChannelImage(repository: "\(repository)/\(channelSegment)", version: version, tag: version, suspend: false, changelog: false)
+            if options.vex {
+                seeded.vexReferences.append(try await pushAttestation(repository: repository, tag: "\(version).att", seed: seedBase + 2000 + UInt64(vIndex)))
+                if let first = digests.first {
+                    seeded.vexReferences.append(try await pushAttestation(repository: repository, tag: "sha256-\(first.hex).att", seed: seedBase + 2100 + UInt64(vIndex)))
+                }
+            }
+        }
+        for (channel, version) in channels.sorted(by: { $0.key < $1.key }) {
+            _ = try await pushChannelImage(repository: "\(repository)/\(channelSegment)", version: version, tag: channel, suspend: false, changelog: false)
+        }
+        return perVersion
+    }
+
+    /// Plugins in `<R>/deckhouse-cli/plugins`: `module-tools` has index images whose contract
+    /// (base64 JSON annotation `contract`, on the index or on its first child) requires the module
+    /// `console` (v1.0.0: <1.0.0, which no bundle satisfies; v1.1.0: >=1.1.0; v1.2.0-rc.1 is a
+    /// pre-release); `diag` has plain images and no contract.
+    private func seedPlugins(into seeded: inout Seeded) async throws {
+        let catalog = "\(registryRoot)/deckhouse-cli/plugins"
+        let contracts: [(String, String, Bool)] = [("v1.0.0", "<1.0.0", true), ("v1.1.0", ">=1.1.0", false), ("v1.2.0-rc.1", ">=1.1.0", true)]
+        let marker = try await pushSynthetic(repository: catalog, size: 64, seed: 8000)
+        for name in ["diag", "module-tools"] {
+            _ = try await pushImage(repository: catalog, layers: [marker], tag: name)
+        }
+        let tools = "\(catalog)/module-tools"
+        for (i, (version, constraint, onIndex)) in contracts.enumerated() {
+            let contract = "{\"name\":\"module-tools\",\"version\":\"\(version)\",\"requirements\":{\"modules\":{\"mandatory\":[{\"name\":\"console\",\"constraint\":\"\(constraint)\"}]}}}"
+            let annotation = Data(contract.utf8).base64EncodedString()
+            var children: [Descriptor] = []
+            for (j, arch) in ["amd64", "arm64"].enumerated() {
+                let layer = try await pushSynthetic(repository: tools, size: options.imageLayerSize, seed: 8100 + UInt64(i * 10 + j))
+                let digest = try await pushImage(repository: tools, layers: [layer], tag: nil,
+                                                 annotations: onIndex || j > 0 ? nil : ["contract": annotation])
+                let bytes = try await client.manifest(repository: tools, reference: digest.string).bytes
+                children.append(Descriptor(mediaType: .ociManifest, digest: digest, size: Int64(bytes.count),
+                                           platform: Platform(architecture: arch, os: "linux")))
+            }
+            let index = ImageIndex(schemaVersion: 2, mediaType: .ociIndex, manifests: children,
+                                   annotations: onIndex ? ["contract": annotation] : nil)
+            _ = try await putManifest(repository: tools, value: index, mediaType: .ociIndex, tag: version)
+            seeded.plugins["module-tools", default: []].append(version)
+        }
+        for (i, version) in ["v0.1.0", "v0.2.0"].enumerated() {
+            let layer = try await pushSynthetic(repository: "\(catalog)/diag", size: options.imageLayerSize, seed: 8200 + UInt64(i))
+            _ = try await pushImage(repository: "\(catalog)/diag", layers: [layer], tag: version)
+            seeded.plugins["diag", default: []].append(version)
+        }
+    }
+
+    /// A release-channel image: `version.json` (with requirements and disruptions for the
+    /// version's minor) and, for a version image, `changelog.yaml`. The tag is written into the
+    /// image config, so a channel image and its version's image are different manifests.
+    private func pushChannelImage(repository: String, version: String, tag: String, suspend: Bool, changelog: Bool) async throws -> Digest {
+        let minor = version.dropFirst().split(separator: ".").prefix(2).joined(separator: ".")
+        var files: [(String, [UInt8])] = [("version.json", Array("""
+            {"version":"\(version)","suspend":\(suspend),"requirements":{"k8s":"1.27","nodesMinimalOSVersionUbuntu":"18.04"},\
+            "disruptions":{"\(minor)":["ingressNginx"]}}
+            """.utf8))]
+        if changelog {
+            files.append(("changelog.yaml", Array("candi:\n  fixes:\n  - summary: Fix for \(version).\n    pull_request: https://example.invalid/1\n".utf8)))
+        }
+        let layer = try await pushFiles(repository: repository, files: files)
+        return try await pushImage(repository: repository, layers: [layer], tag: tag, label: tag)
+    }
+
+    /// A small attestation manifest (in-toto media types, as cosign writes them) under `tag`.
+    private func pushAttestation(repository: String, tag: String, seed: UInt64) async throws -> String {
+        let statement = Array("{\"_type\":\"https://in-toto.io/Statement/v0.1\",\"predicateType\":\"https://openvex.dev/ns\",\"seed\":\(seed)}".utf8)
+        let layer = try await pushBytes(repository: repository, bytes: statement, mediaType: MediaType(rawValue: "application/vnd.dsse.envelope.v1+json"))
+        let config = try await pushBytes(repository: repository, bytes: Array("{}".utf8), mediaType: .ociConfig)
+        let manifest = ImageManifest(schemaVersion: 2, mediaType: .ociManifest, config: config, layers: [layer])
+        _ = try await putManifest(repository: repository, value: manifest, mediaType: .ociManifest, tag: tag)
+        return "\(repository):\(tag)"
     }
 
     public static let securityTags = ["trivy-db": "2", "trivy-bdu": "1", "trivy-java-db": "1", "trivy-checks": "0"]
@@ -175,12 +285,14 @@ public struct EditionSeeder: Sendable {
     }
 
     /// An image manifest over `layers`, pushed under `tag` (or only by digest).
-    private func pushImage(repository: String, layers: [Descriptor], tag: String?, docker: Bool = false) async throws -> Digest {
-        let config = Array("{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]},\"config\":{\"Labels\":{\"repository\":\"\(repository)\"}}}".utf8)
+    private func pushImage(repository: String, layers: [Descriptor], tag: String?, docker: Bool = false,
+                           label: String? = nil, annotations: [String: String]? = nil) async throws -> Digest {
+        let tagLabel = label.map { ",\"tag\":\"\($0)\"" } ?? ""
+        let config = Array("{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]},\"config\":{\"Labels\":{\"repository\":\"\(repository)\"\(tagLabel)}}}".utf8)
         let configDescriptor = try await pushBytes(repository: repository, bytes: config, mediaType: docker ? .dockerConfig : .ociConfig)
         let manifestLayers = docker ? layers.map { Descriptor(mediaType: .dockerLayerGzip, digest: $0.digest, size: $0.size) } : layers
         let manifest = ImageManifest(schemaVersion: 2, mediaType: docker ? .dockerManifest : .ociManifest,
-                                     config: configDescriptor, layers: manifestLayers)
+                                     config: configDescriptor, layers: manifestLayers, annotations: annotations)
         return try await putManifest(repository: repository, value: manifest, mediaType: docker ? .dockerManifest : .ociManifest, tag: tag)
     }
 
@@ -230,9 +342,12 @@ public struct EditionSeeder: Sendable {
         return try await putManifest(repository: repository, value: manifest, mediaType: .ociManifest, tag: tag)
     }
 
-    /// Points `to` at the manifest `from` points at (bytes unchanged).
-    private func retag(repository: String, from: String, to: String) async throws {
+    /// Tags `to` with a copy of the image `from` whose manifest differs (an annotation naming the
+    /// tag), as a registry whose channel tags are built apart from its version tags serves them.
+    private func retagDistinct(repository: String, from: String, to: String) async throws {
         let manifest = try await client.manifest(repository: repository, reference: from)
-        try await client.putManifest(repository: repository, reference: to, bytes: manifest.bytes, mediaType: manifest.mediaType)
+        guard case var .image(image) = manifest.document else { return }
+        image.annotations = (image.annotations ?? [:]).merging(["io.deckhouse.channel": to]) { _, new in new }
+        _ = try await putManifest(repository: repository, value: image, mediaType: manifest.mediaType, tag: to)
     }
 }

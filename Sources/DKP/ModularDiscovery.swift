@@ -1,0 +1,195 @@
+import Foundation
+import OCI
+import Registry
+import Version
+
+/// Modules and packages are laid out alike in the source (d8-current.md §2): a catalog
+/// repository whose tags are names, a main repository per name whose version images hold
+/// `images_digests.json` and `extra_images.json`, a channel repository, extra images.
+enum ModularKind: Sendable {
+    case module, package
+
+    /// The catalog repository below `<E>`, also the first segment of every layout path.
+    var catalog: String { self == .module ? "modules" : "packages" }
+    /// The channel repository below the main one: `release` for modules, `version` for packages.
+    var channelSegment: String { self == .module ? "release" : "version" }
+    var tarPrefix: String { self == .module ? "module-" : "package-" }
+    var includeFlag: String { self == .module ? "--include-module" : "--include-package" }
+}
+
+/// An image whose VEX attestation (`.att`) to look up, and where a found one goes.
+struct VexSubject: Sendable {
+    var tar: String
+    var layout: String
+    var repository: String
+    /// A tag or `sha256:<hex>`.
+    var subject: String
+}
+
+extension EditionDiscovery {
+    func discoverModular(_ kind: ModularKind, include: [String: VersionConstraint?], exclude: Set<String>,
+                         selection: PullSelection, into result: inout DiscoveredEdition) async throws -> [VexSubject] {
+        let all: [String]
+        if selection.proxyRegistry {
+            // No tags list: the names come from the include filter alone.
+            guard !include.isEmpty else {
+                if kind == .package { return [] }
+                throw DKPError.invalidInput("--proxy-registry needs --include-module NAME[@CONSTRAINT]: the source cannot list its modules")
+            }
+            all = include.keys.sorted()
+        } else {
+            do {
+                all = try await client.tags(repository: sourceRepository(kind.catalog)).sorted()
+            } catch RegistryError.notFound {
+                result.notes.append("\(source)/\(kind.catalog) does not exist: no \(kind.catalog) pulled")
+                return []
+            }
+        }
+        var names = all
+        if !include.isEmpty {
+            let missing = include.keys.filter { !all.contains($0) }.sorted()
+            if !missing.isEmpty {
+                throw DKPError.notFound("\(kind.catalog) \(missing.joined(separator: ", ")) not found in \(source)/\(kind.catalog); available: \(all.joined(separator: ", "))")
+            }
+            names = all.filter { include.keys.contains($0) }
+        }
+        names.removeAll { exclude.contains($0) }
+
+        let found = try await concurrentMap(names, limit: concurrency) { name in
+            try await self.modularImages(kind, name: name, constraint: include[name] ?? nil, selection: selection)
+        }
+        var subjects: [VexSubject] = []
+        for entry in found {
+            switch kind {
+            case .module: result.modules[entry.name] = entry.versions
+            case .package: result.packages[entry.name] = entry.versions
+            }
+            if let note = entry.note { result.notes.append(note) }
+            result.images += entry.images
+            subjects += entry.vex
+        }
+        return subjects
+    }
+
+    private struct ModularImages: Sendable {
+        var name: String
+        var versions: [String]
+        var images: [BundleImage]
+        var vex: [VexSubject]
+        var note: String?
+    }
+
+    private func modularImages(_ kind: ModularKind, name: String, constraint: VersionConstraint?,
+                               selection: PullSelection) async throws -> ModularImages {
+        let base = "\(kind.catalog)/\(name)"
+        let channelLayout = "\(base)/\(kind.channelSegment)"
+        let tar = "\(kind.tarPrefix)\(name).tar"
+        let exact = constraint?.exactVersion
+        // An exact pin takes no channel images from the source (d8): the pinned version is the channels.
+        var read = ChannelRead()
+        if exact == nil {
+            read = try await readChannels(repository: sourceRepository(channelLayout))
+            if let (channel, failure) = read.failures.sorted(by: { $0.key.rawValue < $1.key.rawValue }).first {
+                throw DKPError.invalidSource("\(name) channel \(channel.rawValue): \(failure)")
+            }
+        }
+        var versions = Set(read.states.values.map(\.version).filter { constraint?.matches($0) ?? true })
+        if let exact {
+            versions.insert(exact)
+        } else if let constraint {
+            let mainRepository = sourceRepository(base)
+            let candidates = selection.proxyRegistry
+                ? try await probeVersions(constraint) { try await self.client.manifestDescriptor(repository: mainRepository, reference: $0.tag) != nil }
+                : try await client.tags(repository: mainRepository).compactMap(Version.init(tag:)).filter { constraint.matches($0) }
+            versions.formUnion(Self.latestPatches(candidates, anchors: constraint.anchors))
+        }
+        guard !versions.isEmpty else {
+            return ModularImages(name: name, versions: [], images: [], vex: [],
+                                 note: "\(kind.catalog.dropLast()) \(name): no version\(constraint.map { " matches \($0)" } ?? " on any channel"); skipped")
+        }
+
+        var images: [BundleImage] = []
+        var vex: [VexSubject] = []
+        let mainRepository = sourceRepository(base)
+        for version in versions.sorted() {
+            let tag = version.tag
+            let files: [String: [UInt8]]
+            do {
+                files = try await ImageFiles.read(["images_digests.json", "extra_images.json"], client: client,
+                                                  repository: mainRepository, reference: tag)
+            } catch RegistryError.notFound {
+                throw DKPError.notFound("\(source)/\(base):\(tag) does not exist")
+            }
+            if !selection.onlyExtraImages {
+                images.append(image(tar: tar, layout: base, tag: tag))
+                images.append(image(tar: tar, layout: channelLayout, tag: tag))
+                vex.append(VexSubject(tar: tar, layout: base, repository: mainRepository, subject: tag))
+                for digest in files["images_digests.json"].map(digests(in:)) ?? [] {
+                    images.append(digestImage(tar: tar, layout: base, digest: digest))
+                    vex.append(VexSubject(tar: tar, layout: base, repository: mainRepository, subject: digest.string))
+                }
+            }
+            if let extra = files["extra_images.json"] {
+                guard let map = try? JSONDecoder().decode([String: String].self, from: Data(extra)) else {
+                    throw DKPError.invalidSource("extra_images.json of \(source)/\(base):\(tag) is not a map of image name to tag")
+                }
+                for (extraName, extraTag) in map.sorted(by: { $0.key < $1.key }) {
+                    images.append(image(tar: tar, layout: "\(base)/extra/\(extraName)", tag: extraTag))
+                    // d8 looks extra images' attestations up in the main repository too.
+                    vex.append(VexSubject(tar: tar, layout: base, repository: mainRepository, subject: extraTag))
+                }
+            }
+        }
+        if !selection.onlyExtraImages {
+            if let exact {
+                // `=v1.2.3+stable` onto that channel only; a bare pin onto every channel, lts included.
+                let channels = constraint?.pinnedChannel.map { [$0] } ?? ReleaseChannel.allCases
+                for channel in channels {
+                    images.append(image(tar: tar, layout: channelLayout, tag: exact.tag, shortTag: channel.rawValue))
+                }
+            } else {
+                for (channel, state) in read.states.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where versions.contains(state.version) {
+                    images.append(image(tar: tar, layout: channelLayout, tag: channel.rawValue))
+                }
+            }
+        }
+        return ModularImages(name: name, versions: versions.sorted().map(\.tag), images: images, vex: vex, note: nil)
+    }
+
+    /// `package-versions.tar`: every tag of `packages/<p>/version` for every package of the catalog,
+    /// written on every pull (d8-current.md §2). A source without packages has none.
+    func discoverPackageVersions(into result: inout DiscoveredEdition) async throws {
+        let names: [String]
+        do {
+            names = try await client.tags(repository: sourceRepository("packages")).sorted()
+        } catch RegistryError.notFound {
+            return
+        }
+        let perPackage = try await concurrentMap(names, limit: concurrency) { name -> [BundleImage] in
+            let layout = "packages/\(name)/version"
+            let tags: [String]
+            do {
+                tags = try await self.client.tags(repository: self.sourceRepository(layout))
+            } catch RegistryError.notFound {
+                return []
+            }
+            return tags.sorted().map { self.image(tar: "package-versions.tar", layout: layout, tag: $0) }
+        }
+        for images in perPackage { result.images += images }
+    }
+
+    /// The `.att` attestations of `subjects` that exist, looked up in one bounded pool
+    /// (a real edition has thousands: never one round trip after another).
+    func findVexImages(_ subjects: [VexSubject]) async throws -> [BundleImage] {
+        var seen = Set<String>()
+        let unique = subjects.filter { seen.insert("\($0.tar)|\($0.repository)|\($0.subject)").inserted }
+        let found = try await concurrentMap(unique, limit: max(concurrency, 16)) { subject -> BundleImage? in
+            let tag = subject.subject.hasPrefix("sha256:")
+                ? "sha256-\(subject.subject.dropFirst("sha256:".count)).att" : "\(subject.subject).att"
+            guard try await self.client.manifestDescriptor(repository: subject.repository, reference: tag) != nil else { return nil }
+            return BundleImage(tar: subject.tar, layout: subject.layout, repository: subject.repository, reference: tag,
+                               shortTag: tag, refName: "\(self.source.host)/\(subject.repository):\(tag)")
+        }
+        return found.compactMap { $0 }
+    }
+}

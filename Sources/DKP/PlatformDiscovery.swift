@@ -1,0 +1,195 @@
+import Foundation
+import OCI
+import Registry
+import Version
+
+/// What a channel image's `version.json` says.
+public struct ChannelState: Sendable, Equatable {
+    public var version: Version
+    public var suspended: Bool
+}
+
+/// Channel images read from one repository: the ones that exist, and the ones that exist but
+/// could not be read (a pinned pull may go on without an unrelated broken channel).
+struct ChannelRead: Sendable {
+    var states: [ReleaseChannel: ChannelState] = [:]
+    var failures: [ReleaseChannel: String] = [:]
+
+    var hasLTS: Bool { states[.lts] != nil }
+}
+
+extension EditionDiscovery {
+    /// The platform: controller, installers, channel images and platform images of the chosen
+    /// versions (d8-current.md §1). Returns the images whose VEX attestations to look up.
+    func discoverPlatform(_ selection: PullSelection, into result: inout DiscoveredEdition) async throws -> [VexSubject] {
+        let channelRepository = source.repository("release-channel")
+        let read = try await readChannels(repository: channelRepository)
+        result.channels = read.states.reduce(into: [:]) { $0[$1.key.rawValue] = $1.value.version.tag }
+        let known = selection.proxyRegistry ? [] : try await client.tags(repository: channelRepository).compactMap(Version.init(tag:))
+
+        var selected: [String] = []
+        /// Channel -> the source tag of release-channel that the bundle tags with that channel.
+        var channelImages: [ReleaseChannel: String] = [:]
+        /// Channel -> version whose install image the bundle tags `install:<channel>`.
+        var installAliases: [ReleaseChannel: String] = [:]
+
+        if let wanted = selection.pinnedTag {
+            let tag: String
+            if let channel = ReleaseChannel(rawValue: wanted) {
+                guard let state = read.states[channel] else {
+                    if let failure = read.failures[channel] { throw DKPError.invalidSource(failure) }
+                    throw DKPError.notFound("release channel \(wanted) is not published in \(source); \(describe(read.states, known))")
+                }
+                tag = state.version.tag
+            } else {
+                tag = wanted
+            }
+            // A channel pin takes the channel's own image; a version pin, that version's.
+            let aliasSource = wanted
+            guard try await client.manifestDescriptor(repository: source.root.repository, reference: tag) != nil else {
+                throw DKPError.notFound("\(source):\(wanted) does not exist; \(describe(read.states, known))")
+            }
+            let matched = read.states.filter { $0.key.rawValue == wanted || $0.value.version.tag == tag }.map(\.key)
+            try checkSuspended(matched, read, selection)
+            selected = [tag]
+            // The pinned version's channel image answers on every default channel, so a cluster on
+            // any channel sees it (as d8 retags it).
+            if try await client.manifestDescriptor(repository: channelRepository, reference: aliasSource) != nil {
+                for channel in ReleaseChannel.standard { channelImages[channel] = aliasSource }
+            } else {
+                result.notes.append("\(source.host)/\(channelRepository):\(aliasSource) does not exist: the bundle has no release channels")
+            }
+            for channel in ReleaseChannel.standard { installAliases[channel] = tag }
+        } else {
+            if let (channel, failure) = read.failures.sorted(by: { $0.key.rawValue < $1.key.rawValue }).first {
+                throw DKPError.invalidSource("release channel \(channel.rawValue): \(failure)")
+            }
+            let missing = ReleaseChannel.standard.filter { read.states[$0] == nil }
+            if !read.hasLTS && !missing.isEmpty {
+                throw DKPError.notFound("\(source)/release-channel lacks channel(s) \(missing.map(\.rawValue).joined(separator: ", ")) and has no lts: "
+                                        + "an edition publishes all five channels or lts; \(describe(read.states, known)); pin one with --deckhouse-tag")
+            }
+            var channels = read.states
+            var versions: Set<Version>
+            if let constraint = selection.includePlatform {
+                let candidates = selection.proxyRegistry
+                    ? try await probeVersions(constraint) { try await self.client.manifestDescriptor(repository: channelRepository, reference: $0.tag) != nil }
+                    : known.filter { constraint.matches($0) }
+                versions = Self.latestPatches(candidates.filter { version in selection.sinceVersion.map { version >= $0 } ?? true }, anchors: constraint.anchors)
+                channels = channels.filter { constraint.matches($0.value.version) }
+            } else {
+                guard let low = selection.sinceVersion ?? channels[.rockSolid]?.version ?? channels.values.map(\.version).min(),
+                      let high = channels[.alpha]?.version ?? channels.values.map(\.version).max() else {
+                    throw DKPError.invalidSource("\(source)/release-channel has no readable channel images; is \(source) a DKP edition?")
+                }
+                if selection.sinceVersion != nil { channels = channels.filter { $0.value.version >= low } }
+                versions = Self.latestPatches(known.filter { $0 >= low && $0 <= high })
+            }
+            try checkSuspended(Array(channels.keys), read, selection)
+            for state in channels.values { versions.insert(state.version) }
+            guard !versions.isEmpty else {
+                throw DKPError.notFound("no platform version of \(source) matches --include-platform \(selection.includePlatform?.description ?? ""); \(describe(read.states, known))")
+            }
+            selected = versions.sorted().map(\.tag)
+            for (channel, state) in channels {
+                channelImages[channel] = channel.rawValue
+                installAliases[channel] = state.version.tag
+            }
+        }
+        result.platformVersions = selected
+
+        let range = selection.pinnedTag == nil
+        let perVersion = try await concurrentMap(selected, limit: concurrency) { tag in
+            try await self.platformImages(tag: tag, releaseData: range)
+        }
+        var subjects: [VexSubject] = []
+        for version in perVersion {
+            result.images += version.images
+            if let release = version.release { result.releases.append(release) }
+            subjects += version.images.filter { $0.layout == "" && $0.reference.hasPrefix("sha256:") }
+                .map { VexSubject(tar: "platform.tar", layout: "", repository: source.root.repository, subject: $0.reference) }
+        }
+        for (channel, reference) in channelImages.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            result.images.append(image(tar: "platform.tar", layout: "release-channel", tag: reference, shortTag: channel.rawValue))
+        }
+        // install:<channel> for every mirrored channel, from the install images already in the bundle
+        // (d8 0.33.17): the documented air-gapped install runs <repo>/install:stable.
+        for (channel, version) in installAliases.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            result.images.append(image(tar: "platform.tar", layout: "install", tag: version, shortTag: channel.rawValue))
+        }
+        return subjects
+    }
+
+    /// A pull that would include a suspended channel stops, unless `--ignore-suspend`.
+    private func checkSuspended(_ channels: [ReleaseChannel], _ read: ChannelRead, _ selection: PullSelection) throws {
+        let suspended = channels.filter { read.states[$0]?.suspended == true }.map(\.rawValue).sorted()
+        guard !suspended.isEmpty, !selection.ignoreSuspend else { return }
+        throw DKPError.suspended("\(source)/release-channel: channel \(suspended.joined(separator: ", ")) is suspended "
+                                 + "(version.json says \"suspend\": true); try again later, or pass --ignore-suspend to pull it anyway")
+    }
+
+    /// The images of one platform version: controller, installers, its channel image, and every
+    /// digest its images_digests.json files list; for a range pull also its release data.
+    private func platformImages(tag: String, releaseData: Bool) async throws -> (images: [BundleImage], release: ReleaseData?) {
+        var images = [
+            image(tar: "platform.tar", layout: "", tag: tag),
+            image(tar: "platform.tar", layout: "install", tag: tag),
+            image(tar: "platform.tar", layout: "install-standalone", tag: tag),
+        ]
+        let channelRepository = source.repository("release-channel")
+        var release: ReleaseData?
+        if try await client.manifestDescriptor(repository: channelRepository, reference: tag) != nil {
+            images.append(image(tar: "platform.tar", layout: "release-channel", tag: tag))
+            if releaseData {
+                let files = try await ImageFiles.read(["version.json", "changelog.yaml"], client: client,
+                                                      repository: channelRepository, reference: tag)
+                if let json = files["version.json"] {
+                    release = ReleaseData(version: tag, versionJSON: json, changelog: files["changelog.yaml"])
+                }
+            }
+        }
+        let controller = try await ImageFiles.read(["deckhouse/modules/images_digests.json", "deckhouse/edition", "deckhouse/version"],
+                                                   client: client, repository: source.root.repository, reference: tag)
+        let install = try await ImageFiles.read(["deckhouse/candi/images_digests.json"],
+                                                client: client, repository: source.repository("install"), reference: tag)
+        var found = Set<Digest>()
+        for file in [controller["deckhouse/modules/images_digests.json"], install["deckhouse/candi/images_digests.json"]] {
+            if let file { found.formUnion(digests(in: file)) }
+        }
+        for digest in found.sorted() {
+            images.append(digestImage(tar: "platform.tar", layout: "", digest: digest))
+        }
+        return (images, release)
+    }
+
+    /// `version.json` of every channel image in `repository` (`lts` included; channels that do not
+    /// exist are left out, channels that cannot be read are failures).
+    func readChannels(repository: String) async throws -> ChannelRead {
+        let pairs = try await concurrentMap(ReleaseChannel.allCases, limit: concurrency) { channel -> (ReleaseChannel, Result<ChannelState, DKPError>?) in
+            guard try await client.manifestDescriptor(repository: repository, reference: channel.rawValue) != nil else {
+                return (channel, nil)
+            }
+            let what = "\(source.host)/\(repository):\(channel.rawValue)"
+            let files = try await ImageFiles.read(["version.json"], client: client, repository: repository, reference: channel.rawValue)
+            guard let bytes = files["version.json"] else {
+                return (channel, .failure(.invalidSource("\(what) has no version.json")))
+            }
+            guard let file = try? JSONDecoder().decode(ChannelVersionFile.self, from: Data(bytes)) else {
+                return (channel, .failure(.invalidSource("\(what): version.json is not {\"version\": \"vX.Y.Z\", ...}")))
+            }
+            guard let version = Version(tag: file.version.hasPrefix("v") ? file.version : "v" + file.version) else {
+                return (channel, .failure(.invalidSource("\(what): version.json says version \"\(file.version)\", which is not vX.Y.Z")))
+            }
+            return (channel, .success(ChannelState(version: version, suspended: file.suspend ?? false)))
+        }
+        var read = ChannelRead()
+        for (channel, outcome) in pairs {
+            switch outcome {
+            case let .success(state): read.states[channel] = state
+            case let .failure(error): read.failures[channel] = error.description
+            case nil: break
+            }
+        }
+        return read
+    }
+}

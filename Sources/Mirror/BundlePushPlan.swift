@@ -1,0 +1,211 @@
+import Bundle
+import DKP
+import OCI
+import Streams
+import Version
+
+/// What a push carries, by kind (d8's end-of-push summary).
+public struct PushSummary: Sendable, Codable, Equatable {
+    /// Controller versions of the root layout, oldest first.
+    public var platformVersions: [String] = []
+    public var modules: [String] = []
+    public var packages: [String] = []
+    public var plugins: [String] = []
+    public var securityDatabases: [String] = []
+    /// `.att` tags (VEX attestations).
+    public var vexAttestations = 0
+}
+
+/// Where discovery tags go: every directory directly under `modules/`, `packages/` and
+/// `deckhouse-cli/plugins/` gets a tag of its name in the parent repository.
+enum DiscoveryKind: String, CaseIterable {
+    case module = "modules", package = "packages", plugin = "deckhouse-cli/plugins"
+
+    /// The kind and item name of a layout path (`packages/bar/version` -> (.package, "bar")).
+    static func item(of path: String) -> (kind: DiscoveryKind, name: String)? {
+        for kind in allCases {
+            let prefix = kind.rawValue + "/"
+            guard path.hasPrefix(prefix) else { continue }
+            let name = path.dropFirst(prefix.count).split(separator: "/").first.map(String.init) ?? ""
+            return name.isEmpty ? nil : (kind, name)
+        }
+        return nil
+    }
+}
+
+extension BundlePusher {
+    struct Node {
+        var digest: Digest
+        var bytes: [UInt8]
+        var mediaType: MediaType
+        var blobs: [Descriptor]
+        var children: [Digest]
+    }
+
+    /// One tag of the bundle with the manifests it needs (children first, the tagged one last).
+    struct PlannedTag {
+        var layout: BundleIndex.Layout
+        var tag: String
+        var tree: [Node]
+    }
+
+    /// The whole push, worked out from the index.json files and the manifests in the bundle.
+    public func plan() throws -> PushPlan {
+        var builder = PlanBuilder(bundle: bundle)
+        var planned: [String: [PlannedTag]] = [:]  // layout path -> its tags
+        for layout in bundle.layouts {
+            let repository = repository(for: layout.path)
+            let resolved = layout.resolvedTags()
+            builder.warnings += resolved.warnings
+            for entry in resolved.tags {
+                let what = "\(entry.tar):\(layout.path.isEmpty ? "/" : layout.path) \(entry.tag)"
+                do {
+                    let tree = try manifestTree(entry.descriptor.digest, mediaType: entry.descriptor.mediaType, layout: layout, what: what)
+                    try builder.add(tree, layout: layout, repository: repository, reference: entry.tag,
+                                    order: Self.order(layout: layout.path, tag: entry.tag), what: what)
+                    planned[layout.path, default: []].append(PlannedTag(layout: layout, tag: entry.tag, tree: tree))
+                    builder.count(entry, layout: layout)
+                } catch {
+                    builder.problems.append("\(error)")
+                }
+            }
+        }
+        try addDiscoveryTags(planned, to: &builder)
+        return builder.finish()
+    }
+
+    /// `modules:<m>`, `packages:<p>`, `deckhouse-cli/plugins:<n>` for every item directory the
+    /// bundle holds, naming the newest version's image of the item's main layout (else of any
+    /// of its layouts, else its first image): only the tag name carries meaning.
+    private func addDiscoveryTags(_ planned: [String: [PlannedTag]], to builder: inout PlanBuilder) throws {
+        var items: [String: (kind: DiscoveryKind, name: String, paths: [String])] = [:]
+        for path in planned.keys.sorted() {
+            guard let item = DiscoveryKind.item(of: path) else { continue }
+            items["\(item.kind.rawValue)/\(item.name)", default: (item.kind, item.name, [])].paths.append(path)
+        }
+        for key in items.keys.sorted() {
+            guard let item = items[key] else { continue }
+            let main = item.kind.rawValue + "/" + item.name
+            let candidates = (item.paths.contains(main) ? [main] : []) + item.paths.filter { $0 != main }
+            var chosen: PlannedTag?
+            for path in candidates {
+                let tags = (planned[path] ?? []).filter { !$0.tag.hasSuffix(".att") && !$0.tag.hasPrefix("sha256:") }
+                if let newest = tags.compactMap({ t in Version(tag: t.tag).map { ($0, t) } }).max(by: { $0.0 < $1.0 })?.1 {
+                    chosen = newest
+                    break
+                }
+            }
+            chosen = chosen ?? candidates.lazy.compactMap { planned[$0]?.first { !$0.tag.hasSuffix(".att") } }.first
+            guard let chosen else { continue }
+            let repository = repository(for: item.kind.rawValue)
+            try builder.add(chosen.tree, layout: chosen.layout, repository: repository, reference: item.name, order: 4,
+                            what: "\(item.kind.rawValue) discovery tag \(item.name)")
+        }
+    }
+
+    /// Images first, then attestations, then channel aliases, then discovery tags, then the
+    /// release-channel repositories: a cluster never sees a channel pointing at something missing.
+    static func order(layout: String, tag: String) -> Int {
+        let isChannel = ReleaseChannel(rawValue: tag) != nil
+        let isReleaseLayout = layout == "release-channel" || layout.hasSuffix("/release")
+            || (layout.hasPrefix("packages/") && layout.hasSuffix("/version"))
+        if isReleaseLayout { return isChannel ? 6 : 5 }
+        if tag.hasSuffix(".att") { return 2 }
+        return isChannel ? 3 : 1
+    }
+
+    /// The manifest and, for an index, its children, depth first (children before parents).
+    func manifestTree(_ digest: Digest, mediaType: MediaType, layout: BundleIndex.Layout, what: String) throws -> [Node] {
+        guard let location = bundle.blob(digest, in: layout) else {
+            throw MirrorError.corruptBlob("\(what): manifest \(digest) is missing from the bundle")
+        }
+        let bytes = try bundle.readSmall(location)
+        let actual = Streams.SHA256.digest(of: bytes)
+        guard actual == digest else {
+            throw MirrorError.corruptBlob("\(what): manifest \(digest) in the bundle is corrupt (its bytes hash to \(actual))")
+        }
+        let document = try ManifestDocument.parse(bytes, contentType: mediaType)
+        switch document {
+        case let .image(image):
+            return [Node(digest: digest, bytes: bytes, mediaType: document.mediaType, blobs: [image.config] + image.layers, children: [])]
+        case let .index(index):
+            var nodes: [Node] = []
+            for child in index.manifests {
+                nodes += try manifestTree(child.digest, mediaType: child.mediaType, layout: layout, what: what)
+            }
+            nodes.append(Node(digest: digest, bytes: bytes, mediaType: document.mediaType, blobs: [], children: index.manifests.map(\.digest)))
+            return nodes
+        }
+    }
+}
+
+/// Collects blobs (each once, with every repository that needs it), child manifests (once per
+/// repository) and tags, then orders them.
+struct PlanBuilder {
+    let bundle: BundleIndex
+    var blobs: [Digest: BlobPush] = [:]
+    var children: [ManifestPut] = []
+    var tags: [(order: Int, put: ManifestPut)] = []
+    var seenChildren = Set<String>()
+    var problems: [String] = []
+    var warnings: [String] = []
+    var summary = PushSummary()
+    private var modules = Set<String>(), packages = Set<String>(), plugins = Set<String>(), databases = Set<String>()
+    private var versions = Set<String>()
+
+    init(bundle: BundleIndex) { self.bundle = bundle }
+
+    /// The manifests of `tree` into `repository`, the last one under `reference`; every blob
+    /// they list to `repository` too. Throws, adding nothing, when a blob is not in the bundle.
+    mutating func add(_ tree: [BundlePusher.Node], layout: BundleIndex.Layout, repository: String, reference: String,
+                      order: Int, what: String) throws {
+        var located: [(Descriptor, BlobLocation)] = []
+        for node in tree {
+            for blob in node.blobs {
+                guard let location = bundle.blob(blob.digest, in: layout) else {
+                    throw MirrorError.corruptBlob("\(what): blob \(blob.digest) is missing from the bundle")
+                }
+                located.append((blob, location))
+            }
+        }
+        for (blob, location) in located {
+            var push = blobs[blob.digest] ?? BlobPush(digest: blob.digest, descriptor: blob, location: location, repositories: [], what: what)
+            if !push.repositories.contains(repository) { push.repositories.append(repository) }
+            blobs[blob.digest] = push
+        }
+        for node in tree.dropLast() where seenChildren.insert("\(repository)@\(node.digest)").inserted {
+            children.append(ManifestPut(repository: repository, reference: node.digest.string, digest: node.digest, bytes: node.bytes,
+                                        mediaType: node.mediaType, blobs: node.blobs.map(\.digest), children: node.children, what: what))
+        }
+        guard let top = tree.last else { return }
+        tags.append((order, ManifestPut(repository: repository, reference: reference, digest: top.digest, bytes: top.bytes,
+                                        mediaType: top.mediaType, blobs: top.blobs.map(\.digest), children: top.children, what: what)))
+    }
+
+    /// Counts a pushed tag into the summary.
+    mutating func count(_ entry: LayoutTags.Tagged, layout: BundleIndex.Layout) {
+        if entry.isAttestation { summary.vexAttestations += 1 }
+        let parts = layout.path.split(separator: "/").map(String.init)
+        if layout.path.isEmpty, Version(tag: entry.tag) != nil { versions.insert(entry.tag) }
+        if let item = DiscoveryKind.item(of: layout.path) {
+            switch item.kind {
+            case .module: modules.insert(item.name)
+            case .package: packages.insert(item.name)
+            case .plugin: plugins.insert(item.name)
+            }
+        }
+        if parts.count == 2, parts[0] == "security" { databases.insert(parts[1]) }
+    }
+
+    func finish() -> PushPlan {
+        var summary = self.summary
+        summary.platformVersions = versions.sorted { (Version(tag: $0) ?? Version(0, 0, 0)) < (Version(tag: $1) ?? Version(0, 0, 0)) }
+        summary.modules = modules.sorted()
+        summary.packages = packages.sorted()
+        summary.plugins = plugins.sorted()
+        summary.securityDatabases = databases.sorted()
+        let orderedTags = tags.enumerated().sorted { ($0.element.order, $0.offset) < ($1.element.order, $1.offset) }.map(\.element.put)
+        return PushPlan(blobs: blobs.values.sorted { $0.descriptor.size > $1.descriptor.size },
+                        manifests: children + orderedTags, problems: problems, warnings: warnings, summary: summary)
+    }
+}

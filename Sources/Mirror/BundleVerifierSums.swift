@@ -1,0 +1,64 @@
+import Bundle
+import Foundation
+
+/// The companions of a bundle's tars that verify reads: `SHA256SUMS`, `<file>.gostsum`, and
+/// names a tar holds twice.
+extension BundleVerifier {
+    /// SHA256SUMS (coreutils format), when the bundle has one: name -> expected hex, and the
+    /// problems of the file itself (unreadable lines, listed files that are missing).
+    func readSHA256SUMS() -> (expected: [String: String], problems: [VerifyProblem]) {
+        let path = directory + "/SHA256SUMS"
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return ([:], []) }
+        var problems: [VerifyProblem] = []
+        var expected = [String: String]()
+        for line in text.split(separator: "\n") where !line.isEmpty {
+            let parts = line.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].count == 64, parts[0].allSatisfy(\.isHexDigit) else {
+                problems.append(VerifyProblem(check: "SHA256SUMS", message: "SHA256SUMS: unreadable line '\(line.prefix(80))'"))
+                continue
+            }
+            let name = parts[1].hasPrefix(" ") || parts[1].hasPrefix("*") ? String(parts[1].dropFirst()) : String(parts[1])
+            if name.hasPrefix("/") || name.split(separator: "/").contains("..") {
+                problems.append(VerifyProblem(check: "SHA256SUMS", message: "SHA256SUMS lists '\(name)', outside the bundle directory: not read"))
+                continue
+            }
+            guard FileManager.default.fileExists(atPath: directory + "/" + name) else {
+                problems.append(VerifyProblem(check: "SHA256SUMS", message: "\(name) is listed in SHA256SUMS but missing"))
+                continue
+            }
+            expected[name] = String(parts[0]).lowercased()
+        }
+        return (expected, problems)
+    }
+
+    /// Every `<file>.gostsum` (Streebog-256, as d8 writes them): file name -> expected hex.
+    func readGostsums() -> (expected: [String: String], problems: [VerifyProblem]) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory))?.filter { $0.hasSuffix(".gostsum") }.sorted() ?? []
+        var expected = [String: String]()
+        var problems: [VerifyProblem] = []
+        for name in names {
+            let file = String(name.dropLast(".gostsum".count))
+            guard FileManager.default.fileExists(atPath: directory + "/" + file) else {
+                problems.append(VerifyProblem(check: "gostsum", message: "\(name): the file it is for, \(file), is missing"))
+                continue
+            }
+            let hex = ((try? String(contentsOfFile: directory + "/" + name, encoding: .utf8)) ?? "")
+                .trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+            guard hex.count == 64, hex.allSatisfy(\.isHexDigit) else {
+                problems.append(VerifyProblem(check: "gostsum", message: "\(name) does not hold a Streebog-256 digest (64 hex digits)"))
+                continue
+            }
+            expected[file] = hex
+        }
+        return (expected, problems)
+    }
+
+    /// Names a tar holds more than once: extracting it keeps the later one, so the earlier is
+    /// dead weight at best and a substitution at worst.
+    func duplicateEntryProblems() -> [VerifyProblem] {
+        bundle.duplicateEntries.map {
+            VerifyProblem(check: "tar", message: "\($0.tar) holds '\($0.name)' \($0.count) times; a bundle tar holds each name once "
+                + "(extracting it keeps the last copy, which is the one checked); pull or copy \($0.tar) again")
+        }
+    }
+}

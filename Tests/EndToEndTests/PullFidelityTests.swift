@@ -1,0 +1,329 @@
+import Foundation
+import OCI
+import Registry
+import Testing
+import TestSupport
+
+/// Every tag in a bundle is the source's own manifest under that tag (d8-current.md §1), and
+/// what current d8 pulls beyond the platform and modules is there: lts, suspended channels,
+/// packages, VEX attestations, plugins, the flags runbooks pass. The synthetic edition serves
+/// channel images that differ from the version images, as the real registry does.
+@Suite struct PullFidelityTests {
+    struct Entry {
+        var tar: String
+        var layout: String
+        var descriptor: Descriptor
+        var shortTag: String { descriptor.annotations?["io.deckhouse.image.short_tag"] ?? "" }
+        var refName: String { descriptor.annotations?["org.opencontainers.image.ref.name"] ?? "" }
+    }
+
+    /// Every index.json descriptor of every tar in `directory`.
+    static func entries(_ directory: URL) async throws -> [Entry] {
+        var result: [Entry] = []
+        for tar in try FileManager.default.contentsOfDirectory(atPath: directory.path).filter({ $0.hasSuffix(".tar") }).sorted() {
+            let folder = try await PullTests.extract([directory.appendingPathComponent(tar)])
+            let enumerator = FileManager.default.enumerator(atPath: folder.path)
+            while let path = enumerator?.nextObject() as? String {
+                guard (path as NSString).lastPathComponent == "index.json" else { continue }
+                let layout = (path as NSString).deletingLastPathComponent
+                for descriptor in try PullTests.index(folder, layout).manifests {
+                    result.append(Entry(tar: tar, layout: layout, descriptor: descriptor))
+                }
+            }
+        }
+        return result
+    }
+
+    /// The digest the source registry serves for a full reference (`host/repo:tag` or `@digest`).
+    static func sourceDigest(_ client: RegistryClient, _ refName: String) async throws -> Digest? {
+        let reference = try Reference(parsing: refName)
+        return try await client.manifestDescriptor(repository: reference.repository,
+                                                   reference: reference.digest?.string ?? reference.tag ?? "latest")?.digest
+    }
+
+    /// Runs `body` with a client of the source registry, shut down however `body` ends.
+    static func withSource<T: Sendable>(_ registry: TestRegistry, _ body: (RegistryClient) async throws -> T) async throws -> T {
+        var configuration = RegistryConfiguration()
+        configuration.insecure = true
+        let client = try RegistryClient(host: registry.host, configuration: configuration)
+        do {
+            let result = try await body(client)
+            await client.shutdown()
+            return result
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+
+    static func tags(_ entries: [Entry], tar: String, layout: String) -> Set<String> {
+        Set(entries.filter { $0.tar == tar && $0.layout == layout }.map(\.shortTag))
+    }
+
+    @Test func rangePullCarriesEveryTagAsTheSourceServesIt() async throws {
+        let (registry, seeded) = try await PullTests.seededEdition()
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let output = try await PullTests.pull(registry, into: directory, [])
+        #expect(output.status == 0, "\(output.stderrString)")
+        let entries = try await Self.entries(directory)
+        try await Self.withSource(registry) { client in
+            let channels = ["alpha": "v1.70.1", "beta": "v1.69.3", "early-access": "v1.69.3", "stable": "v1.68.4", "rock-solid": "v1.67.5"]
+
+            var checked = 0
+            for entry in entries {
+                if entry.layout == "install", let version = channels[entry.shortTag] {
+                    // install:<channel> is made from the bundle's own install:<version> (d8 0.33.17).
+                    let expected = try await Self.sourceDigest(client, "\(registry.host)/deckhouse/ee/install:\(version)")
+                    #expect(entry.descriptor.digest == expected, "install:\(entry.shortTag)")
+                    continue
+                }
+                let source = try await Self.sourceDigest(client, entry.refName)
+                #expect(entry.descriptor.digest == source, "\(entry.tar) \(entry.layout) \(entry.shortTag): not the source's \(entry.refName)")
+                #expect(entry.refName.hasSuffix(":" + entry.shortTag) || entry.refName.hasSuffix("@sha256:" + entry.shortTag), "\(entry.refName)")
+                checked += 1
+            }
+            #expect(checked > 80)
+
+            // The channel images are the source's channel tags, not the versions they name.
+            let releaseStable = entries.first { $0.layout == "release-channel" && $0.shortTag == "stable" }
+            let versionImage = entries.first { $0.layout == "release-channel" && $0.shortTag == "v1.68.4" }
+            #expect(releaseStable != nil && versionImage != nil && releaseStable?.descriptor.digest != versionImage?.descriptor.digest)
+            #expect(Self.tags(entries, tar: "platform.tar", layout: "install").isSuperset(of: Set(channels.keys)))
+            #expect(Self.tags(entries, tar: "platform.tar", layout: "").isDisjoint(with: Set(channels.keys)))
+
+            // Packages: the package's own tar, and package-versions.tar with every tag of its version repository.
+            #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools").isSuperset(of: ["v0.4.1", "v0.5.0"]))
+            #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools/version")
+                    == ["v0.4.1", "v0.5.0", "alpha", "beta", "early-access", "stable", "rock-solid"])
+            #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools/extra/helper") == ["v0.3.1"])
+            #expect(Self.tags(entries, tar: "package-versions.tar", layout: "packages/nginx-tools/version")
+                    == ["v0.4.1", "v0.5.0", "alpha", "beta", "early-access", "stable", "rock-solid"])
+            for digest in seeded.packageDigests["nginx-tools"]?["v0.5.0"] ?? [] {
+                #expect(entries.contains { $0.tar == "package-nginx-tools.tar" && $0.descriptor.digest == digest })
+            }
+
+            // VEX: every seeded attestation of a pulled image is in the bundle, in its image's main layout.
+            let attestations = entries.filter { $0.shortTag.hasSuffix(".att") }
+            let pulledVersions = ["v1.67.5", "v1.68.4", "v1.69.3", "v1.70.1"]
+            let platformExpected = pulledVersions.flatMap { (seeded.platformDigests[$0] ?? []).dropFirst(2).map { "sha256-\($0.hex).att" } }
+            #expect(Set(attestations.filter { $0.tar == "platform.tar" }.map(\.shortTag)) == Set(platformExpected))
+            #expect(attestations.filter { $0.tar == "platform.tar" }.allSatisfy { $0.layout == "" })
+            #expect(Self.tags(entries, tar: "module-console.tar", layout: "modules/console").isSuperset(of: ["v1.1.5.att", "v1.2.0.att"]))
+            let summary = try JSONDecoder().decode(Summary.self, from: Data(output.stdout)).summary
+            #expect(summary.vexImages == attestations.count)
+            #expect(summary.vexImages < seeded.vexReferences.count, "attestations of versions not pulled stay out")
+
+            // The plugin whose contract needs console (>=1.1.0 on its newest stable) comes along on its own.
+            #expect(Self.tags(entries, tar: "plugin-module-tools.tar", layout: "deckhouse-cli/plugins/module-tools") == ["v1.1.0"])
+            #expect(summary.plugins == ["module-tools": ["v1.1.0"]])
+            #expect(summary.packages == ["nginx-tools": ["v0.4.1", "v0.5.0"]])
+            #expect(summary.platformVersions == pulledVersions)
+            #expect(summary.securityDatabases.count == 4)
+            #expect(output.stderrString.contains("summary:") == false, "--json puts the summary on stdout only")
+
+            // deckhousereleases.yaml: one DeckhouseRelease per version, from release-channel:<version>.
+            let releases = try String(contentsOf: directory.appendingPathComponent("deckhousereleases.yaml"), encoding: .utf8)
+            #expect(releases.components(separatedBy: "kind: DeckhouseRelease").count - 1 == pulledVersions.count)
+            #expect(releases.contains("name: v1.69.3"))
+            #expect(releases.contains("changelogLink: https://github.com/deckhouse/deckhouse/releases/tag/v1.69.3"))
+            #expect(releases.contains("approved: false"))
+            #expect(releases.contains("- ingressNginx"))
+            #expect(releases.contains("summary: Fix for v1.69.3."))
+            #expect(releases.contains("k8s: '1.27'") || releases.contains("k8s: \"1.27\""))
+        }
+    }
+
+    struct Summary: Decodable {
+        struct Fields: Decodable {
+            var platformVersions: [String]; var modules: [String: [String]]; var packages: [String: [String]]
+            var plugins: [String: [String]]; var securityDatabases: [String]; var vexImages: Int; var bundleBytes: Int64
+        }
+        var summary: Fields
+    }
+
+    @Test func pinnedPullRetagsOnlyWhereD8Does() async throws {
+        let (registry, _) = try await PullTests.seededEdition()
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let output = try await PullTests.pull(registry, into: directory,
+                                              ["--deckhouse-tag", "stable", "-i", "console@=v1.1.5", "-i", "commander@=v0.9.1+beta", "--skip-vex-images"])
+        #expect(output.status == 0, "\(output.stderrString)")
+        let entries = try await Self.entries(directory)
+        try await Self.withSource(registry) { client in
+            let host = registry.host
+            // --deckhouse-tag stable: release-channel:stable of the source on the five channels.
+            let stable = try await Self.sourceDigest(client, "\(host)/deckhouse/ee/release-channel:stable")
+            for channel in ["alpha", "beta", "early-access", "stable", "rock-solid"] {
+                let entry = entries.first { $0.layout == "release-channel" && $0.shortTag == channel }
+                #expect(entry?.descriptor.digest == stable, "release-channel:\(channel)")
+                let install = entries.first { $0.layout == "install" && $0.shortTag == channel }
+                #expect(install?.descriptor.digest == (try await Self.sourceDigest(client, "\(host)/deckhouse/ee/install:v1.68.4")))
+            }
+            #expect(!entries.contains { $0.shortTag.hasSuffix(".att") }, "--skip-vex-images")
+            #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("deckhousereleases.yaml").path),
+                    "a pinned pull writes no deckhousereleases.yaml")
+            // -i console@=v1.1.5: that version's release image on every channel, lts included.
+            let consoleRelease = try await Self.sourceDigest(client, "\(host)/deckhouse/ee/modules/console/release:v1.1.5")
+            let consoleChannels = entries.filter { $0.layout == "modules/console/release" }
+            #expect(Set(consoleChannels.map(\.shortTag)) == ["v1.1.5", "alpha", "beta", "early-access", "stable", "rock-solid", "lts"])
+            #expect(consoleChannels.allSatisfy { $0.descriptor.digest == consoleRelease })
+            // -i commander@=v0.9.1+beta: onto beta only.
+            let commander = entries.filter { $0.layout == "modules/commander/release" }
+            #expect(Set(commander.map(\.shortTag)) == ["v0.9.1", "beta"])
+        }
+    }
+
+    @Test func ltsOnlyEditionPullsItsLtsVersionAndSinceVersionWidensIt() async throws {
+        let (registry, _) = try await PullTests.seededEdition {
+            $0.channels = ["lts": "v1.69.3"]
+            $0.modules = ["console": ["lts": "v1.1.5", "stable": "v1.2.0"]]
+            $0.packages = ["nginx-tools": ["lts": "v0.4.1"]]
+            $0.plugins = false
+        }
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let output = try await PullTests.pull(registry, into: directory, ["--no-security-db"])
+        #expect(output.status == 0, "\(output.stderrString)")
+        let entries = try await Self.entries(directory)
+        #expect(Self.tags(entries, tar: "platform.tar", layout: "release-channel") == ["v1.69.3", "lts"])
+        #expect(Self.tags(entries, tar: "module-console.tar", layout: "modules/console/release") == ["v1.1.5", "v1.2.0", "lts", "stable"])
+        #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools/version") == ["v0.4.1", "lts"])
+        try await Self.withSource(registry) { client in
+            let lts = try await Self.sourceDigest(client, "\(registry.host)/deckhouse/ee/release-channel:lts")
+            #expect(entries.first { $0.layout == "release-channel" && $0.shortTag == "lts" }?.descriptor.digest == lts)
+        }
+
+        let wider = try await PullTests.pull(registry, into: directory, ["--dry-run", "--since-version", "v1.68.0"])
+        #expect(wider.status == 0, "\(wider.stderrString)")
+        let plan = try JSONDecoder().decode(PullTests.Plan.self, from: Data(wider.stdout))
+        #expect(plan.versions == ["v1.68.4", "v1.69.3"])
+    }
+
+    @Test func missingDefaultChannelWithoutLtsStopsThePull() async throws {
+        let (registry, _) = try await PullTests.seededEdition {
+            $0.channels = ["alpha": "v1.70.1", "beta": "v1.69.3", "stable": "v1.68.4", "rock-solid": "v1.67.5"]
+        }
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let output = try await PullTests.pull(registry, into: directory, ["--no-modules"])
+        #expect(output.status == 1)
+        #expect(output.stderrString.contains("early-access"), "\(output.stderrString)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".tar") }.isEmpty)
+        // A pinned pull does not need the missing channel.
+        let pinned = try await PullTests.pull(registry, into: directory, ["--no-modules", "--deckhouse-tag", "v1.69.3"])
+        #expect(pinned.status == 0, "\(pinned.stderrString)")
+    }
+
+    @Test func suspendedChannelIsRefusedUnlessIgnoreSuspend() async throws {
+        let (registry, _) = try await PullTests.seededEdition { $0.suspended = ["beta"]; $0.modules = [:]; $0.packages = [:]; $0.plugins = false }
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let refused = try await PullTests.pull(registry, into: directory, ["--no-security-db"])
+        #expect(refused.status == 1)
+        #expect(refused.stderrString.contains("beta") && refused.stderrString.contains("--ignore-suspend"), "\(refused.stderrString)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".tar") }.isEmpty)
+        // Pinned to the stable version: beta is not part of the pull.
+        let pinned = try await PullTests.pull(registry, into: directory, ["--no-security-db", "--deckhouse-tag", "v1.68.4", "--dry-run"])
+        #expect(pinned.status == 0, "\(pinned.stderrString)")
+        let ignored = try await PullTests.pull(registry, into: directory, ["--no-security-db", "--ignore-suspend"])
+        #expect(ignored.status == 0, "\(ignored.stderrString)")
+        let entries = try await Self.entries(directory)
+        #expect(Self.tags(entries, tar: "platform.tar", layout: "release-channel").contains("beta"))
+    }
+
+    @Test func includePlatformTakesARangeOfVersions() async throws {
+        let (registry, _) = try await PullTests.seededEdition()
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let output = try await PullTests.pull(registry, into: directory, ["--dry-run", "--no-modules", "--include-platform", ">=v1.67.2 <v1.70.0"])
+        #expect(output.status == 0, "\(output.stderrString)")
+        let plan = try JSONDecoder().decode(PullTests.Plan.self, from: Data(output.stdout))
+        // The latest patch of each minor, plus v1.67.2 that `>=` names.
+        #expect(plan.versions == ["v1.67.2", "v1.67.5", "v1.68.4", "v1.69.3"])
+        let references = try JSONDecoder().decode(References.self, from: Data(output.stdout)).references
+        let channelTags = Set(references.filter { $0.layout == "release-channel" }.map(\.shortTag))
+        #expect(channelTags.isSuperset(of: ["rock-solid", "stable", "early-access", "beta"]))
+        #expect(!channelTags.contains("alpha"), "alpha's v1.70.1 is outside the range")
+
+        let exact = try await PullTests.pull(registry, into: directory, ["--dry-run", "--no-modules", "--include-platform", "=v1.68.4"])
+        #expect(try JSONDecoder().decode(PullTests.Plan.self, from: Data(exact.stdout)).versions == ["v1.68.4"])
+        let both = try await PullTests.pull(registry, into: directory, ["--include-platform", ">=1.68", "--deckhouse-tag", "v1.69.3"])
+        #expect(both.status == 2)
+        let eaten = try await PullTests.pull(registry, into: directory, ["-i", "console@"])
+        #expect(eaten.status == 2)
+        #expect(eaten.stderrString.contains("quote"), "\(eaten.stderrString)")
+    }
+
+    struct References: Decodable {
+        struct Reference: Decodable { var tar: String; var layout: String; var shortTag: String; var repository: String; var reference: String }
+        var references: [Reference]
+    }
+
+    @Test func packagesPluginsAndExtrasFollowTheirFlags() async throws {
+        let (registry, _) = try await PullTests.seededEdition()
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        func plan(_ extra: [String]) async throws -> [References.Reference] {
+            let output = try await PullTests.pull(registry, into: directory, ["--dry-run", "--no-platform", "--no-security-db", "--no-installer"] + extra)
+            #expect(output.status == 0, "\(extra): \(output.stderrString)")
+            return try JSONDecoder().decode(References.self, from: Data(output.stdout)).references
+        }
+        let noPackages = Set(try await plan(["--no-packages"]).map(\.tar))
+        #expect(noPackages.contains("package-versions.tar") && !noPackages.contains("package-nginx-tools.tar"))
+        let pinnedPackage = try await plan(["--include-package", "nginx-tools@=v0.5.0", "--no-modules"])
+        #expect(Set(pinnedPackage.filter { $0.layout == "packages/nginx-tools" && !$0.reference.hasPrefix("sha256:") && !$0.shortTag.hasSuffix(".att") }.map(\.shortTag)) == ["v0.5.0"])
+        let missingPackage = try await PullTests.pull(registry, into: directory, ["--dry-run", "--include-package", "nope"])
+        #expect(missingPackage.status == 1 && missingPackage.stderrString.contains("nginx-tools"))
+
+        // Without modules no contract triggers; --include-plugin takes the newest stable version.
+        let noModules = try await plan(["--no-modules", "--no-packages", "--include-plugin", "diag"])
+        #expect(noModules.filter { $0.tar.hasPrefix("plugin-") }.map { "\($0.tar) \($0.shortTag)" } == ["plugin-diag.tar v0.2.0"])
+        let constrained = try await plan(["--no-modules", "--include-plugin", "module-tools@<1.1.0"])
+        #expect(constrained.filter { $0.tar == "plugin-module-tools.tar" }.map(\.shortTag) == ["v1.0.0"])
+        // console v1.1.5 satisfies the newest stable contract (>=1.1.0): the plugin comes along.
+        let oldConsole = try await plan(["-i", "console@=v1.1.5", "--no-packages"])
+        #expect(oldConsole.filter { $0.tar == "plugin-module-tools.tar" }.map(\.shortTag) == ["v1.1.0"])
+        let commanderOnly = try await plan(["-i", "commander", "--no-packages"])
+        #expect(!commanderOnly.contains { $0.tar.hasPrefix("plugin-") })
+
+        // --only-extra-images: a module's extras and nothing else of it.
+        let extras = try await plan(["--only-extra-images", "--no-packages", "-i", "console"])
+        #expect(Set(extras.filter { $0.tar == "module-console.tar" }.map(\.layout)) == ["modules/console/extra/scanner"])
+
+        // --installer-tag that does not exist: a note, no installer.
+        let output = try await PullTests.pull(registry, into: directory, ["--dry-run", "--no-platform", "--no-modules", "--no-packages",
+                                                                          "--no-security-db", "--installer-tag", "v0.0.0-missing"])
+        #expect(output.status == 0, "\(output.stderrString)")
+        #expect(output.stderrString.contains("installer:v0.0.0-missing does not exist"))
+    }
+
+    @Test func proxyRegistryFindsVersionsByProbing() async throws {
+        let (registry, _) = try await PullTests.seededEdition { $0.plugins = false }
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let refused = try await PullTests.pull(registry, into: directory, ["--dry-run", "--proxy-registry"])
+        #expect(refused.status == 2)
+        let output = try await PullTests.pull(registry, into: directory, ["--dry-run", "--proxy-registry", "--include-platform", ">=1.68.0",
+                                                                          "-i", "console@>=1.1.0"])
+        #expect(output.status == 0, "\(output.stderrString)")
+        let plan = try JSONDecoder().decode(PullTests.Plan.self, from: Data(output.stdout))
+        #expect(plan.versions == ["v1.68.4", "v1.69.3", "v1.70.1"])
+        #expect(plan.modules["console"] == ["v1.1.5", "v1.2.0"])
+        let references = try JSONDecoder().decode(References.self, from: Data(output.stdout)).references
+        #expect(!references.contains { $0.tar == "package-versions.tar" }, "no catalog to list behind a proxy registry")
+    }
+
+    @Test func noPullResumeStartsOverAndTimeoutTakesGoDurations() async throws {
+        let (registry, _) = try await PullTests.seededEdition { $0.modules = [:]; $0.packages = [:]; $0.plugins = false }
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let arguments = ["--deckhouse-tag", "v1.69.3", "--no-security-db", "--tmp-dir", "/nonexistent-unused"]
+        let first = try await PullTests.pull(registry, into: directory, arguments)
+        #expect(first.status == 0, "\(first.stderrString)")
+        let firstResult = try JSONDecoder().decode(PullTests.PullResult.self, from: Data(first.stdout))
+        let resumed = try await PullTests.pull(registry, into: directory, arguments)
+        #expect(try JSONDecoder().decode(PullTests.PullResult.self, from: Data(resumed.stdout)).bytesTransferred == 0)
+        let again = try await CLITests.run(["pull", directory.path, "--source", "\(registry.host)/deckhouse/ee", "--insecure", "--json",
+                                            "--progress", "none", "--no-pull-resume"] + arguments, environment: ["D8_MIRROR_TIMEOUT": "2m30s"])
+        #expect(again.status == 0, "\(again.stderrString)")
+        let againResult = try JSONDecoder().decode(PullTests.PullResult.self, from: Data(again.stdout))
+        #expect(againResult.bytesAlreadyPresent == 0)
+        #expect(againResult.bytesTransferred == firstResult.bytesTransferred)
+        let bad = try await CLITests.run(["pull", directory.path, "--source", "\(registry.host)/deckhouse/ee", "--insecure"] + arguments,
+                                         environment: ["D8_MIRROR_TIMEOUT": "forever"])
+        #expect(bad.status == 2)
+        #expect(bad.stderrString.contains("D8_MIRROR_TIMEOUT"))
+    }
+}
