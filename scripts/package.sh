@@ -57,10 +57,10 @@ sync_file() {
 }
 declare -A wanted=()
 while IFS= read -r -d '' file; do
-  [ -f "$file" ] || continue            # deleted but still in the index
   wanted[$file]=1
   sync_file "$file" "$stage/$file"
-done < <(git ls-files -z --cached --others --exclude-standard 2>/dev/null || find . -path ./.git -prune -o -path './.build*' -prune -o -path ./dist -prune -o -type f -printf '%P\0')
+done < <(tree_files)
+fingerprint=$(package_fingerprint)
 # The same dependency versions as the development build, when it has resolved them.
 if [ -f Package.resolved ]; then wanted[Package.resolved]=1; sync_file Package.resolved "$stage/Package.resolved"; fi
 # Files gone from the tree go from the copy too (SwiftPM's own files excepted).
@@ -169,7 +169,7 @@ EOF
 name=dkp-mirror_${version}_${arch}
 tarname=dkp-mirror_${version}_linux_${arch}
 mkdir -p "$dist"
-rm -f "$dist"/dkp-mirror_*.deb "$dist"/dkp-mirror_*.tar.gz "$dist/SHA256SUMS"
+rm -f "$dist"/dkp-mirror_*.deb "$dist"/dkp-mirror_*.tar.gz "$dist/SHA256SUMS" "$dist/SOURCE"
 export SOURCE_DATE_EPOCH=$commit_epoch
 dpkg-deb --root-owner-group -Zxz --build "$tree" "$dist/$name.deb" >/dev/null
 rm -rf "$tree/DEBIAN"
@@ -179,6 +179,8 @@ mv "$tree" "$work/$tarname"
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$commit_epoch" -C "$work" -cf - "$tarname" \
   | gzip -9n >"$dist/$tarname.tar.gz"
 (cd "$dist" && sha256sum "$name.deb" "$tarname.tar.gz" >SHA256SUMS)
+# What the packages were built from; the packaging test compares it with the tree.
+printf 'version %s\ncommit %s\nsources %s\n' "$version" "$commit" "$fingerprint" >"$dist/SOURCE"
 
 size_of() { stat -c %s "$1"; }
 cat <<EOF

@@ -31,7 +31,11 @@ import TestSupport
         TestSupportError("\(message); build the packages with scripts/package.sh (scripts/test.sh runs it before the tests)")
     }
 
-    /// The packages for this tree's version and commit; a missing or stale package is an error.
+    /// The packages built from this very tree: `dist/SOURCE` (written by scripts/package.sh) must
+    /// name this tree's version, commit and the fingerprint of its sources (scripts/common.sh
+    /// package_fingerprint), `dist/SHA256SUMS` must match both
+    /// packages, and the .deb must say it was built from the commit. Anything else is an error
+    /// saying to run scripts/package.sh.
     static func packages() async throws -> Packages {
         let root = RepoPaths.root
         let info = try String(contentsOf: root.appendingPathComponent("Sources/dkp-mirror/BuildInfo.swift"), encoding: .utf8)
@@ -46,14 +50,28 @@ import TestSupport
             let status = try await TestProcess.run("git", ["-C", root.path, "status", "--porcelain"])
             if !status.stdoutString.isEmpty { commit += "-dirty" }
         }
+        // The same fingerprint scripts/package.sh records (scripts/common.sh computes both).
+        let print = try await TestProcess.run("/bin/bash", ["-c", "source scripts/common.sh && package_fingerprint"], currentDirectory: root)
+        let fingerprint = print.stdoutString.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard print.succeeded, fingerprint.count == 64 else { throw TestSupportError("package_fingerprint failed: \(print.stderrString)") }
+
         let arch = try await TestProcess.run("dpkg", ["--print-architecture"]).stdoutString.trimmingCharacters(in: .whitespacesAndNewlines)
         let dist = root.appendingPathComponent("dist")
         let deb = dist.appendingPathComponent("dkp-mirror_\(version)_\(arch).deb")
         let tarFolder = "dkp-mirror_\(version)_linux_\(arch)"
         let tarball = dist.appendingPathComponent("\(tarFolder).tar.gz")
-        for file in [deb, tarball] where !FileManager.default.fileExists(atPath: file.path) {
-            throw fail("no package \(file.path)")
+        for file in [deb, tarball, dist.appendingPathComponent("SOURCE"), dist.appendingPathComponent("SHA256SUMS")]
+        where !FileManager.default.fileExists(atPath: file.path) {
+            throw fail("no \(file.path)")
         }
+        let source = try String(contentsOf: dist.appendingPathComponent("SOURCE"), encoding: .utf8)
+        let expected = "version \(version)\ncommit \(commit)\nsources \(fingerprint)\n"
+        guard source == expected else {
+            let line = { (text: String) in text.split(separator: "\n").joined(separator: ", ") }
+            throw fail("the packages in \(dist.path) are stale: built from \(line(source)), this tree is \(line(expected))")
+        }
+        let sums = try await TestProcess.run("sha256sum", ["--strict", "-c", "SHA256SUMS"], currentDirectory: dist)
+        guard sums.succeeded else { throw fail("dist/SHA256SUMS does not match the packages: \(sums.stdoutString) \(sums.stderrString)") }
         let packaged = try await TestProcess.run("dpkg-deb", ["-f", deb.path, "Description"])
         guard packaged.stdoutString.contains("Built from commit \(commit);") else {
             throw fail("\(deb.lastPathComponent) is not built from this tree (commit \(commit)): \(packaged.stdoutString)")
@@ -61,20 +79,32 @@ import TestSupport
         return Packages(version: version, commit: commit, deb: deb, tarball: tarball, tarFolder: tarFolder)
     }
 
-    /// The folders to hide: the toolchain's root, found from where the debug build (linked
-    /// dynamically) takes `libswiftCore.so`, and that library itself, which must then be gone.
+    /// The folders to hide and a library that must then be gone. Two ways to the toolchain,
+    /// both hidden: where the debug build (linked dynamically) takes `libswiftCore.so` from, and
+    /// the root of the `swift` on PATH (`<root>/usr/bin/swift`). A toolchain installed into
+    /// `/usr` itself is hidden by its library folder only.
     static func toolchain() async throws -> (hide: [String], probe: String) {
         let ldd = try await TestProcess.run("ldd", [CLITests.executable])
         guard let line = ldd.stdoutString.split(separator: "\n").first(where: { $0.contains("libswiftCore.so") }),
-              let path = line.split(separator: " ").first(where: { $0.hasPrefix("/") }).map(String.init)
+              let probe = line.split(separator: " ").first(where: { $0.hasPrefix("/") }).map(String.init)
         else { throw TestSupportError("the debug build \(CLITests.executable) links no libswiftCore.so: \(ldd.stdoutString)") }
-        let libraryFolder = (path as NSString).deletingLastPathComponent
-        // <root>/usr/lib/swift/linux/libswiftCore.so; a toolchain installed into /usr itself
-        // is hidden by its library folder only.
-        if let range = path.range(of: "/usr/lib/swift/"), !path[..<range.lowerBound].isEmpty {
-            return ([String(path[..<range.lowerBound])], path)
+        var hide: [String] = []
+        if let range = probe.range(of: "/usr/lib/swift/"), !probe[..<range.lowerBound].isEmpty {
+            hide.append(String(probe[..<range.lowerBound]))
+        } else {
+            hide.append((probe as NSString).deletingLastPathComponent)
         }
-        return ([libraryFolder], path)
+        let swift = try await TestProcess.run("/bin/sh", ["-c", "readlink -f \"$(command -v swift)\""])
+        let driver = swift.stdoutString.trimmingCharacters(in: .whitespacesAndNewlines)
+        if swift.succeeded, driver.hasPrefix("/") {
+            // <root>/usr/bin/swift-driver -> <root>
+            let root = ((driver as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+            if root.hasSuffix("/usr"), root != "/usr" {
+                let toolchainRoot = (root as NSString).deletingLastPathComponent
+                if !hide.contains(where: { toolchainRoot == $0 || toolchainRoot.hasPrefix($0 + "/") }) { hide.append(toolchainRoot) }
+            }
+        }
+        return (hide, probe)
     }
 
     static func quoted(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'" }
@@ -109,7 +139,8 @@ import TestSupport
         #expect(pull.status == 0, "\(pull.stderrString)")
         let result = try JSONDecoder().decode(PullTests.PullResult.self, from: Data(pull.stdout))
         #expect(Set(result.files) == ["platform.tar", "installer.tar", "security.tar",
-                                     "module-console.tar", "module-commander.tar", "module-stronghold.tar"])
+                                     "module-console.tar", "module-commander.tar", "module-stronghold.tar",
+                                     "package-nginx-tools.tar", "package-versions.tar", "plugin-module-tools.tar"])
         #expect(result.bytesTransferred > 0)
         let sums = try await TestProcess.run("sha256sum", ["-c", "SHA256SUMS"], currentDirectory: directory)
         #expect(sums.succeeded, "\(sums.stdoutString) \(sums.stderrString)")
@@ -195,6 +226,13 @@ import TestSupport
     @Test func debInstallsThenItsBinaryPullsWithTheToolchainHiddenThenRemoves() async throws {
         let packages = try await Self.packages()
         try await Self.checkHidingWorks()
+        // This machine's own dkp-mirror (say, a run that died before its dpkg -r) is not ours
+        // to replace or remove.
+        let before = try await TestProcess.run("dpkg-query", ["-W", "-f", "${Status}", "dkp-mirror"])
+        let state = before.stdoutString.split(separator: " ").last.map(String.init) ?? ""
+        guard !before.succeeded || ["", "not-installed", "config-files"].contains(state) else {
+            throw TestSupportError("a dkp-mirror package is already installed here (\(before.stdoutString)); remove it with dpkg -r dkp-mirror")
+        }
         let install = try await Self.dpkg(["-i", packages.deb.path])
         #expect(install.status == 0, "dpkg -i: \(install.stdoutString) \(install.stderrString)")
         guard install.succeeded else { return }
@@ -244,9 +282,23 @@ import TestSupport
         #expect(bash.stdoutString.contains("dkp-mirror") && bash.stdoutString.contains("replies: ") , "\(bash.stdoutString)")
         let replies = bash.stdoutString.split(separator: "\n").first { $0.hasPrefix("replies: ") } ?? ""
         #expect(replies.contains("pull") && replies.contains("push") && !replies.contains("verify"), "\(replies)")
-        let zsh = try String(contentsOfFile: "/usr/share/zsh/vendor-completions/_dkp-mirror", encoding: .utf8)
-        #expect(zsh.hasPrefix("#compdef dkp-mirror"))
-        let fish = try String(contentsOfFile: "/usr/share/fish/vendor_completions.d/dkp-mirror.fish", encoding: .utf8)
-        #expect(fish.contains("complete -c dkp-mirror"))
+        // zsh: the script parses, and compinit, reading the default fpath only, binds it to dkp-mirror.
+        let zsh = try await TestProcess.run("zsh", ["-fc", """
+            zsh -n /usr/share/zsh/vendor-completions/_dkp-mirror || exit 3
+            autoload -Uz compinit && compinit -u -D && print -r -- "bound: ${_comps[dkp-mirror]}"
+            """], environment: ["PATH": "/usr/bin:/bin", "HOME": "/nonexistent"])
+        #expect(zsh.status == 0 && zsh.stdoutString.contains("bound: _dkp-mirror\n"), "\(zsh.stdoutString) \(zsh.stderrString)")
+        // fish (a private, empty HOME; not --no-config, which empties the completion path): loaded
+        // from its vendor folder without being named, it completes subcommands and flags.
+        let fishHome = try TestRegistry.temporaryDirectory("dkp-fish")
+        defer { try? FileManager.default.removeItem(at: fishHome) }
+        let fish = try await TestProcess.run("fish", ["-c", """
+            complete -C 'dkp-mirror pu'; echo ---; complete -C 'dkp-mirror pull --deckhouse-t'
+            """], environment: ["PATH": "/usr/bin:/bin", "HOME": fishHome.path, "XDG_CONFIG_HOME": fishHome.path, "XDG_DATA_HOME": fishHome.path])
+        #expect(fish.status == 0, "\(fish.stderrString)")
+        let (subcommands, flags) = (fish.stdoutString.components(separatedBy: "---\n").first ?? "",
+                                    fish.stdoutString.components(separatedBy: "---\n").dropFirst().first ?? "")
+        #expect(subcommands.hasPrefix("pull\t") && subcommands.contains("\npush\t") && !subcommands.contains("verify"), "\(fish.stdoutString)")
+        #expect(flags.hasPrefix("--deckhouse-tag\t"), "\(fish.stdoutString)")
     }
 }
