@@ -3,6 +3,7 @@
 #   dist/dkp-mirror_<version>_<arch>.deb
 #   dist/dkp-mirror_<version>_linux_<arch>.tar.gz   (the same files under dkp-mirror_<version>_linux_<arch>/usr/...)
 #   dist/SHA256SUMS
+#   dist/SOURCE      (version, commit, configuration, package_fingerprint: what the packaging test checks)
 # The binary is a release build with the Swift runtime and Foundation linked statically
 # (--static-swift-stdlib); what it still links dynamically comes from Debian (libarchive,
 # libzstd, libssl, libstdc++, glibc, ...), and the .deb's Depends are computed from it by
@@ -10,10 +11,15 @@
 # (--generate-completion-script), the man page from swift-argument-parser's generate-manual
 # tool, which reads the binary's --experimental-dump-help.
 #
-# The build runs on a copy of the working tree (.build-release/stage, refreshed file by file
+# The build runs on a copy of the working tree (<scratch>/stage, refreshed file by file
 # so unchanged files keep their times and the build stays incremental) in which
 # Sources/dkp-mirror/BuildInfo.swift gets the real commit; the working tree itself is never
 # changed. Uncommitted changes are built too, and the commit then reads "<hash>-dirty".
+#
+# PACKAGE_CONFIGURATION=debug builds the same packages from a debug build (still with
+# --static-swift-stdlib, in .build-package-debug): far cheaper from a clean folder, so
+# scripts/test.sh uses it to test the packaging; the .deb's description and dist/SOURCE say
+# "debug". Releases are built with the default, release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -21,7 +27,12 @@ source scripts/common.sh
 ensure_packages "${BASE_PACKAGES[@]}" "${PACKAGE_PACKAGES[@]}"
 
 root=$PWD
-scratch=$root/.build-release
+configuration=${PACKAGE_CONFIGURATION:-release}
+case $configuration in
+  release) scratch=$root/.build-release ;;
+  debug) scratch=$root/.build-package-debug ;;
+  *) echo "package.sh: PACKAGE_CONFIGURATION must be release or debug, not '$configuration'" >&2; exit 2 ;;
+esac
 stage=$scratch/stage
 dist=$root/dist
 work=$scratch/package
@@ -44,7 +55,7 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
   fi
 fi
 arch=$(dpkg --print-architecture)
-echo "dkp-mirror $version (commit $commit), $arch"
+echo "dkp-mirror $version (commit $commit), $arch, $configuration build"
 
 # --- the build copy -------------------------------------------------------------------------
 mkdir -p "$stage"
@@ -75,18 +86,18 @@ sed "s/^\( *static let commit = \)\"unknown\"$/\1\"$commit\"/" "$info" >"$stampe
 grep -q "static let commit = \"$commit\"" "$stamped" || die "could not stamp the commit into $info"
 sync_file "$stamped" "$stage/$info"
 
-# --- release build --------------------------------------------------------------------------
-build=(swift build -c release --static-swift-stdlib --package-path "$stage" --scratch-path "$scratch" --product dkp-mirror)
+# --- the build ------------------------------------------------------------------------------
+build=(swift build -c "$configuration" --static-swift-stdlib --package-path "$stage" --scratch-path "$scratch" --product dkp-mirror)
 log=$scratch/package-build.log
 started=$(date +%s)
 if ! "${build[@]}" >"$log" 2>&1; then
   grep -E 'error' "$log" | head -50 >&2 || true
   tail -20 "$log" >&2
-  die "release build failed (log: $log)"
+  die "$configuration build failed (log: $log)"
 fi
 build_seconds=$(( $(date +%s) - started ))
 bin=$("${build[@]}" --show-bin-path)/dkp-mirror
-echo "release build: ${build_seconds} s"
+echo "$configuration build: ${build_seconds} s"
 
 # Nothing of the toolchain may be linked: no libswift*, no Foundation, no dispatch, nothing
 # from the toolchain's folder, and nothing missing.
@@ -94,7 +105,7 @@ toolchain=$(cd "$(dirname "$(readlink -f "$(command -v swift)")")/../.." && pwd)
 libs=$(ldd "$bin")
 if grep -E 'libswift|libFoundation|lib_Foundation|libdispatch|libBlocksRuntime|not found' <<<"$libs" \
    || { [ "$toolchain" != / ] && [ "$toolchain" != /usr ] && grep -F "$toolchain/" <<<"$libs"; }; then
-  die "the release binary still needs the Swift toolchain's libraries (see above)"
+  die "the $configuration binary still needs the Swift toolchain's libraries (see above)"
 fi
 
 # --- the files ------------------------------------------------------------------------------
@@ -147,6 +158,8 @@ depends=$(cd "$work" && dpkg-shlibdeps -O -e"tree/usr/bin/dkp-mirror" 2>"$work/s
 [ -n "$depends" ] || { cat "$work/shlibdeps.err" >&2; die "dpkg-shlibdeps found no dependencies"; }
 installed_size=$(du -sk --apparent-size "$tree/usr" | cut -f1)
 
+debug_note=""
+[ "$configuration" = release ] || debug_note=$'\n .\n A debug build (PACKAGE_CONFIGURATION=debug), made to test the packaging; not for release.'
 mkdir -p "$tree/DEBIAN"
 cat >"$tree/DEBIAN/control" <<EOF
 Package: dkp-mirror
@@ -163,7 +176,7 @@ Description: mirror Deckhouse Kubernetes Platform images for air-gapped clusters
  and checks that the registry holds every image the cluster requires.
  .
  Built from commit $commit; the Swift runtime is linked in, so the
- host needs no Swift toolchain.
+ host needs no Swift toolchain.${debug_note}
 EOF
 
 name=dkp-mirror_${version}_${arch}
@@ -180,7 +193,7 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$commit_epoch" -C 
   | gzip -9n >"$dist/$tarname.tar.gz"
 (cd "$dist" && sha256sum "$name.deb" "$tarname.tar.gz" >SHA256SUMS)
 # What the packages were built from; the packaging test compares it with the tree.
-printf 'version %s\ncommit %s\nsources %s\n' "$version" "$commit" "$fingerprint" >"$dist/SOURCE"
+printf 'version %s\ncommit %s\nconfiguration %s\nsources %s\n' "$version" "$commit" "$configuration" "$fingerprint" >"$dist/SOURCE"
 
 size_of() { stat -c %s "$1"; }
 cat <<EOF

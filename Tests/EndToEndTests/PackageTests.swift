@@ -65,7 +65,10 @@ import TestSupport
             throw fail("no \(file.path)")
         }
         let source = try String(contentsOf: dist.appendingPathComponent("SOURCE"), encoding: .utf8)
-        let expected = "version \(version)\ncommit \(commit)\nsources \(fingerprint)\n"
+        // Either configuration is tested (scripts/test.sh packages a debug build; see package.sh).
+        let configuration = source.split(separator: "\n").first { $0.hasPrefix("configuration ") }.map { String($0.dropFirst(14)) } ?? ""
+        guard ["release", "debug"].contains(configuration) else { throw fail("dist/SOURCE names no configuration: \(source)") }
+        let expected = "version \(version)\ncommit \(commit)\nconfiguration \(configuration)\nsources \(fingerprint)\n"
         guard source == expected else {
             let line = { (text: String) in text.split(separator: "\n").joined(separator: ", ") }
             throw fail("the packages in \(dist.path) are stale: built from \(line(source)), this tree is \(line(expected))")
