@@ -17,7 +17,7 @@
 # changed. Uncommitted changes are built too, and the commit then reads "<hash>-dirty".
 #
 # PACKAGE_CONFIGURATION=debug builds the same packages from a debug build (still with
-# --static-swift-stdlib, in .build-package-debug): far cheaper from a clean folder, so
+# --static-swift-stdlib, in .build-package-debug): about half the time from a clean folder, so
 # scripts/test.sh uses it to test the packaging; the .deb's description and dist/SOURCE say
 # "debug". Releases are built with the default, release.
 set -euo pipefail

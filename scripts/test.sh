@@ -11,8 +11,10 @@ swift --version 2>&1 | head -1
 # The packages first: Tests/EndToEndTests/PackageTests.swift installs and runs them (and fails,
 # saying so, when they are missing or stale). A failure here fails the run, after the other
 # tests have run. They are made from a debug build (with the Swift runtime linked in, as a
-# release's) unless PACKAGE_CONFIGURATION=release: from a clean clone the release build would
-# take about three times as long (see README, Packaging); the rest of the packaging is the same.
+# release's) unless PACKAGE_CONFIGURATION=release: from a clean clone, as CI runs this, the
+# release build alone would take 30 to 60 minutes here, the debug one about half (README,
+# Packaging); the rest of the
+# packaging is the same.
 # So this leaves debug packages in dist/: a release comes from scripts/package.sh alone.
 package_status=0
 PACKAGE_CONFIGURATION=${PACKAGE_CONFIGURATION:-debug} scripts/package.sh || package_status=$?
