@@ -13,8 +13,7 @@ swift --version 2>&1 | head -1
 # tests have run. They are made from a debug build (with the Swift runtime linked in, as a
 # release's) unless PACKAGE_CONFIGURATION=release: from a clean clone, as CI runs this, the
 # release build alone would take 30 to 60 minutes here, the debug one about half (README,
-# Packaging); the rest of the
-# packaging is the same.
+# Packaging); the rest of the packaging is the same.
 # So this leaves debug packages in dist/: a release comes from scripts/package.sh alone.
 package_status=0
 PACKAGE_CONFIGURATION=${PACKAGE_CONFIGURATION:-debug} scripts/package.sh || package_status=$?
