@@ -5,8 +5,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 
-ensure_packages "${BASE_PACKAGES[@]}"
+ensure_packages "${BASE_PACKAGES[@]}" "${PACKAGE_PACKAGES[@]}" "${PACKAGE_TEST_PACKAGES[@]}"
 swift --version 2>&1 | head -1
+
+# The packages first: Tests/EndToEndTests/PackageTests.swift installs and runs them (and fails,
+# saying so, when they are missing or stale). A failure here fails the run, after the other
+# tests have run. They are made from a debug build (with the Swift runtime linked in, as a
+# release's) unless PACKAGE_CONFIGURATION=release: from a clean clone, as CI runs this, the
+# release build alone would take 30 to 60 minutes here, the debug one about half (README,
+# Packaging); the rest of the packaging is the same.
+# So this leaves debug packages in dist/: a release comes from scripts/package.sh alone.
+package_status=0
+PACKAGE_CONFIGURATION=${PACKAGE_CONFIGURATION:-debug} scripts/package.sh || package_status=$?
 
 log=$(mktemp)
 if ! swift build --build-tests >"$log" 2>&1; then
@@ -31,5 +41,9 @@ echo
 echo "$passed passed, $failed failed"
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   echo "swift test exited $status" >&2
+fi
+if [ "$package_status" -ne 0 ]; then
+  echo "scripts/package.sh exited $package_status" >&2
+  [ "$status" -ne 0 ] || status=$package_status
 fi
 exit "$status"
