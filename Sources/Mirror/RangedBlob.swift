@@ -13,8 +13,11 @@ public struct RangedDownloadPolicy: Sendable {
     public var partSize: Int64 = 16 << 20
     /// Blobs from this size on journal their progress (so a re-run fetches only the rest).
     public var resumableMinimum: Int64 = 4 << 20
-    /// How many bytes a part writes between two synced journal records.
+    /// A part syncs and journals what it wrote every `journalEvery` bytes, or after
+    /// `journalInterval` when bytes come slowly (a thin WAN): what a kill -9 can cost is about
+    /// min(journalEvery, rate x interval) per part in flight.
     public var journalEvery: Int64 = 8 << 20
+    public var journalInterval: Duration = .milliseconds(500)
 
     public init() {}
 
@@ -126,6 +129,8 @@ final class RangedBlob: Sendable {
         let range = state.withLock { $0.segments[index].range }
         var offset = range.lowerBound
         var unjournaled: Int64 = 0
+        let clock = ContinuousClock()
+        var lastRecord = clock.now
         do {
             for try await buffer in client.blob(repository: job.repository, descriptor: job.descriptor, range: range,
                                                 onBytes: { progress.addBytes($0) }) {
@@ -136,9 +141,10 @@ final class RangedBlob: Sendable {
                     try advanceHash(segment: index, wrote: start..<offset, from: raw)
                 }
                 unjournaled += Int64(buffer.readableBytes)
-                if unjournaled >= policy.journalEvery {
+                if unjournaled >= policy.journalEvery || clock.now - lastRecord >= policy.journalInterval {
                     try job.writer.recordProgress(job.entry, range.lowerBound..<offset)
                     unjournaled = 0
+                    lastRecord = clock.now
                 }
             }
         } catch {
