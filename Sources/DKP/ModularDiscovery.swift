@@ -92,6 +92,8 @@ extension EditionDiscovery {
             if let (channel, failure) = read.failures.sorted(by: { $0.key.rawValue < $1.key.rawValue }).first {
                 throw DKPError.invalidSource("\(name) channel \(channel.rawValue): \(failure)")
             }
+            // Every channel the source has for it is pulled, so any suspended one stops the pull.
+            try checkSuspended(Array(read.states.keys), read, selection, repository: channelLayout)
         }
         var versions = Set(read.states.values.map(\.version).filter { constraint?.matches($0) ?? true })
         if let exact {

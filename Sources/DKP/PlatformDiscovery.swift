@@ -121,10 +121,12 @@ extension EditionDiscovery {
     }
 
     /// A pull that would include a suspended channel stops, unless `--ignore-suspend`.
-    private func checkSuspended(_ channels: [ReleaseChannel], _ read: ChannelRead, _ selection: PullSelection) throws {
+    /// `repository` names the channels' repository in the message (the platform's by default).
+    func checkSuspended(_ channels: [ReleaseChannel], _ read: ChannelRead, _ selection: PullSelection,
+                        repository: String = "release-channel") throws {
         let suspended = channels.filter { read.states[$0]?.suspended == true }.map(\.rawValue).sorted()
         guard !suspended.isEmpty, !selection.ignoreSuspend else { return }
-        throw DKPError.suspended("\(source)/release-channel: channel \(suspended.joined(separator: ", ")) is suspended "
+        throw DKPError.suspended("\(source)/\(repository): channel \(suspended.joined(separator: ", ")) is suspended "
                                  + "(version.json says \"suspend\": true); try again later, or pass --ignore-suspend to pull it anyway")
     }
 

@@ -227,6 +227,25 @@ import TestSupport
         #expect(Self.tags(entries, tar: "platform.tar", layout: "release-channel").contains("beta"))
     }
 
+    @Test func aSuspendedModuleChannelIsRefusedUnlessIgnoreSuspend() async throws {
+        let (registry, _) = try await PullTests.seededEdition {
+            $0.suspendedModular = ["console": ["alpha"]]; $0.packages = [:]; $0.plugins = false
+        }
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let refused = try await PullTests.pull(registry, into: directory, ["--no-security-db", "--deckhouse-tag", "v1.69.3", "--dry-run"])
+        #expect(refused.status == 1)
+        #expect(refused.stderrString.contains("modules/console/release: channel alpha is suspended"), "\(refused.stderrString)")
+        #expect(refused.stderrString.contains("--ignore-suspend"))
+        // Without console the pull goes on; with --ignore-suspend console comes too.
+        let without = try await PullTests.pull(registry, into: directory, ["--no-security-db", "--deckhouse-tag", "v1.69.3", "--dry-run",
+                                                                            "--exclude-module", "console"])
+        #expect(without.status == 0, "\(without.stderrString)")
+        let ignored = try await PullTests.pull(registry, into: directory, ["--no-security-db", "--deckhouse-tag", "v1.69.3", "--dry-run",
+                                                                            "--ignore-suspend"])
+        #expect(ignored.status == 0, "\(ignored.stderrString)")
+        #expect(try JSONDecoder().decode(PullTests.Plan.self, from: Data(ignored.stdout)).modules["console"] != nil)
+    }
+
     @Test func includePlatformTakesARangeOfVersions() async throws {
         let (registry, _) = try await PullTests.seededEdition()
         let directory = try TestRegistry.temporaryDirectory("dkp-bundle")

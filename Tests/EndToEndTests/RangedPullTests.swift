@@ -62,8 +62,8 @@ import TestSupport
         let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
         let run = try BackgroundRun(["pull", directory.path, "--source", "\(proxy.host)/deckhouse/ee", "--insecure",
                                      "--deckhouse-tag", "v1.69.3", "--no-modules", "-j", "4", "--progress", "json"])
-        try await run.wait(until: "progress inside the large blob is journaled") {
-            (try? InterruptTests.journaledRanges(directory).values.contains { !$0.isEmpty }) == true
+        try await run.wait(until: "8 MiB inside the large blob are journaled") {
+            ((try? InterruptTests.journaledRanges(directory).values.flatMap(\.values).reduce(0, +)) ?? 0) >= 8 << 20
         }
         _ = try await run.interrupt(SIGKILL)
         #expect(run.process.terminationReason == .uncaughtSignal)
