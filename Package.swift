@@ -95,7 +95,7 @@ let package = Package(
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "OCI", "Streams", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "BundleTests", dependencies: ["Bundle", "Streams", "OCI", "TestSupport"]),
-        .testTarget(name: "DKPTests", dependencies: ["DKP", "Registry", "Bundle", "OCI", "Streams", "TestSupport",
+        .testTarget(name: "DKPTests", dependencies: ["DKP", "Network", "Registry", "Bundle", "OCI", "Streams", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "EndToEndTests", dependencies: ["OCI", "Registry", "Network", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio")]),

@@ -157,7 +157,7 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
             do {
                 proxy = try ProxyEndpoint.parse(proxyURL, source: "proxy-url")
             } catch let error as NetworkSettingsError {
-                throw fail("cluster '\(clusterName)' has a \(error)")
+                throw fail("cluster '\(clusterName)': \(error)")
             }
         }
 

@@ -17,16 +17,11 @@ import TestSupport
         let registry = try await TestRegistry.start(tls: true)
         var configuration = RegistryConfiguration()
         configuration.caFile = registry.caFile
-        let client = try RegistryClient(host: registry.host, configuration: configuration)
         var options = EditionSeeder.Options()
         options.versions = ["v1.68.4", "v1.69.3"]
         options.channels = ["stable": "v1.68.4", "early-access": "v1.69.3"]
-        do {
-            _ = try await EditionSeeder(client: client, options: options).seed()
-            await client.shutdown()
-        } catch {
-            await client.shutdown()
-            throw error
+        _ = try await RegistryClient.with(host: registry.host, configuration: configuration) { client in
+            try await EditionSeeder(client: client, options: options).seed()
         }
         return registry
     }

@@ -45,15 +45,7 @@ import TestSupport
     static func withSource<T: Sendable>(_ registry: TestRegistry, _ body: (RegistryClient) async throws -> T) async throws -> T {
         var configuration = RegistryConfiguration()
         configuration.insecure = true
-        let client = try RegistryClient(host: registry.host, configuration: configuration)
-        do {
-            let result = try await body(client)
-            await client.shutdown()
-            return result
-        } catch {
-            await client.shutdown()
-            throw error
-        }
+        return try await RegistryClient.with(host: registry.host, configuration: configuration, body)
     }
 
     static func tags(_ entries: [Entry], tar: String, layout: String) -> Set<String> {

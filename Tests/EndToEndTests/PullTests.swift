@@ -20,17 +20,12 @@ import TestSupport
         let registry = try await TestRegistry.start()
         var configuration = RegistryConfiguration()
         configuration.insecure = true
-        let client = try RegistryClient(host: registry.host, configuration: configuration)
         var options = EditionSeeder.Options()
         adjust(&options)
-        do {
-            let seeded = try await EditionSeeder(client: client, options: options).seed()
-            await client.shutdown()
-            return (registry, seeded)
-        } catch {
-            await client.shutdown()
-            throw error
+        let seeded = try await RegistryClient.with(host: registry.host, configuration: configuration) { client in
+            try await EditionSeeder(client: client, options: options).seed()
         }
+        return (registry, seeded)
     }
 
     static func pull(_ registry: TestRegistry, into directory: URL, _ extra: [String]) async throws -> TestProcess.Output {

@@ -101,13 +101,8 @@ public enum ImageSeeder {
         var configuration = RegistryConfiguration()
         configuration.insecure = !registry.isTLS
         configuration.caFile = caFile
-        let client = try RegistryClient(host: registry.host, configuration: configuration)
-        do {
-            _ = try await pushImage(client, repository: repository, tag: tag, layerSizes: [4096, 1024])
-            await client.shutdown()
-        } catch {
-            await client.shutdown()
-            throw error
+        _ = try await RegistryClient.with(host: registry.host, configuration: configuration) { client in
+            try await pushImage(client, repository: repository, tag: tag, layerSizes: [4096, 1024])
         }
     }
 
