@@ -202,7 +202,7 @@ public struct BundlePuller: Sendable {
             let finished: BlobJob?
             switch unit {
             case let .whole(job):
-                try await self.download(job)
+                try await job.fetchWhole(client: self.client, progress: self.progress)
                 finished = job
             case let .part(blob, part):
                 finished = try await blob.run(part: part, client: self.client, progress: self.progress) ? blob.job : nil
@@ -251,23 +251,6 @@ public struct BundlePuller: Sendable {
         throw MirrorError.failed("not enough free space in \(directory): the pull still has to write \(formatBytes(needed)) (\(needed) bytes) and its file system has \(formatBytes(available)) (\(available) bytes) free; free some space or pull into a directory on a larger file system (nothing was downloaded)")
     }
 
-    private func download(_ job: BlobJob) async throws {
-        let stream = job.writer.entryStream(job.entry)
-        var received: Int64 = 0
-        do {
-            let progress = self.progress
-            for try await buffer in client.blob(repository: job.repository, descriptor: job.descriptor, onBytes: { progress.addBytes($0) }) {
-                try buffer.withUnsafeReadableBytes { try stream.append($0) }
-                received += Int64(buffer.readableBytes)
-            }
-            try stream.finish()
-        } catch {
-            stream.reset()
-            progress.retract(bytes: received)
-            throw error
-        }
-        progress.blobDone(digest: job.descriptor.digest.string, bytes: job.descriptor.size, transferred: true)
-    }
 }
 
 /// One unit of the pull's pool: a blob fetched whole, or one part of a large one.
@@ -281,6 +264,24 @@ struct BlobJob: Sendable {
     let entry: Int
     let repository: String
     let descriptor: Descriptor
+
+    /// The whole blob in one verified stream, written from its entry's first byte and finished.
+    func fetchWhole(client: RegistryClient, progress: TransferProgress) async throws {
+        let stream = writer.entryStream(entry)
+        var received: Int64 = 0
+        do {
+            for try await buffer in client.blob(repository: repository, descriptor: descriptor, onBytes: { progress.addBytes($0) }) {
+                try buffer.withUnsafeReadableBytes { try stream.append($0) }
+                received += Int64(buffer.readableBytes)
+            }
+            try stream.finish()
+        } catch {
+            stream.reset()
+            progress.retract(bytes: received)
+            throw error
+        }
+        progress.blobDone(digest: descriptor.digest.string, bytes: descriptor.size, transferred: true)
+    }
 }
 
 struct ManifestKey: Hashable, Comparable, Sendable {

@@ -109,8 +109,9 @@ final class RangedBlob: Sendable {
             do {
                 try await fetch(segment: parts[part], client: client, progress: progress)
             } catch is RangeNotSupported {
+                // The registry ignores Range: one task fetches the whole blob as one verified stream.
                 if state.withLock({ state in defer { state.wholeStreamClaimed = true }; return !state.wholeStreamClaimed }) {
-                    try await fetchWholeStream(client: client, progress: progress)
+                    try await job.fetchWhole(client: client, progress: progress)
                 }
             }
         }
@@ -152,19 +153,6 @@ final class RangedBlob: Sendable {
             if offset > range.lowerBound { try? job.writer.recordProgress(job.entry, range.lowerBound..<offset) }
             throw error
         }
-    }
-
-    /// A registry without ranges: the whole blob in one verified stream from byte 0.
-    private func fetchWholeStream(client: RegistryClient, progress: TransferProgress) async throws {
-        var offset: Int64 = 0
-        for try await buffer in client.blob(repository: job.repository, descriptor: job.descriptor, onBytes: { progress.addBytes($0) }) {
-            try buffer.withUnsafeReadableBytes { raw in
-                try job.writer.writeData(job.entry, at: offset, raw)
-                offset += Int64(raw.count)
-            }
-        }
-        try job.writer.finishEntry(job.entry)
-        progress.blobDone(digest: job.descriptor.digest.string, bytes: job.descriptor.size, transferred: true)
     }
 
     /// Records `wrote` (just written from `bytes`) and, unless another task is hashing, hashes
