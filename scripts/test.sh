@@ -15,6 +15,10 @@ swift --version 2>&1 | head -1
 # release build alone would take 30 to 60 minutes here, the debug one about half (README,
 # Packaging); the rest of the packaging is the same.
 # So this leaves debug packages in dist/: a release comes from scripts/package.sh alone.
+# Resolve the dependencies first: a clean clone has no Package.resolved yet, and the packages'
+# source fingerprint (dist/SOURCE) covers it, so it must exist before they are made, or the
+# packaging test would find them stale once the test build writes it.
+swift package resolve >/dev/null
 package_status=0
 PACKAGE_CONFIGURATION=${PACKAGE_CONFIGURATION:-debug} scripts/package.sh || package_status=$?
 
