@@ -72,7 +72,7 @@ let package = Package(
 
         // Development helpers for the demo and the benchmark: seeding synthetic images, micro-benchmarks.
         .executableTarget(name: "dkp-dev", dependencies: [
-            "Registry", "OCI", "Streams", "TestSupport",
+            "Registry", "OCI", "Streams", "Bundle", "TestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -90,7 +90,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], path: "Tests/TestSupport"),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
-        .testTarget(name: "NetworkTests", dependencies: ["Network", .product(name: "NIOSSL", package: "swift-nio-ssl")]),
+        .testTarget(name: "NetworkTests", dependencies: ["Network", "TestSupport", .product(name: "NIOSSL", package: "swift-nio-ssl")]),
         .testTarget(name: "StreamsTests", dependencies: ["Streams", "OCI"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "OCI", "Streams", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio")]),

@@ -33,17 +33,6 @@ write_config() {
     } >"$dir/tinyproxy.conf"
 }
 
-stop_pid_file() {
-    local file=$1 pid i
-    [[ -f $file ]] || return 0
-    pid=$(cat "$file" 2>/dev/null || true)
-    rm -f "$file"
-    [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do pid_alive "$pid" || return 0; sleep 0.02; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
-
 cmd_start() {
     [[ $# -ge 1 ]] || die "usage: proxy.sh start DIR [--user NAME:PASSWORD]"
     local dir=$1 user="" port attempt i

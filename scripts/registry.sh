@@ -99,40 +99,6 @@ write_config() {
     mv "$dir/config.yml.tmp" "$dir/config.yml"
 }
 
-make_tls() {
-    local dir=$1
-    local ext="$dir/openssl-ext.cnf"
-    cat >"$ext" <<'EOF'
-[ ca_ext ]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign, digitalSignature
-subjectKeyIdentifier = hash
-[ server_ext ]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1, DNS:localhost
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EOF
-    # EC P-256 keys: much faster to make than RSA, accepted by Go, OpenSSL and BoringSSL.
-    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 3650 \
-        -subj "/CN=dkp-mirror test CA $(basename "$dir")" \
-        -config "$ext" -extensions ca_ext -set_serial "0x$(openssl rand -hex 15)" \
-        >/dev/null 2>"$dir/openssl.log" || { cat "$dir/openssl.log" >&2; die "could not make the CA"; }
-    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-        -keyout "$dir/server.key" -out "$dir/server.csr" -subj "/CN=127.0.0.1" \
-        -config "$ext" \
-        >/dev/null 2>>"$dir/openssl.log" || { cat "$dir/openssl.log" >&2; die "could not make the server key"; }
-    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
-        -set_serial "0x$(openssl rand -hex 15)" -days 825 -sha256 \
-        -extfile "$ext" -extensions server_ext -out "$dir/server.pem" \
-        >/dev/null 2>>"$dir/openssl.log" || { cat "$dir/openssl.log" >&2; die "could not sign the server cert"; }
-    rm -f "$dir/server.csr"
-    chmod 600 "$dir/ca.key" "$dir/server.key"
-}
-
 make_htpasswd() {
     local dir=$1 entry name password
     : >"$dir/htpasswd"

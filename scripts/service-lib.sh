@@ -1,5 +1,5 @@
 # Helpers shared by the scripts that start throw-away services on 127.0.0.1 for the tests
-# (registry.sh, proxy.sh). Sourced, not run; callers define die().
+# (registry.sh, proxy.sh, ingress.sh). Sourced, not run; callers define die().
 
 # Every TCP port that something listens on (v4 and v6), one a line.
 listening_ports() {
@@ -34,3 +34,51 @@ pid_alive() {
 # Shell code that closes every descriptor above 2, for `bash -c "$CLOSE_FDS; ..."` before a
 # long-lived process starts: a pipe inherited from the caller would otherwise never see its end.
 CLOSE_FDS='for fd in /proc/$$/fd/*; do fd=${fd##*/}; if [[ $fd -gt 2 ]]; then eval "exec $fd>&-" 2>/dev/null || true; fi; done'
+
+# make_tls DIR: a CA of its own (DIR/ca.pem, DIR/ca.key) and a server certificate it signed for
+# 127.0.0.1 and localhost (DIR/server.pem, DIR/server.key).
+make_tls() {
+    local dir=$1
+    local ext="$dir/openssl-ext.cnf"
+    cat >"$ext" <<'EOF'
+[ ca_ext ]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign, digitalSignature
+subjectKeyIdentifier = hash
+[ server_ext ]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+    # EC P-256 keys: much faster to make than RSA, accepted by Go, OpenSSL and BoringSSL.
+    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 3650 \
+        -subj "/CN=dkp-mirror test CA $(basename "$dir")" \
+        -config "$ext" -extensions ca_ext -set_serial "0x$(openssl rand -hex 15)" \
+        >/dev/null 2>"$dir/openssl.log" || { cat "$dir/openssl.log" >&2; die "could not make the CA"; }
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$dir/server.key" -out "$dir/server.csr" -subj "/CN=127.0.0.1" \
+        -config "$ext" \
+        >/dev/null 2>>"$dir/openssl.log" || { cat "$dir/openssl.log" >&2; die "could not make the server key"; }
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+        -set_serial "0x$(openssl rand -hex 15)" -days 825 -sha256 \
+        -extfile "$ext" -extensions server_ext -out "$dir/server.pem" \
+        >/dev/null 2>>"$dir/openssl.log" || { cat "$dir/openssl.log" >&2; die "could not sign the server cert"; }
+    rm -f "$dir/server.csr"
+    chmod 600 "$dir/ca.key" "$dir/server.key"
+}
+
+# stop_pid_file FILE: TERM the process whose pid FILE holds, KILL it after 2 s; fine if it is gone.
+stop_pid_file() {
+    local file=$1 pid i
+    [[ -f $file ]] || return 0
+    pid=$(cat "$file" 2>/dev/null || true)
+    rm -f "$file"
+    [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 1 100); do pid_alive "$pid" || return 0; sleep 0.02; done
+    kill -KILL "$pid" 2>/dev/null || true
+}

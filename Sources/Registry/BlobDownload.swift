@@ -44,7 +44,9 @@ public struct BlobDownload: AsyncSequence, Sendable {
         private var received: Int64 = 0
         /// Bytes still to discard from a server that ignored our Range header.
         private var skip: Int64 = 0
-        private var failuresWithoutProgress = 0
+        /// The download's retries, shared with the requests that open (and reopen) it; bytes
+        /// received since the last failure start its count again.
+        private let budget: RetryBudget
         private var finished = false
 
         init(download: BlobDownload) {
@@ -53,6 +55,7 @@ public struct BlobDownload: AsyncSequence, Sendable {
             self.verifier = whole ? BlobVerifier(digest: download.descriptor.digest, size: download.descriptor.size) : nil
             self.start = download.range?.lowerBound ?? 0
             self.end = download.range?.upperBound ?? download.descriptor.size
+            self.budget = RetryBudget(attempts: download.transport.configuration.maxAttempts)
         }
 
         private var what: String { "blob \(download.descriptor.digest) of \(download.transport.host)/\(download.repository)" }
@@ -60,25 +63,23 @@ public struct BlobDownload: AsyncSequence, Sendable {
         public mutating func next() async throws -> ByteBuffer? {
             guard !finished else { return nil }
             while true {
-                if body == nil { try await open() }
+                if body == nil { try await RetryBudget.$current.withValue(budget) { try await open() } }
                 let chunk: ByteBuffer?
                 do {
                     chunk = try await body!.next()
                 } catch {
                     let failure = Transport.classify(error, host: download.transport.host, configuration: download.transport.configuration)
                     body = nil
-                    failuresWithoutProgress += 1
-                    guard failure.retriable, failuresWithoutProgress < download.transport.configuration.maxAttempts else { throw failure.error }
-                    download.transport.configuration.logger.info("\(what): \(failure.error); resuming at byte \(received)")
-                    try await download.transport.backoff(attempt: failuresWithoutProgress, retryAfter: nil)
+                    guard failure.retriable, let retry = budget.retry() else { throw failure.error }
+                    download.transport.configuration.logger.info("\(what): \(failure.error); resuming at byte \(received) (\(budget.describe(retry)))")
+                    try await download.transport.backoff(attempt: retry, retryAfter: nil)
                     continue
                 }
                 guard var chunk else {
                     if verifier == nil, start + received < end {
                         // A part that ended early: ask for the rest of it.
                         body = nil
-                        failuresWithoutProgress += 1
-                        guard failuresWithoutProgress < download.transport.configuration.maxAttempts else {
+                        guard budget.retry() != nil else {
                             throw RegistryError.sizeMismatch(what: what, expected: end - start, actual: received)
                         }
                         continue
@@ -104,7 +105,7 @@ public struct BlobDownload: AsyncSequence, Sendable {
                     throw mapped(error)
                 }
                 received += Int64(chunk.readableBytes)
-                failuresWithoutProgress = 0
+                budget.progressed()
                 download.transport.statistics.withLockedValue { $0.bytesDownloaded += Int64(chunk.readableBytes) }
                 download.onBytes?(chunk.readableBytes)
                 return chunk

@@ -201,16 +201,17 @@ public final class RegistryClient: Sendable {
         repository: String, descriptor: Descriptor, mountFrom: String? = nil,
         content: @escaping @Sendable () throws -> Content
     ) async throws -> UploadOutcome where Content.Element == ByteBuffer {
-        var attempt = 1
-        while true {
-            do {
-                return try await uploadOnce(repository: repository, descriptor: descriptor, mountFrom: mountFrom, content: content)
-            } catch {
-                let failure = Transport.classify(error, host: host, configuration: configuration)
-                guard failure.retriable, attempt < configuration.maxAttempts else { throw failure.error }
-                configuration.logger.info("upload of \(descriptor.digest) to \(host)/\(repository): \(failure.error); starting it again")
-                try await transport.backoff(attempt: attempt, retryAfter: nil)
-                attempt += 1
+        // One budget for the upload: its restarts and its requests' retries draw on it alike.
+        try await transport.withRetryBudget { budget in
+            while true {
+                do {
+                    return try await uploadOnce(repository: repository, descriptor: descriptor, mountFrom: mountFrom, content: content)
+                } catch {
+                    let failure = Transport.classify(error, host: host, configuration: configuration)
+                    guard failure.retriable, let retry = budget.retry() else { throw failure.error }
+                    configuration.logger.info("upload of \(descriptor.digest) to \(host)/\(repository): \(failure.error); starting it again (\(budget.describe(retry)))")
+                    try await transport.backoff(attempt: retry, retryAfter: nil)
+                }
             }
         }
     }

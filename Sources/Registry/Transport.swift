@@ -91,7 +91,10 @@ final class Transport: Sendable {
     /// credentials once they leave the registry's origin) and retrying what may succeed later.
     /// The caller owns the returned response and must consume or drop its body.
     func send(_ request: RegistryRequest) async throws -> HTTPClientResponse {
-        var attempt = 1
+        try await withRetryBudget { budget in try await send(request, budget: budget) }
+    }
+
+    private func send(_ request: RegistryRequest, budget: RetryBudget) async throws -> HTTPClientResponse {
         var reauthenticated = false
         var url = request.url
         var redirects = 0
@@ -115,10 +118,9 @@ final class Transport: Sendable {
                 response = try await clients.client(for: url).execute(outgoing, deadline: .distantFuture)
             } catch {
                 let failure = Self.classify(error, host: host, configuration: configuration, proxy: clients.proxy(for: url))
-                if failure.retriable, request.retryable, attempt < configuration.maxAttempts {
-                    logger.info("\(request.method) \(Self.redact(url)): \(failure.error); retrying (\(attempt)/\(configuration.maxAttempts - 1))")
-                    try await backoff(attempt: attempt, retryAfter: nil)
-                    attempt += 1
+                if failure.retriable, request.retryable, let retry = budget.retry() {
+                    logger.info("\(request.method) \(Self.redact(url)): \(failure.error); retrying (\(budget.describe(retry)))")
+                    try await backoff(attempt: retry, retryAfter: nil)
                     continue
                 }
                 throw failure.error
@@ -148,12 +150,11 @@ final class Transport: Sendable {
                 continue
             }
             if status == 408 || status == 429 || (500...599).contains(status), request.retryable,
-               attempt < configuration.maxAttempts {
+               let retry = budget.retry() {
                 let retryAfter = response.headers.first(name: "Retry-After").flatMap(Self.parseRetryAfter)
                 await Self.drain(response)
-                logger.info("\(request.method) \(Self.redact(url)): status \(status); retrying (\(attempt)/\(configuration.maxAttempts - 1))")
-                try await backoff(attempt: attempt, retryAfter: retryAfter)
-                attempt += 1
+                logger.info("\(request.method) \(Self.redact(url)): status \(status); retrying (\(budget.describe(retry)))")
+                try await backoff(attempt: retry, retryAfter: retryAfter)
                 continue
             }
             return response
@@ -190,15 +191,15 @@ final class Transport: Sendable {
     /// Runs `exchange` (a request and the reading of its small body) again, with backoff,
     /// while the body breaks off; `send` already retries everything up to the response head.
     func retrying<T>(_ what: String, _ exchange: () async throws -> T) async throws -> T {
-        var attempt = 1
-        while true {
-            do {
-                return try await exchange()
-            } catch let interrupted as BodyInterrupted {
-                guard attempt < configuration.maxAttempts else { throw interrupted.error }
-                logger.info("\(what): \(interrupted.error); retrying (\(attempt)/\(configuration.maxAttempts - 1))")
-                try await backoff(attempt: attempt, retryAfter: nil)
-                attempt += 1
+        try await withRetryBudget { budget in
+            while true {
+                do {
+                    return try await exchange()
+                } catch let interrupted as BodyInterrupted {
+                    guard let retry = budget.retry() else { throw interrupted.error }
+                    logger.info("\(what): \(interrupted.error); retrying (\(budget.describe(retry)))")
+                    try await backoff(attempt: retry, retryAfter: nil)
+                }
             }
         }
     }

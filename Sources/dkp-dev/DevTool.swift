@@ -10,8 +10,8 @@ import TestSupport
 struct DevTool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dkp-dev",
-        abstract: "Development helpers: seed synthetic images into a registry, measure the hasher.",
-        subcommands: [SeedImage.self, SeedEdition.self, HashBench.self, WANProxy.self])
+        abstract: "Development helpers: seed synthetic images into a registry, measure the hasher, a WAN in front of a registry, a layer scan's memory.",
+        subcommands: [SeedImage.self, SeedEdition.self, HashBench.self, WANProxy.self, LayerScanCommand.self])
 }
 
 struct RegistryAccess: ParsableArguments {

@@ -39,7 +39,7 @@ extension LayerTests {
             #expect(try LayerArchive.build(files: changed, compression: compression) != first)
         }
 
-        @Test func gnuTarReadsIt() throws {
+        @Test func gnuTarReadsIt() async throws {
             let directory = try LayerTestTools.temporaryDirectory()
             defer { try? FileManager.default.removeItem(at: directory) }
             let layer = try LayerArchive.build(
@@ -51,7 +51,7 @@ extension LayerTests {
                     .directory("var/empty"),
                 ], compression: .gzip)
             try Data(layer).write(to: directory.appendingPathComponent("layer.tgz"))
-            try LayerTestTools.shell("tar -tvzf layer.tgz > listing && mkdir out && tar -xzf layer.tgz -C out", in: directory)
+            try await LayerTestTools.shell("tar -tvzf layer.tgz > listing && mkdir out && tar -xzf layer.tgz -C out", in: directory)
             let listing = try String(contentsOf: directory.appendingPathComponent("listing"), encoding: .utf8)
             let lines = listing.split(separator: "\n").map(String.init)
             let names = lines.map { $0.split(separator: " ").last.map(String.init) ?? "" }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Streams
 
 /// Yields `bytes` in chunks whose sizes cycle through `sizes`.
@@ -154,28 +155,11 @@ enum LayerTestTools {
         return nil
     }
 
-    /// Resets the peak RSS (VmHWM) to the current RSS; false where the kernel does not allow it.
-    static func resetPeakRSS() -> Bool {
-        guard let handle = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
-        defer { try? handle.close() }
-        do {
-            try handle.write(contentsOf: Data("5".utf8))
-            return true
-        } catch {
-            return false
-        }
-    }
-
     /// Runs `/bin/sh -c script` in `directory`; throws when it fails.
-    static func shell(_ script: String, in directory: URL) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", script]
-        process.currentDirectoryURL = directory
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw ShellFailure(description: "sh -c \(script) exited with \(process.terminationStatus)")
+    static func shell(_ script: String, in directory: URL) async throws {
+        let run = try await TestProcess.run("/bin/sh", ["-c", script], currentDirectory: directory)
+        guard run.succeeded else {
+            throw ShellFailure(description: "sh -c \(script) exited with \(run.status): \(run.stderrString)")
         }
     }
 

@@ -20,9 +20,16 @@ import TestSupport
         return (registry, proxy)
     }
 
-    static func pull(from proxy: HTTPFaultProxy, into directory: URL, _ extra: [String] = []) async throws -> TestProcess.Output {
+    /// The idle timeout of a run whose faults are not stalls: long enough that a loaded machine
+    /// (the whole suite runs in parallel on two cores) never times out instead of seeing the
+    /// fault the test injects. The stall tests pass `stallTimeout`.
+    static let timeout = "15"
+    static let stallTimeout = "2"
+
+    static func pull(from proxy: HTTPFaultProxy, into directory: URL, _ extra: [String] = [],
+                     timeout: String = timeout) async throws -> TestProcess.Output {
         try await CLITests.run(["pull", directory.path, "--source", "\(proxy.host)/deckhouse/ee", "--insecure",
-                                "--deckhouse-tag", "v1.69.3", "--json", "--progress", "none", "--timeout", "2"] + extra)
+                                "--deckhouse-tag", "v1.69.3", "--json", "--progress", "none", "--timeout", timeout] + extra)
     }
 
     /// Offline verify of a pulled bundle: every blob's digest, every tree complete.
@@ -71,7 +78,7 @@ import TestSupport
         ])
         let directory = try TestRegistry.temporaryDirectory("dkp-fault-stall")
         let started = ContinuousClock.now
-        let output = try await Self.pull(from: proxy, into: directory)
+        let output = try await Self.pull(from: proxy, into: directory, timeout: Self.stallTimeout)
         let elapsed = ContinuousClock.now - started
         #expect(output.status == 0, "\(output.stderrString)\n\(proxy.log.joined(separator: "\n"))")
         #expect(proxy.faultsInjected == 3)
@@ -113,9 +120,10 @@ import TestSupport
         return (bundle, target, proxy)
     }
 
-    static func push(_ bundle: URL, to proxy: HTTPFaultProxy, _ extra: [String] = []) async throws -> TestProcess.Output {
+    static func push(_ bundle: URL, to proxy: HTTPFaultProxy, _ extra: [String] = [],
+                     timeout: String = timeout) async throws -> TestProcess.Output {
         try await CLITests.run(["push", bundle.path, "\(proxy.host)/system/deckhouse", "--insecure",
-                                "--json", "--progress", "none", "--timeout", "2"] + extra)
+                                "--json", "--progress", "none", "--timeout", timeout] + extra)
     }
 
     @Test func pushRidesThroughBusyAnswersAndCutUploads() async throws {
@@ -136,7 +144,7 @@ import TestSupport
             .init(.stallResponse(afterBodyBytes: 0...0), methods: ["PUT"], pathContains: "/blobs/uploads/", limit: 1),
             .init(.stallResponse(afterBodyBytes: 0...0), methods: ["HEAD"], pathContains: "/blobs/", every: 5, limit: 1),
         ])
-        let output = try await Self.push(bundle, to: proxy)
+        let output = try await Self.push(bundle, to: proxy, timeout: Self.stallTimeout)
         #expect(output.status == 0, "\(output.stderrString)\n\(proxy.log.joined(separator: "\n"))")
         #expect(proxy.faultsInjected == 2)
         #expect(try await PushTests.checkTarget(target, password: nil, bundle: bundle) > 40)
@@ -167,7 +175,7 @@ import TestSupport
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CLITests.executable)
         process.arguments = ["push", bundle.path, "\(proxy.host)/system/deckhouse", "--insecure",
-                             "--progress", "json", "-j", "2", "--timeout", "2"]
+                             "--progress", "json", "-j", "2", "--timeout", Self.timeout]
         let events = Pipe()
         process.standardOutput = events
         let errors = Pipe()
@@ -176,7 +184,8 @@ import TestSupport
         proxy.setRules([.init(.status(503, retryAfter: "1"), methods: ["POST"], pathContains: "/blobs/uploads/", every: 4)])
         try process.run()
         let reader = events.fileHandleForReading
-        let sawBlobs = await Task.detached { () -> Bool in
+        // Reading the pipe blocks: on a thread of its own (see Blocking).
+        let sawBlobs = try await Blocking.run { () -> Bool in
             var text = ""
             while true {
                 let data = reader.availableData
@@ -184,16 +193,17 @@ import TestSupport
                 text += String(decoding: data, as: UTF8.self)
                 if text.components(separatedBy: "\"event\":\"blob\"").count > 3 { return true }
             }
-        }.value
+        }
         #expect(sawBlobs, "the push reported blobs before the crash")
         target.kill()
         try await Task.sleep(for: .seconds(1))
         try await target.restart()
         proxy.setRules([])
-        let drained = Task.detached { reader.readDataToEndOfFile() }
-        process.waitUntilExit()
-        _ = await drained.value
-        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let stderr = try await Blocking.run { () -> String in
+            _ = reader.readDataToEndOfFile()
+            process.waitUntilExit()
+            return String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        }
         if process.terminationStatus != 0 {
             #expect(process.terminationStatus == 1, "\(stderr)")
             #expect(stderr.split(separator: "\n").last?.hasPrefix("error: ") == true, "\(stderr)")
@@ -217,7 +227,7 @@ import TestSupport
             .init(.status(429, retryAfter: "1"), methods: ["PUT"], pathContains: "/manifests/", limit: 1),
         ])
         let output = try await CLITests.run(["copy", "\(sourceProxy.host)/deckhouse/ee:v1.69.3", "\(destinationProxy.host)/mirror/ee:v1.69.3",
-                                             "--insecure", "--json", "--progress", "none", "--timeout", "2"])
+                                             "--insecure", "--json", "--progress", "none", "--timeout", Self.stallTimeout])
         #expect(output.status == 0, "\(output.stderrString)\n\(sourceProxy.log + destinationProxy.log)")
         #expect(sourceProxy.faultsInjected == 4 && destinationProxy.faultsInjected == 2, "\(sourceProxy.log + destinationProxy.log)")
 
@@ -255,7 +265,7 @@ import TestSupport
             .init(.status(503), methods: ["PUT"], pathContains: "/manifests/"),
         ])
         let arguments = ["copy", "\(sourceProxy.host)/deckhouse/ee:v1.69.3", "\(destinationProxy.host)/mirror/ee:v1.69.3",
-                         "--insecure", "--json", "--progress", "none", "--timeout", "2"]
+                         "--insecure", "--json", "--progress", "none", "--timeout", Self.timeout]
         let failed = try await CLITests.run(arguments + ["--retries", "2"])
         #expect(failed.status == 1, "\(failed.stderrString)")
         let message = failed.stderrString.split(separator: "\n").last.map(String.init) ?? ""

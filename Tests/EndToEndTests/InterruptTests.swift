@@ -38,9 +38,10 @@ final class BackgroundRun {
     /// How many JSON progress events of `kind` (`blob`, `image`, `plan`) the run printed so far.
     func events(_ kind: String) -> Int { stdout.components(separatedBy: "\"event\":\"\(kind)\"").count - 1 }
 
-    /// Waits (polling) until `condition` holds; fails if the process exits first or a minute passes.
+    /// Waits (polling) until `condition` holds; fails if the process exits first or three minutes
+    /// pass (a loaded machine: the whole suite runs in parallel on two cores and fsyncs a lot).
     func wait(until what: String, _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(60)
+        let deadline = ContinuousClock.now + .seconds(180)
         while !condition() {
             guard process.isRunning else {
                 throw TestSupportError("dkp-mirror exited (\(process.terminationStatus)) before \(what): \(stderr)")

@@ -2,21 +2,18 @@ import Foundation
 import Network
 import NIOSSL
 import Testing
+import TestSupport
 
 /// SSL_CERT_FILE and SSL_CERT_DIR as Go reads them. The certificates are made with openssl.
 @Suite struct SystemTrustTests {
-    static func makeCA(in directory: URL, name: String) throws -> URL {
+    static func makeCA(in directory: URL, name: String) async throws -> URL {
         let pem = directory.appendingPathComponent("\(name).pem")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        process.arguments = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                             "-keyout", directory.appendingPathComponent("\(name).key").path, "-out", pem.path,
-                             "-days", "2", "-subj", "/CN=\(name)"]
-        process.standardError = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw CocoaError(.fileWriteUnknown) }
+        let run = try await TestProcess.run(
+            "/usr/bin/openssl",
+            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", directory.appendingPathComponent("\(name).key").path, "-out", pem.path,
+             "-days", "2", "-subj", "/CN=\(name)"])
+        guard run.succeeded else { throw CocoaError(.fileWriteUnknown) }
         return pem
     }
 
@@ -35,10 +32,10 @@ import Testing
         #expect(try SystemTrust.roots(environment: [:]) == .default)
     }
 
-    @Test func sslCertFileReplacesTheDefaultFile() throws {
+    @Test func sslCertFileReplacesTheDefaultFile() async throws {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let ca = try Self.makeCA(in: directory, name: "file-ca")
+        let ca = try await Self.makeCA(in: directory, name: "file-ca")
         // An empty SSL_CERT_DIR directory leaves only the file.
         let emptyDir = directory.appendingPathComponent("empty")
         try FileManager.default.createDirectory(at: emptyDir, withIntermediateDirectories: true)
@@ -47,14 +44,14 @@ import Testing
         #expect(Self.certificates(roots) == expected)
     }
 
-    @Test func sslCertDirReadsEveryFileOfEveryDirectory() throws {
+    @Test func sslCertDirReadsEveryFileOfEveryDirectory() async throws {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let one = directory.appendingPathComponent("one"), two = directory.appendingPathComponent("two")
         for dir in [one, two] { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
-        let a = try Self.makeCA(in: one, name: "a"), b = try Self.makeCA(in: two, name: "b")
+        let a = try await Self.makeCA(in: one, name: "a"), b = try await Self.makeCA(in: two, name: "b")
         try Data("not a certificate".utf8).write(to: one.appendingPathComponent("README"))
-        let file = try Self.makeCA(in: directory, name: "file")
+        let file = try await Self.makeCA(in: directory, name: "file")
         let roots = try SystemTrust.roots(environment: ["SSL_CERT_FILE": file.path, "SSL_CERT_DIR": "\(one.path):\(two.path)"])
         let got = Set(Self.certificates(roots) ?? [])
         let wanted = Set(try [file, a, b].flatMap { try NIOSSLCertificate.fromPEMFile($0.path) })

@@ -250,7 +250,7 @@ import TestSupport
         let client = try RegistryClient(host: server.host, configuration: {
             var c = RegistryConfiguration(); c.insecure = true; c.uploadChunkSize = 1 << 20; c.monolithicUploadLimit = 1024; return c
         }())
-        try await withClient(client) { try await $0.uploadBlob(repository: "a/b", descriptor: descriptor) { blob } }
+        _ = try await withClient(client) { try await $0.uploadBlob(repository: "a/b", descriptor: descriptor) { blob } }
         #expect(sizes.values == [2 << 20, 2 << 20, 1 << 20])
         try await server.shutdown()
     }

@@ -37,6 +37,11 @@ public enum RepoPaths {
         root.appendingPathComponent("scripts/proxy.sh")
     }
 
+    /// `scripts/ingress.sh`.
+    public static var ingressScript: URL {
+        root.appendingPathComponent("scripts/ingress.sh")
+    }
+
     /// `testdata/`.
     public static var testdata: URL {
         root.appendingPathComponent("testdata")

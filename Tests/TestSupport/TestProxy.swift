@@ -16,32 +16,12 @@ public final class TestProxy: Sendable {
 
     /// `user`: `NAME:PASSWORD` for BasicAuth.
     public static func start(user: String? = nil) async throws -> TestProxy {
-        let dir = try TestRegistry.temporaryDirectory("dkp-proxy")
-        var environment = ProcessInfo.processInfo.environment
-        environment["REGISTRY_OWNER_PID"] = String(getpid())
-        let output = try await TestProcess.run(
-            "/bin/bash", [RepoPaths.proxyScript.path, "start", dir.path] + (user.map { ["--user", $0] } ?? []),
-            environment: environment)
-        let info = Dictionary(output.stdoutString.split(separator: "\n").compactMap { line -> (String, String)? in
-            guard let equals = line.firstIndex(of: "=") else { return nil }
-            return (String(line[..<equals]), String(line[line.index(after: equals)...]))
-        }, uniquingKeysWith: { $1 })
-        guard output.succeeded, let port = info["PORT"].flatMap(Int.init) else {
-            try? FileManager.default.removeItem(at: dir)
-            throw TestSupportError("proxy.sh start failed (\(output.status)): \(output.stderrString)")
-        }
-        return TestProxy(directory: dir, port: port, user: user)
+        let (directory, info) = try await ScriptService.start(
+            RepoPaths.proxyScript, prefix: "dkp-proxy", user.map { ["--user", $0] } ?? [])
+        return TestProxy(directory: directory, port: Int(info["PORT"]!)!, user: user)  // start checked PORT
     }
 
-    deinit {
-        let script = RepoPaths.proxyScript.path, dir = directory.path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [script, "stop", dir]
-        try? process.run()
-        process.waitUntilExit()
-        try? FileManager.default.removeItem(at: directory)
-    }
+    deinit { ScriptService.stop(RepoPaths.proxyScript, directory) }
 
     /// `http://[NAME:PASSWORD@]127.0.0.1:PORT`, as a proxy variable takes it.
     public var url: String { "http://\(user.map { "\($0)@" } ?? "")127.0.0.1:\(port)" }

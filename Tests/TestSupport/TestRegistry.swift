@@ -83,13 +83,19 @@ public final class TestRegistry: Sendable {
     }
 
     deinit {
-        stopProcess()
-        stopWatcher()
-        try? FileManager.default.removeItem(at: directory)
+        // Waiting for the process to go takes a thread of its own (see Blocking).
+        let directory = self.directory
+        Blocking.teardown {
+            Self.stopProcess(directory)
+            Self.stopWatcher(directory)
+            try? FileManager.default.removeItem(at: directory)
+        }
     }
 
     /// The registry's process id, while it runs.
-    public var pid: Int32? {
+    public var pid: Int32? { Self.pid(directory) }
+
+    private static func pid(_ directory: URL) -> Int32? {
         guard let text = try? String(contentsOf: directory.appendingPathComponent("pid"), encoding: .utf8),
             let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
         else { return nil }
@@ -113,13 +119,13 @@ public final class TestRegistry: Sendable {
     /// Stops the registry (TERM, then KILL after 5 s). Storage and config stay, so
     /// `restart()` can bring it back on the same port. Blocks until the process is gone.
     public func stop() {
-        stopProcess()
+        Self.stopProcess(directory)
     }
 
     /// Kills the registry at once with SIGKILL (a crash, as opposed to `stop()`), and
     /// waits until it is gone.
     public func kill() {
-        guard let pid, isOurs(pid) else { return }
+        guard let pid, Self.isOurs(pid, directory) else { return }
         _ = posixKill(pid, SIGKILL)
         _ = Self.waitGone(pid, seconds: 5)
     }
@@ -158,7 +164,7 @@ public final class TestRegistry: Sendable {
     }
 
     /// Ends the watcher process group that `registry.sh start` left (see the script).
-    private func stopWatcher() {
+    private static func stopWatcher(_ directory: URL) {
         let file = directory.appendingPathComponent("watcher.pid")
         guard let text = try? String(contentsOf: file, encoding: .utf8),
             let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1,
@@ -178,24 +184,24 @@ public final class TestRegistry: Sendable {
     }
 
     /// Same logic as `registry.sh stop`, in-process so that `deinit` needs no subprocess.
-    private func stopProcess() {
+    private static func stopProcess(_ directory: URL) {
         let pidFile = directory.appendingPathComponent("pid")
-        guard let pid else {
+        guard let pid = pid(directory) else {
             try? FileManager.default.removeItem(at: pidFile)
             return
         }
-        if Self.isAlive(pid) && isOurs(pid) {
+        if isAlive(pid) && isOurs(pid, directory) {
             _ = posixKill(pid, SIGTERM)
-            if !Self.waitGone(pid, seconds: 5) {
+            if !waitGone(pid, seconds: 5) {
                 _ = posixKill(pid, SIGKILL)
-                _ = Self.waitGone(pid, seconds: 5)
+                _ = waitGone(pid, seconds: 5)
             }
         }
         try? FileManager.default.removeItem(at: pidFile)
     }
 
     /// True if `pid` runs this registry's config (guards against a recycled pid).
-    private func isOurs(_ pid: Int32) -> Bool {
+    private static func isOurs(_ pid: Int32, _ directory: URL) -> Bool {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else {
             return false
         }

@@ -1,0 +1,41 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Push into a registry reached through an Ingress, as the closed site's local registry is
+/// (`registry.<PUBLIC_DOMAIN>`): Debian's nginx with TLS and HTTP/2 in front of a TLS registry
+/// with a password, configured as ingress-nginx configures it, with request buffering on (its
+/// default: nginx takes each whole body into a file before it sends any upstream) and off.
+@Suite struct IngressTests {
+    @Test(arguments: [true, false])
+    func pushThroughTheIngressArrivesWhole(requestBuffering: Bool) async throws {
+        // A 24 MiB base layer: bodies of many reads, which nginx buffers into files (or streams).
+        let (source, _) = try await PullTests.seededEdition { $0.baseLayerSize = 24 << 20 }
+        let bundle = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let pulled = try await PullTests.pull(source, into: bundle, ["--deckhouse-tag", "v1.69.3"])
+        try #require(pulled.status == 0, "\(pulled.stderrString)")
+
+        let target = try await TestRegistry.start(tls: true, users: ["rw": "ingress-pw-5"])
+        let ingress = try await TestIngress.start(upstream: target, requestBuffering: requestBuffering)
+        let output = try await CLITests.run(
+            ["push", bundle.path, "\(ingress.host)/system/deckhouse", "--ca-file", ingress.caFile,
+             "-u", "rw", "--registry-password-stdin", "--json", "--progress", "none", "-j", "8"],
+            stdin: "ingress-pw-5")
+        #expect(output.status == 0, "\(output.stderrString)\n\(ingress.errors)")
+        #expect(!(output.stdoutString + output.stderrString).contains("ingress-pw-5"))
+        let result = try JSONDecoder().decode(PushTests.PushResult.self, from: Data(output.stdout))
+        #expect(result.failures.isEmpty)
+        #expect(result.bytesUploaded > 24 << 20)
+        // Through nginx: the uploads and the manifests went by it, and were answered.
+        let requests = ingress.requests
+        let uploads = requests.filter { $0.hasPrefix("PUT /v2/system/deckhouse") && $0.contains("/blobs/uploads/") }
+        #expect(!uploads.isEmpty && uploads.allSatisfy { $0.split(separator: " ")[2] == "201" }, "\(requests.suffix(20))")
+        #expect(requests.contains { $0.hasPrefix("PUT /v2/system/deckhouse/manifests/") })
+        // Read straight from the registry, not through nginx: every reference with its digest.
+        #expect(try await PushTests.checkTarget(target, password: "ingress-pw-5", bundle: bundle) > 40)
+        // The push's own memory does not follow the bodies nginx holds or streams (debug build:
+        // the bench holds the release build to its 64 MB target).
+        #expect(result.peakResidentBytes > 0 && result.peakResidentBytes < 150_000_000, "peak RSS \(result.peakResidentBytes)")
+        withExtendedLifetime(source) {}
+    }
+}
