@@ -15,14 +15,17 @@
 #   7. a WAN: the same kind of pinned pull through a proxy that adds 40 ms to every round trip
 #      and caps each connection at 8 MB/s and the link at 40 MB/s, ours against skopeo one
 #      reference at a time (as d8 and operators' scripts do); then ours killed (-9) halfway
-#      and run again, with the bytes both runs moved on the wire.
+#      and run again, with the bytes both runs moved on the wire;
+#   8. push of the bundle through an Ingress (scripts/ingress.sh: Debian's nginx with TLS and
+#      HTTP/2 in front of a TLS registry, as ingress-nginx sets it up), with request buffering
+#      on (nginx's default) and off, ours against skopeo (buffering on): wall and peak RSS.
 # Pull and push are fair: `sync` before every timed run, each tool twice in A B B A order,
 # the best of each kept (both figures are printed, so the noise shows).
 # Wall time and peak RSS come from GNU time; "disk written" is the bytes the process dirtied
 # in the page cache (its rusage block outputs x 512), i.e. what it asked the disk to store.
 # Environment: BENCH_LAYERS (default 512M,256M,128M,64M,48M,16M: 1 GiB), BENCH_JOBS (8),
 #   BENCH_BASE_LAYER (1600M), BENCH_IMAGE_LAYER (12M), BENCH_SWEEP ("1 4 8 16"; empty skips it),
-#   BENCH_WAN (1; 0 skips section 7), BENCH_WAN_BASE_LAYER (128M).
+#   BENCH_WAN (1; 0 skips section 7), BENCH_WAN_BASE_LAYER (128M), BENCH_INGRESS (1; 0 skips 8).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -37,8 +40,10 @@ bin=$(swift build -c release --show-bin-path)
 
 work=$(mktemp -d /tmp/dkp-bench.XXXXXX)
 cleanup() {
-  for r in source ours theirs push-ours-1 push-ours-2 push-theirs-1 push-theirs-2 sweep-1 sweep-4 sweep-8 sweep-16; do
+  for r in source ours theirs push-ours-1 push-ours-2 push-theirs-1 push-theirs-2 sweep-1 sweep-4 sweep-8 sweep-16 \
+           ingress-on ingress-off ingress-skopeo; do
     scripts/registry.sh stop "$work/$r" >/dev/null 2>&1 || true
+    scripts/ingress.sh stop "$work/$r-nginx" >/dev/null 2>&1 || true
   done
   [ -z "${wan_pid:-}" ] || kill "$wan_pid" 2>/dev/null || true
   rm -rf "$work"
@@ -245,6 +250,31 @@ if [ "${BENCH_WAN:-1}" != 0 ]; then
   kill "$wan_pid" 2>/dev/null || true; wan_pid=""
 fi
 
+# 8. Push through an Ingress: nginx (TLS, HTTP/2) in front of a fresh TLS registry each time.
+ingress_rows=()
+if [ "${BENCH_INGRESS:-1}" != 0 ]; then
+  # ingress NAME BUFFERING: a registry and its nginx; sets ING_HOST and ING_CA (nginx's).
+  ingress() {
+    scripts/registry.sh start "$work/$1" --tls --user "rw:$password" >"$work/$1.env"
+    read_env IR "$work/$1.env"
+    scripts/ingress.sh start "$work/$1-nginx" --upstream "https://$IR_HOST" --request-buffering "$2" >"$work/$1-nginx.env"
+    read_env ING "$work/$1-nginx.env"
+  }
+  for buffering in on off; do
+    ingress "ingress-$buffering" "$buffering"
+    timed "ingress-push-$buffering" "$bin/dkp-mirror" push "$work/bundle" "$ING_HOST/system/deckhouse" --ca-file "$ING_CA" \
+      -j "$JOBS" --progress none --json
+    printf -v "ingress_wall_$buffering" '%s' "$T_WALL"; printf -v "ingress_rss_$buffering" '%s' "$T_RSS"
+  done
+  ingress ingress-skopeo on
+  mkdir -p "$work/ingress-certs"; cp "$ING_CA" "$work/ingress-certs/ca.crt"
+  timed ingress-skopeo-push "$work/skopeo-push.sh" "$ING_HOST" "$work/ingress-certs"
+  ingress_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "push via nginx, buffering on: s" "$ingress_wall_on" "$T_WALL" "$(ratio "$T_WALL" "$ingress_wall_on")x")")
+  ingress_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "  peak RSS MB" "$ingress_rss_on" "$T_RSS" "-")")
+  ingress_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "push via nginx, buffering off: s" "$ingress_wall_off" "-" "-")")
+  ingress_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "  peak RSS MB" "$ingress_rss_off" "-" "-")")
+fi
+
 # Both copies must have produced the same manifest digest.
 d1=$("$bin/dkp-mirror" inspect "$OURS_HOST/bench/image:v1" --ca-file "$OURS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')
 d2=$("$bin/dkp-mirror" inspect "$THEIRS_HOST/bench/image:v1" --ca-file "$THEIRS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')
@@ -264,6 +294,13 @@ if [ ${#wan_rows[@]} -gt 0 ]; then
   printf '| %-34s | %12s | %12s | %8s |\n' "measure" "dkp-mirror" "skopeo" "ratio"
   printf '|%s|%s|%s|%s|\n' "------------------------------------" "--------------" "--------------" "----------"
   printf '%s\n' "${wan_rows[@]}"
+fi
+if [ ${#ingress_rows[@]} -gt 0 ]; then
+  echo
+  echo "Through an Ingress (nginx with TLS and HTTP/2 in front of the TLS registry; one run each, -j $JOBS):"
+  printf '| %-34s | %12s | %12s | %8s |\n' "measure" "dkp-mirror" "skopeo" "ratio"
+  printf '|%s|%s|%s|%s|\n' "------------------------------------" "--------------" "--------------" "----------"
+  printf '%s\n' "${ingress_rows[@]}"
 fi
 if [ ${#sweep[@]} -gt 0 ]; then
   echo

@@ -21,22 +21,25 @@ public enum RegistryError: Error, CustomStringConvertible, Sendable {
     /// Bad input given to the client (an unreadable CA file, a malformed option).
     case invalidInput(String)
 
-    public var description: String {
+    public var description: String { failure + (hint.map { "; \($0)" } ?? "") }
+
+    /// What failed, on its own (the CLI prints it on one line and `hint` on the next).
+    public var failure: String {
         switch self {
-        case let .unauthorized(host, user, detail, hint):
+        case let .unauthorized(host, user, detail, _):
             let who = user.map { "the credentials of user '\($0)'" } ?? "anonymous access"
-            return "\(host) rejected \(who)\(detail.isEmpty ? "" : " (\(detail))"); \(hint)"
+            return "\(host) rejected \(who)\(detail.isEmpty ? "" : " (\(detail))")"
         case let .forbidden(host, repository, action, user, detail):
             let who = user.map { "user '\($0)'" } ?? "anonymous access"
-            return "\(host) denied \(who) permission to \(action) \(repository)\(detail.isEmpty ? "" : " (\(detail))"); use credentials with \(action) rights"
+            return "\(host) denied \(who) permission to \(action) \(repository)\(detail.isEmpty ? "" : " (\(detail))")"
         case let .notFound(what, detail):
             return "\(what) not found\(detail.isEmpty ? "" : " (\(detail))")"
-        case let .untrustedCertificate(host, detail, hint):
-            return "the TLS certificate of \(host) is not trusted (\(detail)); \(hint)"
-        case let .tlsFailure(host, detail, hint):
-            return "TLS with \(host) failed (\(detail)); \(hint)"
-        case let .cannotConnect(host, detail, hint):
-            return "cannot connect to \(host): \(detail); \(hint)"
+        case let .untrustedCertificate(host, detail, _):
+            return "the TLS certificate of \(host) is not trusted (\(detail))"
+        case let .tlsFailure(host, detail, _):
+            return "TLS with \(host) failed (\(detail))"
+        case let .cannotConnect(host, detail, _):
+            return "cannot connect to \(host): \(detail)"
         case let .timedOut(host, detail):
             return "\(host) stopped answering: \(detail)"
         case let .http(method, url, status, detail):
@@ -51,6 +54,48 @@ public enum RegistryError: Error, CustomStringConvertible, Sendable {
             return "invalid response for \(what): \(detail)"
         case let .invalidInput(message):
             return message
+        }
+    }
+
+    /// What to do about it, where the error's category says (nil for bad input, whose message
+    /// already says it).
+    public var hint: String? {
+        switch self {
+        case let .unauthorized(_, _, _, hint), let .untrustedCertificate(_, _, hint), let .tlsFailure(_, _, hint):
+            return hint
+        case let .cannotConnect(_, detail, hint):
+            if detail == Self.unresolvedHost {
+                return "\(hint); this machine's DNS cannot resolve it: fix the name, or go through a proxy that can (HTTPS_PROXY, --proxy)"
+            }
+            return hint
+        case let .forbidden(_, _, action, _, _):
+            return "use credentials with \(action) rights (to push into the cluster's registry: its read-write user)"
+        case .notFound:
+            return "check the address, the edition and the tag; `dkp-mirror tags REPOSITORY` lists the tags a repository has"
+        case .timedOut:
+            return "the registry or the network stalled: run the same command again (it resumes); on a slow link raise --timeout"
+        case let .http(_, _, status, _):
+            return Self.hint(status: status)
+        case .digestMismatch, .sizeMismatch:
+            return "the registry served other bytes than its manifest names (a broken mirror or a caching proxy?): run again; if it repeats, tell the registry's owner"
+        case .tooLarge, .invalidResponse:
+            return "this is not an OCI registry's answer: check the address, and any proxy in between"
+        case .invalidInput:
+            return nil
+        }
+    }
+
+    /// What to do about an HTTP status the registry answered.
+    public static func hint(status: Int) -> String? {
+        switch status {
+        case 401: return "check the user and password (-u, --registry-password-stdin, or a docker config)"
+        case 403: return "use credentials with the rights this needs (to push: the registry's read-write user)"
+        case 404: return "check the address, the edition and the tag; `dkp-mirror tags REPOSITORY` lists the tags a repository has"
+        case 408, 429: return "the registry is busy or rate-limiting: wait a little, lower -j, and run the same command again (it resumes)"
+        case 400, 409, 412: return "the registry refused the request by its own rules (immutable tags, a policy, a quota?): check its settings"
+        case 413: return "something in between limits the request size: lift the limit (ingress-nginx: the annotation nginx.ingress.kubernetes.io/proxy-body-size: \"0\")"
+        case 500...599: return "the registry (or a proxy in front of it) failed: check its logs and storage, then run the same command again (it resumes)"
+        default: return nil
         }
     }
 

@@ -38,7 +38,7 @@ struct Entry {
             FileHandle.standardError.write(Data("error: \(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message)\n".utf8))
             exit(2)
         }
-        FileHandle.standardError.write(Data("error: \(describe(error))\n".utf8))
+        FileHandle.standardError.write(Data(ErrorReport(error).lines.utf8))
         exit(1)
     }
 
@@ -54,12 +54,6 @@ struct Entry {
         }
     }
 
-    static func describe(_ error: Error) -> String {
-        switch error {
-        case let error as CustomStringConvertible: return error.description
-        default: return "\(error)"
-        }
-    }
 }
 
 /// Bad usage found after parsing (a missing password, a malformed target): exit 2.

@@ -94,7 +94,7 @@ import TestSupport
         proxy.setRules([.init(.status(503), methods: ["GET"], pathContains: "/blobs/sha256:", every: 1)])
         let failed = try await Self.pull(from: proxy, into: directory, ["--retries", "2"])
         #expect(failed.status == 1, "\(failed.stderrString)")
-        let message = failed.stderrString.split(separator: "\n").last.map(String.init) ?? ""
+        let message = failed.stderrString.split(separator: "\n").last { $0.hasPrefix("error: ") }.map(String.init) ?? ""
         #expect(message.hasPrefix("error: ") && message.contains("503") && message.contains(proxy.host), "\(message)")
         let (finished, _) = try Self.bundleFiles(directory)
         #expect(finished.isEmpty, "no tar looks complete after the failure: \(finished)")
@@ -156,7 +156,7 @@ import TestSupport
         ])
         let failed = try await Self.push(bundle, to: proxy, ["--retries", "2"])
         #expect(failed.status == 1, "\(failed.stderrString)")
-        let message = failed.stderrString.split(separator: "\n").last.map(String.init) ?? ""
+        let message = failed.stderrString.split(separator: "\n").last { $0.hasPrefix("error: ") }.map(String.init) ?? ""
         #expect(message.hasPrefix("error: ") && message.contains("503"), "\(message)")
 
         proxy.setRules([])
@@ -206,7 +206,7 @@ import TestSupport
         }
         if process.terminationStatus != 0 {
             #expect(process.terminationStatus == 1, "\(stderr)")
-            #expect(stderr.split(separator: "\n").last?.hasPrefix("error: ") == true, "\(stderr)")
+            #expect(stderr.split(separator: "\n").contains { $0.hasPrefix("error: ") }, "\(stderr)")
             let rerun = try await Self.push(bundle, to: proxy)
             #expect(rerun.status == 0, "\(rerun.stderrString)")
         }
@@ -268,7 +268,7 @@ import TestSupport
                          "--insecure", "--json", "--progress", "none", "--timeout", Self.timeout]
         let failed = try await CLITests.run(arguments + ["--retries", "2"])
         #expect(failed.status == 1, "\(failed.stderrString)")
-        let message = failed.stderrString.split(separator: "\n").last.map(String.init) ?? ""
+        let message = failed.stderrString.split(separator: "\n").last { $0.hasPrefix("error: ") }.map(String.init) ?? ""
         #expect(message.hasPrefix("error: ") && message.contains("503"), "\(message)")
 
         destinationProxy.setRules([])

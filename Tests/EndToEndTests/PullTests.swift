@@ -175,17 +175,26 @@ import TestSupport
         proxy.setFault(.stall(afterBytes: 6_000_000))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CLITests.executable)
-        process.arguments = ["pull", directory.path, "--source", "\(proxy.host)/deckhouse/ee", "--insecure", "--progress", "none"] + arguments
+        // --timeout 3: a connection stalled while discovery reads a layer comes back soon, so the
+        // transfer starts whatever the machine's load.
+        process.arguments = ["pull", directory.path, "--source", "\(proxy.host)/deckhouse/ee", "--insecure", "--progress", "none",
+                             "--timeout", "3"] + arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        var waited = 0
-        while proxy.stallsPerformed < 2 && waited < 300 {
-            try await Task.sleep(for: .milliseconds(100))
-            waited += 1
+        // Kill once the journal holds something beyond its header and transfers have stalled.
+        let journal = directory.appendingPathComponent("platform.tar.journal").path
+        func journalSize() -> Int { ((try? FileManager.default.attributesOfItem(atPath: journal))?[.size] as? Int) ?? 0 }
+        var header: Int?
+        let deadline = ContinuousClock.now + .seconds(180)
+        while ContinuousClock.now < deadline, process.isRunning {
+            let size = journalSize()
+            if header == nil, size > 0 { header = size }
+            if let header, size > header, proxy.stallsPerformed >= 2 { break }
+            try await Task.sleep(for: .milliseconds(50))
         }
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        try await Blocking.run { process.waitUntilExit() }
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: directory.path)
         #expect(!leftovers.contains("platform.tar"), "nothing looks complete after a kill: \(leftovers)")
         #expect(leftovers.contains { $0.hasSuffix(".partial") })

@@ -200,7 +200,7 @@ import TestSupport
         let readOnly = try await CLITests.run(["push", bundle.path, "\(target.host)/system/deckhouse", "--ca-file", target.caFile!,
                                                "-u", "ro", "-p", "ro-pw-12", "--progress", "none"])
         #expect(readOnly.status == 1)
-        #expect(readOnly.stderrString.split(separator: "\n").last?.hasPrefix("error: ") == true)
+        #expect(readOnly.stderrString.split(separator: "\n").contains { $0.hasPrefix("error: ") })
         #expect(readOnly.stderrString.contains("'ro'"), "\(readOnly.stderrString)")
         #expect(!readOnly.stderrString.contains("ro-pw-12"))
         #expect(!readOnly.stderrString.contains("pushing "), "refused before the upload starts")
