@@ -71,7 +71,7 @@ public struct BlobDownload: AsyncSequence, Sendable {
                     let failure = Transport.classify(error, host: download.transport.host, configuration: download.transport.configuration)
                     body = nil
                     guard failure.retriable, let retry = budget.retry() else { throw failure.error }
-                    download.transport.configuration.logger.info("\(what): \(failure.error); resuming at byte \(received) (\(budget.describe(retry)))")
+                    download.transport.configuration.logger.info("\(what): \(Transport.brief(failure.error)); resuming at byte \(received) (\(budget.describe(retry)))")
                     try await download.transport.backoff(attempt: retry, retryAfter: nil)
                     continue
                 }

@@ -209,7 +209,7 @@ public final class RegistryClient: Sendable {
                 } catch {
                     let failure = Transport.classify(error, host: host, configuration: configuration)
                     guard failure.retriable, let retry = budget.retry() else { throw failure.error }
-                    configuration.logger.info("upload of \(descriptor.digest) to \(host)/\(repository): \(failure.error); starting it again (\(budget.describe(retry)))")
+                    configuration.logger.info("upload of \(descriptor.digest) to \(host)/\(repository): \(Transport.brief(failure.error)); starting it again (\(budget.describe(retry)))")
                     try await transport.backoff(attempt: retry, retryAfter: nil)
                 }
             }

@@ -37,6 +37,12 @@ final class RetryBudget: Sendable {
 }
 
 extension Transport {
+    /// An error as a retry's log line names it: what failed, without the hint for the
+    /// operator (the retry is already what the hint would say).
+    static func brief(_ error: Error) -> String {
+        (error as? RegistryError)?.failure ?? "\(error)"
+    }
+
     /// Runs `operation` under the budget of the operation that encloses it, or a new one
     /// (`maxAttempts`) when it is the outermost.
     func withRetryBudget<T>(_ operation: (RetryBudget) async throws -> T) async throws -> T {

@@ -119,7 +119,7 @@ final class Transport: Sendable {
             } catch {
                 let failure = Self.classify(error, host: host, configuration: configuration, proxy: clients.proxy(for: url))
                 if failure.retriable, request.retryable, let retry = budget.retry() {
-                    logger.info("\(request.method) \(Self.redact(url)): \(failure.error); retrying (\(budget.describe(retry)))")
+                    logger.info("\(request.method) \(Self.redact(url)): \(Self.brief(failure.error)); retrying (\(budget.describe(retry)))")
                     try await backoff(attempt: retry, retryAfter: nil)
                     continue
                 }
@@ -197,7 +197,7 @@ final class Transport: Sendable {
                     return try await exchange()
                 } catch let interrupted as BodyInterrupted {
                     guard let retry = budget.retry() else { throw interrupted.error }
-                    logger.info("\(what): \(interrupted.error); retrying (\(budget.describe(retry)))")
+                    logger.info("\(what): \(Self.brief(interrupted.error)); retrying (\(budget.describe(retry)))")
                     try await backoff(attempt: retry, retryAfter: nil)
                 }
             }
