@@ -45,6 +45,10 @@ public struct PullResult: Sendable, Codable {
     public var seconds: Double
     public var bytesPerSecond: Double
     public var peakResidentBytes: Int64
+    /// From the process's start to the first blob byte: everything before it (connections,
+    /// tokens, discovery, planning) is latency a far registry multiplies; nil when nothing was
+    /// downloaded.
+    public var secondsToFirstBlobByte: Double?
 }
 
 /// Pulls images into d8-format tars (dkp-source-and-bundle.md §2). Plan: fetch every
@@ -224,7 +228,8 @@ public struct BundlePuller: Sendable {
                           images: plan.imageCount, blobs: blobs,
                           bytesTransferred: snapshot.transferredBytes, bytesAlreadyPresent: alreadyPresent,
                           seconds: seconds, bytesPerSecond: seconds > 0 ? Double(snapshot.transferredBytes) / seconds : 0,
-                          peakResidentBytes: peakResidentBytes())
+                          peakResidentBytes: peakResidentBytes(),
+                          secondsToFirstBlobByte: progress.firstByteAt.map { ($0 - ProcessClock.started).inSeconds })
     }
 
     /// What the unfinished tars still have to write: every entry not yet complete (header, data,

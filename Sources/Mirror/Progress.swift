@@ -24,6 +24,8 @@ public final class TransferProgress: Sendable {
     }
 
     private let state = Mutex(Snapshot())
+    private let firstByte = Mutex<ContinuousClock.Instant?>(nil)
+    private let sawFirstByte = Atomic(false)
     private let listener: (@Sendable (Event) -> Void)?
     public let started = ContinuousClock.now
 
@@ -45,7 +47,15 @@ public final class TransferProgress: Sendable {
 
     public func addBytes(_ count: Int) {
         state.withLock { $0.transferredBytes += Int64(count) }
+        if count > 0, !sawFirstByte.load(ordering: .relaxed) {
+            let now = ContinuousClock.now
+            firstByte.withLock { if $0 == nil { $0 = now } }
+            sawFirstByte.store(true, ordering: .relaxed)
+        }
     }
+
+    /// When the first blob byte of this transfer arrived (nil while none has).
+    public var firstByteAt: ContinuousClock.Instant? { firstByte.withLock { $0 } }
 
     /// A blob finished; `transferred` says whether its bytes crossed the wire.
     public func blobDone(digest: String, bytes: Int64, transferred: Bool) {
@@ -74,6 +84,11 @@ public final class TransferProgress: Sendable {
     }
 
     public var elapsed: Duration { ContinuousClock.now - started }
+}
+
+/// The moment the process started, as near as Swift can tell: `main` reads it first.
+public enum ProcessClock {
+    public static let started = ContinuousClock.now
 }
 
 /// Peak resident memory of this process (VmHWM), in bytes; 0 where /proc is absent.

@@ -9,6 +9,7 @@ import TestSupport
     struct PullResult: Decodable {
         var files: [String]; var images: Int; var blobs: Int
         var bytesTransferred: Int64; var bytesAlreadyPresent: Int64; var peakResidentBytes: Int64
+        var secondsToFirstBlobByte: Double?
     }
 
     struct Plan: Decodable {
@@ -220,6 +221,9 @@ import TestSupport
         let again = try await Self.pull(registry, into: directory, arguments + source)
         let againResult = try JSONDecoder().decode(PullResult.self, from: Data(again.stdout))
         #expect(againResult.bytesTransferred == 0)
+        #expect(againResult.secondsToFirstBlobByte == nil, "nothing downloaded, so no first byte")
+        // The latency before the first blob byte is reported (the WAN bench divides it by the RTT).
+        #expect(cleanResult.secondsToFirstBlobByte.map { $0 > 0 && $0 < 120 } == true, "\(String(describing: cleanResult.secondsToFirstBlobByte))")
         try await proxy.shutdown()
     }
 
