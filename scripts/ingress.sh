@@ -88,21 +88,9 @@ cmd_start() {
         port=$(pick_port)
         write_config "$dir" "$port" "$upstream" "$request_buffering" "$response_buffering" "$http2"
         : >"$dir/access.log"
-        rm -f "$dir/pid"
-        # -e: the error log from the first line on (not the compiled-in /var/log/nginx). Descriptors
-        # above 2 are closed first: an inherited pipe of the caller's would never see its end.
-        setsid nohup bash -c "$CLOSE_FDS"'; echo $$ >"$1/pid"; exec "$2" -p "$1" -e "$1/error.log" -c "$1/nginx.conf"' ingress "$dir" "$NGINX_BIN" \
-            </dev/null >>"$dir/nginx.out" 2>&1 &
-        for i in $(seq 1 250); do
-            [[ -s $dir/pid ]] && listening_ports | grep -qx "$port" && break
-            sleep 0.02
-        done
-        if [[ -s $dir/pid ]] && pid_alive "$(cat "$dir/pid")" && listening_ports | grep -qx "$port"; then
-            local owner=${REGISTRY_OWNER_PID:-}
-            if [[ $owner =~ ^[0-9]+$ ]] && kill -0 "$owner" 2>/dev/null; then
-                setsid nohup bash -c "$CLOSE_FDS"'; tail --pid="$1" -f /dev/null; exec bash "$2" stop "$3"' ingress-watcher \
-                    "$owner" "$(cd "$(dirname "$0")" && pwd)/$(basename "$0")" "$dir" </dev/null >/dev/null 2>&1 &
-            fi
+        # -e: the error log from the first line on (not the compiled-in /var/log/nginx).
+        if launch_listening nginx "$dir" "$port" "$NGINX_BIN" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"; then
+            watch_owner ingress "$(cd "$(dirname "$0")" && pwd)/$(basename "$0")" "$dir"
             echo "PORT=$port"
             echo "HOST=127.0.0.1:$port"
             echo "URL=https://127.0.0.1:$port"

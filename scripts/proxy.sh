@@ -50,21 +50,9 @@ cmd_start() {
         port=$(pick_port)
         write_config "$dir" "$port" "$user"
         : >"$dir/tinyproxy.log"
-        rm -f "$dir/pid"
-        # -d: stay in the foreground, so the pid written is the proxy's own. Descriptors above 2
-        # are closed first: an inherited pipe of the caller's would never see its end.
-        setsid nohup bash -c "$CLOSE_FDS"'; echo $$ >"$1/pid"; exec "$2" -d -c "$1/tinyproxy.conf"' proxy "$dir" "$PROXY_BIN" \
-            </dev/null >>"$dir/proxy.out" 2>&1 &
-        for i in $(seq 1 250); do
-            [[ -s $dir/pid ]] && listening_ports | grep -qx "$port" && break
-            sleep 0.02
-        done
-        if [[ -s $dir/pid ]] && pid_alive "$(cat "$dir/pid")" && listening_ports | grep -qx "$port"; then
-            local owner=${REGISTRY_OWNER_PID:-}
-            if [[ $owner =~ ^[0-9]+$ ]] && kill -0 "$owner" 2>/dev/null; then
-                setsid nohup bash -c "$CLOSE_FDS"'; tail --pid="$1" -f /dev/null; exec bash "$2" stop "$3"' proxy-watcher \
-                    "$owner" "$(cd "$(dirname "$0")" && pwd)/$(basename "$0")" "$dir" </dev/null >/dev/null 2>&1 &
-            fi
+        # -d: stay in the foreground.
+        if launch_listening proxy "$dir" "$port" "$PROXY_BIN" -d -c "$dir/tinyproxy.conf"; then
+            watch_owner proxy "$(cd "$(dirname "$0")" && pwd)/$(basename "$0")" "$dir"
             echo "PORT=$port"
             echo "HOST=127.0.0.1:$port"
             echo "URL=http://127.0.0.1:$port"

@@ -82,3 +82,29 @@ stop_pid_file() {
     for i in $(seq 1 100); do pid_alive "$pid" || return 0; sleep 0.02; done
     kill -KILL "$pid" 2>/dev/null || true
 }
+
+# launch_listening NAME DIR PORT CMD...: starts CMD in a session of its own (its pid in
+# DIR/pid, its output appended to DIR/NAME.out) and waits up to 5 s for PORT to listen; true
+# when it does. Descriptors above 2 are closed first: an inherited pipe of the caller's would
+# never see its end. CMD must stay in the foreground, so the pid written is the server's own.
+launch_listening() {
+  local name=$1 dir=$2 port=$3 i
+  shift 3
+  rm -f "$dir/pid"
+  setsid nohup bash -c "$CLOSE_FDS"'; echo $$ >"$1/pid"; shift; exec "$@"' "$name" "$dir" "$@" \
+    </dev/null >>"$dir/$name.out" 2>&1 &
+  for i in $(seq 1 250); do
+    [[ -s $dir/pid ]] && listening_ports | grep -qx "$port" && break
+    sleep 0.02
+  done
+  [[ -s $dir/pid ]] && pid_alive "$(cat "$dir/pid")" && listening_ports | grep -qx "$port"
+}
+
+# watch_owner NAME SCRIPT DIR: with REGISTRY_OWNER_PID=N in the environment, leaves a watcher
+# that runs `SCRIPT stop DIR` once process N is gone, so a test process that dies leaks no server.
+watch_owner() {
+  local owner=${REGISTRY_OWNER_PID:-}
+  [[ $owner =~ ^[0-9]+$ ]] && kill -0 "$owner" 2>/dev/null || return 0
+  setsid nohup bash -c "$CLOSE_FDS"'; tail --pid="$1" -f /dev/null; exec bash "$2" stop "$3"' "$1-watcher" \
+    "$owner" "$2" "$3" </dev/null >/dev/null 2>&1 &
+}
