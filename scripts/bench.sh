@@ -236,6 +236,7 @@ if [ "${BENCH_WAN:-1}" != 0 ]; then
   wan_wall=$T_WALL
   wan_first=$(jq -r '.secondsToFirstBlobByte // 0' "$work/wan-pull.out")
   wan_trips=$(awk -v w="$wan_first" -v l="$loop_first" 'BEGIN { printf "%.0f", (w - l) / 0.040 }')
+  wan_first=$(awk -v s="$wan_first" 'BEGIN { printf "%.2f", s }'); loop_first=$(awk -v s="$loop_first" 'BEGIN { printf "%.2f", s }')
   timed wan-skopeo "$work/wan-skopeo.sh"
   wan_skopeo_wall=$T_WALL
   wan_bundle=$(du -cb "$work"/wan-bundle/*.tar | tail -1 | cut -f1)

@@ -78,6 +78,20 @@ public struct DiscoveredEdition: Sendable {
     public var notes: [String] = []
     /// Release data of each platform version of a range pull (empty for a pinned pull).
     public var releases: [ReleaseData] = []
+
+    /// Adds what another phase of discovery found, after what this one holds.
+    mutating func merge(_ other: DiscoveredEdition) {
+        images += other.images
+        platformVersions += other.platformVersions
+        channels.merge(other.channels) { mine, _ in mine }
+        modules.merge(other.modules) { mine, _ in mine }
+        packages.merge(other.packages) { mine, _ in mine }
+        plugins.merge(other.plugins) { mine, _ in mine }
+        securityDatabases += other.securityDatabases
+        vexImages += other.vexImages
+        notes += other.notes
+        releases += other.releases
+    }
 }
 
 /// Finds what an edition holds and chooses what to pull, with d8's semantics
@@ -113,30 +127,49 @@ public struct EditionDiscovery: Sendable {
     }
 
     public func discover(_ selection: PullSelection) async throws -> DiscoveredEdition {
-        var result = DiscoveredEdition()
-        var vexSubjects: [VexSubject] = []
-        if selection.platform {
-            vexSubjects += try await discoverPlatform(selection, into: &result)
+        // The phases that need nothing of one another run at once: each is a chain of round
+        // trips to the source, which a far registry makes long. Their parts are merged in this
+        // fixed order, and the first failure in it is the one thrown, so the result is what
+        // running them one after the other gives.
+        async let platform = Self.phase { part in
+            selection.platform ? try await self.discoverPlatform(selection, into: &part) : []
         }
-        if selection.installer {
-            try await discoverInstaller(tag: selection.installerTag, into: &result)
+        async let installer = Self.phase { part in
+            if selection.installer { try await self.discoverInstaller(tag: selection.installerTag, into: &part) }
+            return []
         }
-        if selection.securityDatabases {
-            for database in Self.securityDatabases {
-                result.images.append(image(tar: "security.tar", layout: "security/\(database.name)", tag: database.tag))
-                result.securityDatabases.append(database.name)
-            }
-        }
-        if selection.modules {
-            vexSubjects += try await discoverModular(.module, include: selection.includeModules,
-                                                     exclude: selection.excludeModules, selection: selection, into: &result)
+        async let modules = Self.phase { part in
+            guard selection.modules else { return [] }
+            return try await self.discoverModular(.module, include: selection.includeModules,
+                                                  exclude: selection.excludeModules, selection: selection, into: &part)
         }
         // package-versions.tar is written on every pull, --no-packages included (d8-current.md §2).
-        if !selection.proxyRegistry { try await discoverPackageVersions(into: &result) }
-        if selection.packages {
-            vexSubjects += try await discoverModular(.package, include: selection.includePackages,
-                                                     exclude: selection.excludePackages, selection: selection, into: &result)
+        async let packageVersions = Self.phase { part in
+            if !selection.proxyRegistry { try await self.discoverPackageVersions(into: &part) }
+            return []
         }
+        async let packages = Self.phase { part in
+            guard selection.packages else { return [] }
+            return try await self.discoverModular(.package, include: selection.includePackages,
+                                                  exclude: selection.excludePackages, selection: selection, into: &part)
+        }
+        var security = DiscoveredEdition()
+        if selection.securityDatabases {
+            for database in Self.securityDatabases {
+                security.images.append(image(tar: "security.tar", layout: "security/\(database.name)", tag: database.tag))
+                security.securityDatabases.append(database.name)
+            }
+        }
+        let parts = [await platform, await installer, .success((security, [])), await modules, await packageVersions, await packages]
+
+        var result = DiscoveredEdition()
+        var vexSubjects: [VexSubject] = []
+        for part in parts {
+            let (edition, subjects) = try part.get()
+            result.merge(edition)
+            vexSubjects += subjects
+        }
+        // Plugins follow the modules the bundle carries.
         try await discoverPlugins(selection, into: &result)
         if !selection.skipVex {
             let found = try await findVexImages(vexSubjects)
@@ -144,6 +177,19 @@ public struct EditionDiscovery: Sendable {
             result.vexImages = found.count
         }
         return result
+    }
+
+    /// One discovery phase into a part of its own, its failure kept for `discover` to order.
+    private static func phase(
+        _ body: (inout DiscoveredEdition) async throws -> [VexSubject]
+    ) async -> Result<(DiscoveredEdition, [VexSubject]), Error> {
+        var part = DiscoveredEdition()
+        do {
+            let subjects = try await body(&part)
+            return .success((part, subjects))
+        } catch {
+            return .failure(error)
+        }
     }
 
     private func discoverInstaller(tag: String, into result: inout DiscoveredEdition) async throws {
