@@ -10,7 +10,14 @@ public enum ImageFiles {
     /// An index is resolved to its linux/amd64 image (or its first). Missing paths are absent.
     public static func read(_ paths: Set<String>, client: RegistryClient, repository: String,
                             reference: String) async throws -> [String: [UInt8]] {
-        var manifest = try await client.manifest(repository: repository, reference: reference)
+        try await read(paths, client: client, repository: repository,
+                       manifest: try await client.manifest(repository: repository, reference: reference))
+    }
+
+    /// The same, from the image's manifest already fetched.
+    public static func read(_ paths: Set<String>, client: RegistryClient, repository: String,
+                            manifest fetched: FetchedManifest) async throws -> [String: [UInt8]] {
+        var manifest = fetched
         if case let .index(index) = manifest.document {
             let child = index.manifests.first { $0.platform?.os == "linux" && $0.platform?.architecture == "amd64" }
                 ?? index.manifests.first

@@ -168,11 +168,16 @@ extension EditionDiscovery {
     /// exist are left out, channels that cannot be read are failures).
     func readChannels(repository: String) async throws -> ChannelRead {
         let pairs = try await concurrentMap(ReleaseChannel.allCases, limit: concurrency) { channel -> (ReleaseChannel, Result<ChannelState, DKPError>?) in
-            guard try await client.manifestDescriptor(repository: repository, reference: channel.rawValue) != nil else {
+            // The manifest's GET answers whether the channel exists: no HEAD before it (one round
+            // trip less before the first blob byte).
+            let manifest: FetchedManifest
+            do {
+                manifest = try await client.manifest(repository: repository, reference: channel.rawValue)
+            } catch RegistryError.notFound {
                 return (channel, nil)
             }
             let what = "\(source.host)/\(repository):\(channel.rawValue)"
-            let files = try await ImageFiles.read(["version.json"], client: client, repository: repository, reference: channel.rawValue)
+            let files = try await ImageFiles.read(["version.json"], client: client, repository: repository, manifest: manifest)
             guard let bytes = files["version.json"] else {
                 return (channel, .failure(.invalidSource("\(what) has no version.json")))
             }
