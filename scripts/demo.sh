@@ -104,7 +104,7 @@ step "copy again: every blob is already there, nothing is sent"
 "$bin/dkp-mirror" copy "$SRC_HOST/demo/app:v1" "$DST_HOST/copied/image" \
   --src-insecure --dest-ca-file "$DST_CA" --progress none
 
-step "a wrong password is one clear line, exit code 1"
+step "a wrong password: what failed and what to do, exit code 1"
 set +e
 D8_MIRROR_REGISTRY_PASSWORD=not-the-password "$bin/dkp-mirror" push "$work/bundle" \
   "$DST_HOST/system/deckhouse" --ca-file "$DST_CA" --progress none
