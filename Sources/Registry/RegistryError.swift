@@ -71,9 +71,9 @@ public enum RegistryError: Error, CustomStringConvertible, Sendable {
         case let .forbidden(_, _, action, _, _):
             return "use credentials with \(action) rights (to push into the cluster's registry: its read-write user)"
         case .notFound:
-            return "check the address, the edition and the tag; `dkp-mirror tags REPOSITORY` lists the tags a repository has"
+            return Self.hint(status: 404)
         case .timedOut:
-            return "the registry or the network stalled: run the same command again (it resumes); on a slow link raise --timeout"
+            return Self.stalledHint
         case let .http(_, _, status, _):
             return Self.hint(status: status)
         case .digestMismatch, .sizeMismatch:
@@ -84,6 +84,9 @@ public enum RegistryError: Error, CustomStringConvertible, Sendable {
             return nil
         }
     }
+
+    /// What to do about a registry or network that stopped answering.
+    public static let stalledHint = "the registry or the network stalled: run the same command again (it resumes); on a slow link raise --timeout"
 
     /// What to do about an HTTP status the registry answered.
     public static func hint(status: Int) -> String? {

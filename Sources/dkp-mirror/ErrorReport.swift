@@ -15,6 +15,9 @@ struct ErrorReport: Equatable {
     /// `error: ...` and, when there is one, `hint: ...`.
     var lines: String { "error: \(failure)\n" + (hint.map { "hint: \($0)\n" } ?? "") }
 
+    static let diskFullHint = "free space there (or choose another directory), then run the same command again: it resumes where it stopped"
+    static let permissionHint = "check that this user may write there (owner, mode, a read-only mount)"
+
     init(failure: String, hint: String?) {
         self.failure = failure
         self.hint = hint
@@ -40,9 +43,9 @@ struct ErrorReport: Equatable {
         switch error {
         case let .diskFull(path):
             self.init(failure: "no space left on the device holding \(path)",
-                      hint: "free space there (or choose another directory), then run the same command again: it resumes where it stopped")
+                      hint: Self.diskFullHint)
         case let .io(_, _, code) where [EACCES, EPERM, EROFS].contains(code):
-            self.init(failure: error.description, hint: "check that this user may write there (owner, mode, a read-only mount)")
+            self.init(failure: error.description, hint: Self.permissionHint)
         default:
             let message = error.description
             self.init(failure: message, hint: Self.hint(forMessage: message))
@@ -65,13 +68,13 @@ struct ErrorReport: Equatable {
         func status(_ code: Int) -> Bool { lower.contains("status \(code)") }
         let hint: String?
         if lower.contains("no space left") {
-            hint = "free space there (or choose another directory), then run the same command again: it resumes where it stopped"
+            hint = Self.diskFullHint
         } else if lower.contains("permission denied") || lower.contains("read-only file system") {
-            hint = "check that this user may write there (owner, mode, a read-only mount)"
+            hint = Self.permissionHint
         } else if lower.contains("does not resolve") {
             hint = "fix the host name, or go through a proxy that can resolve it (HTTPS_PROXY, --proxy)"
         } else if lower.contains("stopped answering") || lower.contains("timed out") {
-            hint = "the registry or the network stalled: run the same command again (it resumes); on a slow link raise --timeout"
+            hint = RegistryError.stalledHint
         } else if lower.contains("mid-response") || lower.contains("mid-request") || lower.contains("connection reset") {
             hint = "the network or a proxy cut the connection: run the same command again (it resumes)"
         } else if lower.contains("connection refused") {
@@ -83,7 +86,7 @@ struct ErrorReport: Equatable {
         } else if lower.contains("release-channel") || lower.contains("release channel") {
             hint = "check --source: it names an edition's repository (e.g. registry.deckhouse.ru/deckhouse/ee), which the license key must allow; `dkp-mirror tags SOURCE/release-channel` lists its channels"
         } else if lower.contains("not found") || lower.contains("does not exist") {
-            hint = "check the address, the edition and the tag; `dkp-mirror tags REPOSITORY` lists the tags a repository has"
+            hint = RegistryError.hint(status: 404)
         } else {
             hint = nil
         }
