@@ -22,9 +22,12 @@ import TestSupport
 
     /// The idle timeout of a run whose faults are not stalls: long enough that a loaded machine
     /// (the whole suite runs in parallel on two cores) never times out instead of seeing the
-    /// fault the test injects. The stall tests pass `stallTimeout`.
+    /// fault the test injects. The stall tests pass `stallTimeout` and `stallRetries`: a short
+    /// timeout that a loaded machine may also hit spuriously, so those runs get a larger share of
+    /// attempts (one budget per operation, see RetryBudget) than the default.
     static let timeout = "15"
-    static let stallTimeout = "2"
+    static let stallTimeout = "3"
+    static let stallRetries = ["--retries", "12"]
 
     static func pull(from proxy: HTTPFaultProxy, into directory: URL, _ extra: [String] = [],
                      timeout: String = timeout) async throws -> TestProcess.Output {
@@ -78,11 +81,11 @@ import TestSupport
         ])
         let directory = try TestRegistry.temporaryDirectory("dkp-fault-stall")
         let started = ContinuousClock.now
-        let output = try await Self.pull(from: proxy, into: directory, timeout: Self.stallTimeout)
+        let output = try await Self.pull(from: proxy, into: directory, Self.stallRetries, timeout: Self.stallTimeout)
         let elapsed = ContinuousClock.now - started
         #expect(output.status == 0, "\(output.stderrString)\n\(proxy.log.joined(separator: "\n"))")
         #expect(proxy.faultsInjected == 3)
-        #expect(elapsed >= .seconds(2), "the stalls were waited out by the 2 s idle timeout")
+        #expect(elapsed >= .seconds(3), "the stalls were waited out by the 3 s idle timeout")
         try await Self.expectVerified(directory, "pull after stalls")
         withExtendedLifetime(registry) {}
     }
@@ -144,7 +147,7 @@ import TestSupport
             .init(.stallResponse(afterBodyBytes: 0...0), methods: ["PUT"], pathContains: "/blobs/uploads/", limit: 1),
             .init(.stallResponse(afterBodyBytes: 0...0), methods: ["HEAD"], pathContains: "/blobs/", every: 5, limit: 1),
         ])
-        let output = try await Self.push(bundle, to: proxy, timeout: Self.stallTimeout)
+        let output = try await Self.push(bundle, to: proxy, Self.stallRetries, timeout: Self.stallTimeout)
         #expect(output.status == 0, "\(output.stderrString)\n\(proxy.log.joined(separator: "\n"))")
         #expect(proxy.faultsInjected == 2)
         #expect(try await PushTests.checkTarget(target, password: nil, bundle: bundle) > 40)
@@ -227,7 +230,7 @@ import TestSupport
             .init(.status(429, retryAfter: "1"), methods: ["PUT"], pathContains: "/manifests/", limit: 1),
         ])
         let output = try await CLITests.run(["copy", "\(sourceProxy.host)/deckhouse/ee:v1.69.3", "\(destinationProxy.host)/mirror/ee:v1.69.3",
-                                             "--insecure", "--json", "--progress", "none", "--timeout", Self.stallTimeout])
+                                             "--insecure", "--json", "--progress", "none", "--timeout", Self.stallTimeout] + Self.stallRetries)
         #expect(output.status == 0, "\(output.stderrString)\n\(sourceProxy.log + destinationProxy.log)")
         #expect(sourceProxy.faultsInjected == 4 && destinationProxy.faultsInjected == 2, "\(sourceProxy.log + destinationProxy.log)")
 
