@@ -105,9 +105,10 @@ import TestSupport
         }
         let proxy = try await FaultProxy.start(upstream: registry)
         let client = try RegistryClient(host: proxy.host, configuration: {
-            // 3 attempts without progress: on a loaded machine a 1 s idle timeout can also fire
-            // once between two stalls (the attempts of a download count from its last byte).
-            var c = RegistryConfiguration(); c.insecure = true; c.idleTimeout = .seconds(1); c.maxAttempts = 3
+            // 5 attempts without progress and 2 s: on a loaded machine (CI ran this test for 79 s)
+            // the idle timeout can also fire between two stalls, more than once (the attempts of
+            // a download count from its last byte).
+            var c = RegistryConfiguration(); c.insecure = true; c.idleTimeout = .seconds(2); c.maxAttempts = 5
             c.initialBackoff = .milliseconds(10); return c
         }())
         let started = ContinuousClock.now
