@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // libc's sync_file_range(2), which the Glibc module hides.
+        .systemLibrary(name: "CWriteback"),
 
         // Value types of the OCI specs; no I/O.
         .target(name: "OCI"),
@@ -48,7 +50,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The bundle on disk: tar layout and writing, chunk files, reading tars and image layers.
-        .target(name: "Bundle", dependencies: ["OCI", "Streams", "CArchive"]),
+        .target(name: "Bundle", dependencies: ["OCI", "Streams", "CArchive", "CWriteback"]),
         // Deckhouse knowledge: editions, channels, versions, images_digests.json, modules, cluster detection.
         .target(name: "DKP", dependencies: [
             "OCI", "Streams", "Registry", "Bundle", "Network",
