@@ -15,7 +15,8 @@
 #   7. a WAN: the same kind of pinned pull through a proxy that adds 40 ms to every round trip
 #      and caps each connection at 8 MB/s and the link at 40 MB/s, ours against skopeo one
 #      reference at a time (as d8 and operators' scripts do); then ours killed (-9) halfway
-#      and run again, with the bytes both runs moved on the wire;
+#      and run again, with the bytes both runs moved on the wire; then the push of that bundle
+#      into a TLS registry behind the same kind of WAN, uploads paced as well;
 #   8. push of the bundle through an Ingress (scripts/ingress.sh: Debian's nginx with TLS and
 #      HTTP/2 in front of a TLS registry, as ingress-nginx sets it up), with request buffering
 #      on (nginx's default) and off, ours against skopeo (buffering on): wall and peak RSS.
@@ -41,17 +42,18 @@ bin=$(swift build -c release --show-bin-path)
 work=$(mktemp -d /tmp/dkp-bench.XXXXXX)
 cleanup() {
   for r in source ours theirs push-ours-1 push-ours-2 push-theirs-1 push-theirs-2 sweep-1 sweep-4 sweep-8 sweep-16 \
-           ingress-on ingress-off ingress-skopeo; do
+           ingress-on ingress-off ingress-skopeo wan-push-ours wan-push-theirs; do
     scripts/registry.sh stop "$work/$r" >/dev/null 2>&1 || true
     scripts/ingress.sh stop "$work/$r-nginx" >/dev/null 2>&1 || true
   done
-  [ -z "${wan_pid:-}" ] || kill "$wan_pid" 2>/dev/null || true
+  for pid in "${wan_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 read_env() { local k v; while IFS='=' read -r k v; do printf -v "$1_$k" '%s' "$v"; done <"$2"; }
 
 rows=()
+wan_pids=()
 row() { rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "$@")"); }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
@@ -211,12 +213,16 @@ wan_rows=()
 if [ "${BENCH_WAN:-1}" != 0 ]; then
   "$bin/dkp-dev" seed-edition "$SRC_HOST/deckhouse/wan" --insecure --base-layer "${BENCH_WAN_BASE_LAYER:-128M}" \
     --image-layer 4M >/dev/null
-  "$bin/dkp-dev" wan-proxy --upstream "$SRC_HOST" --latency-ms 40 --connection-rate 8000000 --link-rate 40000000 \
-    --stats "$work/wan.stats" >"$work/wan.env" 2>"$work/wan.err" &
-  wan_pid=$!
-  for _ in $(seq 1 100); do grep -q '^PORT=' "$work/wan.env" 2>/dev/null && break; sleep 0.1; done
-  wan_host=127.0.0.1:$(sed -n 's/^PORT=//p' "$work/wan.env")
-  wan_bytes() { sleep 0.3; awk '{ print $2 }' "$work/wan.stats"; }
+  # wan_proxy NAME UPSTREAM [FLAG]: a WAN proxy in front of UPSTREAM; sets WAN_HOST.
+  wan_proxy() {
+    "$bin/dkp-dev" wan-proxy --upstream "$2" --latency-ms 40 --connection-rate 8000000 --link-rate 40000000 \
+      --stats "$work/$1.stats" "${@:3}" >"$work/$1.env" 2>"$work/$1.err" &
+    wan_pids+=($!)
+    for _ in $(seq 1 100); do grep -q '^PORT=' "$work/$1.env" 2>/dev/null && break; sleep 0.1; done
+    WAN_HOST=127.0.0.1:$(sed -n 's/^PORT=//p' "$work/$1.env")
+  }
+  wan_proxy wan "$SRC_HOST"; wan_host=$WAN_HOST
+  wan_bytes() { sleep 0.3; awk '/^bytesToClient/ { print $2 }' "$work/wan.stats"; }
   wan_args=(--source "$wan_host/deckhouse/wan" --insecure --deckhouse-tag v1.69.3 -j "$JOBS" --progress none)
   "$bin/dkp-mirror" pull "$work/wan-plan" "${wan_args[@]}" --dry-run --json >"$work/wan-plan.json"
   jq -r '.references[] | [.repository, .reference, .layout, .shortTag] | join("|")' "$work/wan-plan.json" | sort -u >"$work/wan-refs.tsv"
@@ -248,7 +254,7 @@ if [ "${BENCH_WAN:-1}" != 0 ]; then
   "$bin/dkp-mirror" pull "$work/wan-bundle" "${wan_args[@]}" >/dev/null 2>&1 &
   killed=$!
   while kill -0 "$killed" 2>/dev/null; do
-    now=$(awk '{ print $2 }' "$work/wan.stats")
+    now=$(awk '/^bytesToClient/ { print $2 }' "$work/wan.stats")
     [ $((now - start_bytes)) -lt $((wan_bundle / 2)) ] || { kill -9 "$killed"; break; }
     sleep 0.05
   done
@@ -260,7 +266,25 @@ if [ "${BENCH_WAN:-1}" != 0 ]; then
   wan_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "first blob byte after: s (loopback)" "$wan_first ($loop_first)" "-" "-")")
   wan_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "  = round trips in sequence" "$wan_trips" "-" "-")")
   wan_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "killed -9 halfway + re-run: wire/bundle" "$(ratio "$wan_total" "$wan_bundle")" "-" "-")")
-  kill "$wan_pid" 2>/dev/null || true; wan_pid=""
+  # Push of the pinned bundle over the WAN (uploads paced too) into a fresh TLS registry each:
+  # ours from the bundle, skopeo from its OCI layouts of the WAN pull, one reference at a time.
+  sed -e "s|$work/refs.tsv|$work/wan-refs.tsv|; s|$work/skopeo-oci|$work/wan-skopeo-oci|g" "$work/skopeo-push.sh" >"$work/wan-skopeo-push.sh"
+  chmod +x "$work/wan-skopeo-push.sh"
+  for r in wan-push-ours wan-push-theirs; do scripts/registry.sh start "$work/$r" --tls --user "rw:$password" >"$work/$r.env"; done
+  read_env WPO "$work/wan-push-ours.env"; read_env WPT "$work/wan-push-theirs.env"
+  wan_proxy wan-push-ours "$WPO_HOST" --pace-uploads
+  timed wan-push "$bin/dkp-mirror" push "$work/wan-bundle" "$WAN_HOST/system/deckhouse" --ca-file "$WPO_CA" -j "$JOBS" --progress none --json
+  wan_push_wall=$T_WALL; wan_push_rss=$T_RSS
+  mkdir -p "$work/wan-push-certs"; cp "$WPT_CA" "$work/wan-push-certs/ca.crt"
+  wan_proxy wan-push-theirs "$WPT_HOST" --pace-uploads
+  timed wan-skopeo-push "$work/wan-skopeo-push.sh" "$WAN_HOST" "$work/wan-push-certs"
+  wan_skopeo_push_wall=$T_WALL
+  wan_push_mbs=$(awk -v b="$wan_bundle" -v t="$wan_push_wall" 'BEGIN { printf "%.1f", b / t / 1e6 }')
+  wan_push_link=$(awk -v b="$wan_bundle" -v t="$wan_push_wall" 'BEGIN { printf "%.0f%%", b / t / 40e6 * 100 }')
+  wan_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "push $((wan_bundle / 1048576)) MiB: wall s" "$wan_push_wall" "$wan_skopeo_push_wall" "$(ratio "$wan_skopeo_push_wall" "$wan_push_wall")x")")
+  wan_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "push: MB/s, share of the 40 MB/s link" "$wan_push_mbs" "$wan_push_link" "-")")
+  wan_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "push: peak RSS MB" "$wan_push_rss" "-" "-")")
+  for pid in "${wan_pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wan_pids=()
 fi
 
 # 8. Push through an Ingress: nginx (TLS, HTTP/2) in front of a fresh TLS registry each time.

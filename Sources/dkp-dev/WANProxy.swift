@@ -13,7 +13,8 @@ struct WANProxy: AsyncParsableCommand {
     @Option(help: "Latency added to every upstream→client read, in milliseconds (the round trip grows by as much).") var latencyMs = 40
     @Option(help: "Bytes per second per connection (0: no cap).") var connectionRate = 8_000_000
     @Option(help: "Bytes per second across all connections (0: no cap).") var linkRate = 40_000_000
-    @Option(help: "Rewrite this file with `bytesToClient N` every 100 ms.") var stats: String?
+    @Flag(help: "Pace client→upstream bytes too, at the same per-connection and link rates (a push over the WAN).") var paceUploads = false
+    @Option(help: "Rewrite this file with `bytesToClient N` and `bytesFromClient N` every 100 ms.") var stats: String?
 
     func run() async throws {
         guard let colon = upstream.lastIndex(of: ":"), let port = Int(upstream[upstream.index(after: colon)...]) else {
@@ -23,9 +24,10 @@ struct WANProxy: AsyncParsableCommand {
                                                latency: .milliseconds(latencyMs),
                                                bytesPerSecond: connectionRate > 0 ? connectionRate : nil)
         proxy.linkBytesPerSecond = linkRate > 0 ? linkRate : nil
+        proxy.pacesUploads = paceUploads
         FileHandle.standardOutput.write(Data("PORT=\(proxy.port)\n".utf8))
         while true {
-            if let stats { try? Data("bytesToClient \(proxy.bytesToClient)\n".utf8).write(to: URL(fileURLWithPath: stats), options: .atomic) }
+            if let stats { try? Data("bytesToClient \(proxy.bytesToClient)\nbytesFromClient \(proxy.bytesFromClient)\n".utf8).write(to: URL(fileURLWithPath: stats), options: .atomic) }
             try await Task.sleep(for: .milliseconds(100))
         }
     }

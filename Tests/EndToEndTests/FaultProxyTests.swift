@@ -91,6 +91,38 @@ import TestSupport
         }
     }
 
+    @Test func pacedUploadsTakeTheRateAndArriveWhole() async throws {
+        let (registry, _) = try await Self.registryWithImage(layerSize: 1024)
+        let proxy = try await FaultProxy.start(upstream: registry, bytesPerSecond: 4 << 20)
+        let blob = SyntheticBlob(size: 2 << 20, seed: 78)
+        try await Self.using(proxy.host) { client in
+            // Without `pacesUploads` only responses are paced (no upper bound on time is asserted:
+            // the suite runs loaded).
+            let fastErrors = try await Self.upload(client, "x/fast", blob, attempts: 1)
+            #expect(fastErrors.isEmpty, "\(fastErrors)")
+            // With it, 2 MiB at 4 MiB/s take at least half a second, and the registry gets every byte
+            // in order (it checks the digest).
+            proxy.pacesUploads = true
+            let before = proxy.bytesFromClient
+            var started = ContinuousClock.now
+            let pacedErrors = try await Self.upload(client, "x/paced", blob, attempts: 1)
+            #expect(pacedErrors.isEmpty, "\(pacedErrors)")
+            #expect(ContinuousClock.now - started >= .milliseconds(450))
+            #expect(proxy.bytesFromClient - before >= 2 << 20)
+            // The link cap alone paces uploads as well (the link's other side, at its own rate).
+            proxy.bytesPerSecond = nil
+            proxy.linkBytesPerSecond = 4 << 20
+            started = ContinuousClock.now
+            let linkErrors = try await Self.upload(client, "x/link", blob, attempts: 1)
+            #expect(linkErrors.isEmpty, "\(linkErrors)")
+            #expect(ContinuousClock.now - started >= .milliseconds(450))
+        }
+        let digest = try await blob.digest()
+        let size = try await Self.using(registry.host) { try await $0.blobSize(repository: "x/link", digest: digest) }
+        #expect(size == blob.size)
+        try await proxy.shutdown()
+    }
+
     @Test func clientCutMidUploadIsStartedAgainAndTheBlobArrivesWhole() async throws {
         let (registry, _) = try await Self.registryWithImage(layerSize: 1024)
         let proxy = try await FaultProxy.start(upstream: registry, clientFault: .cutAfter(bytes: 1_000_000, connections: 1))

@@ -99,8 +99,16 @@ public final class FaultProxy: Sendable {
         set { state.locked.withLock { $0.linkBytesPerSecond = newValue.map { max(1, $0) } } }
     }
 
+    /// Paces client→upstream bytes too: `bytesPerSecond` per connection and `linkBytesPerSecond`
+    /// on a link of its own (a full-duplex line has that capacity each way). No latency is
+    /// added in that direction: the round trip already grows by `latency`.
+    public var pacesUploads: Bool {
+        get { state.locked.current.pacesUploads }
+        set { state.locked.withLock { $0.pacesUploads = newValue } }
+    }
+
     /// Bytes a connection may hold back for `latency`/`bytesPerSecond` before it stops reading
-    /// from the upstream.
+    /// from the upstream (or, with `pacesUploads`, from the client).
     public static let maxQueuedBytes = 256 << 10
 
     /// Bytes forwarded upstream→client, over all connections.
@@ -275,6 +283,9 @@ final class ProxyState: Sendable {
         var linkBytesPerSecond: Int?
         /// When the shared link is free again (with `linkBytesPerSecond`).
         var linkFree = NIODeadline.uptimeNanoseconds(0)
+        var pacesUploads = false
+        /// When the link's client→upstream side is free again (with `pacesUploads`).
+        var uplinkFree = NIODeadline.uptimeNanoseconds(0)
         var bytesToClient = 0
         var bytesFromClient = 0
         var connectionsAccepted = 0
@@ -404,6 +415,21 @@ final class ProxyState: Sendable {
             return end
         }
     }
+
+    /// With `pacesUploads`: the per-connection rate for client→upstream bytes and, with a link
+    /// cap, when `count` bytes have crossed the link's other side; nil when uploads go unpaced.
+    func uploadPacing(_ count: Int) -> (bytesPerSecond: Int?, link: NIODeadline?)? {
+        locked.withLock { s -> (Int?, NIODeadline?)? in
+            guard s.pacesUploads, s.bytesPerSecond != nil || s.linkBytesPerSecond != nil else { return nil }
+            var link: NIODeadline?
+            if let rate = s.linkBytesPerSecond {
+                let end = max(NIODeadline.now(), s.uplinkFree) + .nanoseconds(Int64(count) * 1_000_000_000 / Int64(rate))
+                s.uplinkFree = end
+                link = end
+            }
+            return (s.bytesPerSecond, link)
+        }
+    }
 }
 
 /// A small seeded generator (FaultProxyRandom): the same seed gives the same offsets, so a failure
@@ -463,13 +489,15 @@ final class GlueHandler: ChannelDuplexHandler {
     /// This side's channel went inactive (or the handler was removed).
     private(set) var isClosed = false
 
-    // Upstream side: data waiting for its release time (latency, bandwidth cap), in order.
+    // Data read on this side waiting for its release time to the partner (latency, bandwidth
+    // cap), in order: upstream→client on the upstream side, client→upstream (`pacesUploads`)
+    // on the client side.
     private enum Delayed {
         case data(ByteBuffer)
         /// Close both sides once everything before has gone out (a cut).
         case cut
-        /// The upstream closed: close the client once everything before has gone out.
-        case closeClient
+        /// This side's channel closed: close the partner once everything before has gone out.
+        case closePartner
     }
     private var queue = CircularBuffer<(deadline: NIODeadline, item: Delayed)>()
     private var queuedBytes = 0
@@ -621,7 +649,18 @@ final class GlueHandler: ChannelDuplexHandler {
         let count = buffer.readableBytes
         guard count > 0 else { return }
         state.locked.withLock { $0.bytesFromClient += count }
-        partner?.partnerWrite(buffer)
+        guard let (rate, link) = state.uploadPacing(count) else {
+            if queue.isEmpty {
+                partner?.partnerWrite(buffer)
+            } else {
+                delay(buffer, until: max(NIODeadline.now(), lastDeadline))
+            }
+            return
+        }
+        var deadline = max(NIODeadline.now(), lastDeadline)
+        if let rate { deadline = deadline + .nanoseconds(Int64(count) * 1_000_000_000 / Int64(rate)) }
+        if let link { deadline = max(deadline, link) }
+        delay(buffer, until: deadline)
     }
 
     /// Client side: the upstream gets what was forwarded, then both sides close.
@@ -696,9 +735,14 @@ final class GlueHandler: ChannelDuplexHandler {
         }
         // The shared link serialises every connection's bytes; the latency comes on top.
         if let link { deadline = max(deadline, link + latency.timeAmount) }
+        delay(buffer, until: deadline)
+    }
+
+    /// Queues `buffer` for the partner at `deadline` (after everything queued before it).
+    private func delay(_ buffer: ByteBuffer, until deadline: NIODeadline) {
         lastDeadline = deadline
         queue.append((deadline, .data(buffer)))
-        queuedBytes += count
+        queuedBytes += buffer.readableBytes
         scheduleDrain()
     }
 
@@ -715,7 +759,7 @@ final class GlueHandler: ChannelDuplexHandler {
     private func perform(_ item: Delayed) {
         switch item {
         case .data(let buffer):
-            state.locked.withLock { $0.bytesToClient += buffer.readableBytes }
+            if side == .upstream { state.locked.withLock { $0.bytesToClient += buffer.readableBytes } }
             partner?.partnerWrite(buffer)
         case .cut:
             let client = partner
@@ -724,7 +768,7 @@ final class GlueHandler: ChannelDuplexHandler {
             client?.partnerClosed()  // flushes what was sent, then closes
             channel?.close(promise: nil)
             dropQueue()
-        case .closeClient:
+        case .closePartner:
             let client = partner
             partner = nil
             client?.partner = nil
@@ -777,8 +821,8 @@ final class GlueHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         isClosed = true
         if !queue.isEmpty {
-            // What the upstream sent still goes out at its pace, then the client is closed.
-            enqueue(.closeClient)
+            // What this side sent still goes out at its pace, then the partner is closed.
+            enqueue(.closePartner)
         } else {
             let other = partner
             partner = nil
