@@ -245,14 +245,22 @@ public final class ChunkedFileWriter: Sendable {
         startWriteback(file: file, offset: offset, count: count)
     }
 
-    /// Asks the kernel to start writing the range to disk now, without waiting for it. Every
-    /// byte is made durable (fdatasync) before the journal records it; started early, the disk
-    /// writes overlap the download instead of all landing in that fdatasync at a blob's end.
+    /// Asks the kernel to start writing to disk, without waiting, the whole `writebackBlock`s
+    /// this write completes (a stream writes forward, so the blocks it leaves behind are done).
+    /// Every byte is made durable (fdatasync) before the journal records it; started early, the
+    /// disk writes overlap the download instead of all landing in that fdatasync at a blob's
+    /// end. Only whole blocks: a page written back half full is written again once filled
+    /// (per write, that cost the bench 7% more disk writes).
     private func startWriteback(file: Int, offset: Int64, count: Int) {
         #if os(Linux)
-        _ = sync_file_range(descriptors[file], offset, Int64(count), dkp_sync_file_range_write)
+        let block = Self.writebackBlock
+        let from = offset / block * block
+        let to = (offset + Int64(count)) / block * block
+        if to > from { _ = sync_file_range(descriptors[file], from, to - from, dkp_sync_file_range_write) }
         #endif
     }
+
+    static let writebackBlock: Int64 = 1 << 20
 
     private func dataSync(_ file: Int) throws(BundleError) {
         #if canImport(Glibc)

@@ -88,6 +88,54 @@ public func digests(in bytes: [UInt8]) -> [Digest] {
     return found.sorted()
 }
 
+/// The lists of images a pull must have: a missing, cut short or malformed list would give a
+/// smaller bundle that looks complete, so each stops the pull naming the image and the file.
+public enum ImageList {
+    /// The digests of an `images_digests.json` (`{"<module>": {"<image>": "sha256:..."}}`, or flat):
+    /// it must be there, parse as a JSON object and, with `mustListImages`, list at least one digest.
+    public static func digests(_ bytes: [UInt8]?, file: String, of image: String, mustListImages: Bool) throws(DKPError) -> [Digest] {
+        let object = try jsonObject(bytes, file: file, of: image)
+        let found = DKP.digests(in: Array(bytes ?? []))
+        if mustListImages && found.isEmpty {
+            throw .invalidSource("\(file) in \(image) lists no image digest (\(object.isEmpty ? "an empty object" : "no sha256: value")); "
+                                 + "the source is incomplete: a bundle pulled from it would lack the platform's images")
+        }
+        return found
+    }
+
+    /// The tags of an older `images_tags.json` (the same shape, tags in place of digests): the
+    /// images are `<edition>:<tag>`.
+    public static func tags(_ bytes: [UInt8]?, file: String, of image: String) throws(DKPError) -> [String] {
+        let object = try jsonObject(bytes, file: file, of: image)
+        var tags = Set<String>()
+        func collect(_ value: Any) {
+            if let text = value as? String { tags.insert(text) }
+            if let nested = value as? [String: Any] { nested.values.forEach(collect) }
+        }
+        object.values.forEach(collect)
+        guard !tags.isEmpty else {
+            throw .invalidSource("\(file) in \(image) lists no image tag; the source is incomplete")
+        }
+        return tags.sorted()
+    }
+
+    private static func jsonObject(_ bytes: [UInt8]?, file: String, of image: String) throws(DKPError) -> [String: Any] {
+        guard let bytes else {
+            throw .invalidSource("\(image) has no \(file) (absent, or removed by a later layer); "
+                                 + "without it the bundle would lack the images it lists: the source is incomplete or not a DKP edition")
+        }
+        guard let parsed = try? JSONSerialization.jsonObject(with: Data(bytes)) else {
+            throw .invalidSource("\(file) in \(image) is not valid JSON (\(bytes.count) bytes: cut short or corrupt); "
+                                 + "the source is damaged: pull again later, or ask its operator")
+        }
+        guard let object = parsed as? [String: Any] else {
+            throw .invalidSource("\(file) in \(image) is not a JSON object of module to images (it is \(parsed is [Any] ? "an array" : "a scalar")); "
+                                 + "the source is damaged")
+        }
+        return object
+    }
+}
+
 public enum DKPError: Error, CustomStringConvertible, Sendable {
     /// Bad input from the user (exit 2).
     case invalidInput(String)

@@ -126,7 +126,9 @@ extension EditionDiscovery {
                 images.append(image(tar: tar, layout: base, tag: tag))
                 images.append(image(tar: tar, layout: channelLayout, tag: tag))
                 vex.append(VexSubject(tar: tar, layout: base, repository: mainRepository, subject: tag))
-                for digest in files["images_digests.json"].map(digests(in:)) ?? [] {
+                let listed = try ImageList.digests(files["images_digests.json"], file: "images_digests.json",
+                                                   of: "\(source)/\(base):\(tag)", mustListImages: false)
+                for digest in listed {
                     images.append(digestImage(tar: tar, layout: base, digest: digest))
                     vex.append(VexSubject(tar: tar, layout: base, repository: mainRepository, subject: digest.string))
                 }

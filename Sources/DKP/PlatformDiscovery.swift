@@ -150,16 +150,28 @@ extension EditionDiscovery {
                 }
             }
         }
-        let controller = try await ImageFiles.read(["deckhouse/modules/images_digests.json", "deckhouse/edition", "deckhouse/version"],
+        // The lists of platform images are required: without them the bundle would silently lack
+        // the images (ImageList says which image and file, and what is wrong).
+        let controllerList = "deckhouse/modules/images_digests.json"
+        let controller = try await ImageFiles.read([controllerList, "deckhouse/edition", "deckhouse/version"],
                                                    client: client, repository: source.root.repository, reference: tag)
-        let install = try await ImageFiles.read(["deckhouse/candi/images_digests.json"],
+        var found = Set(try ImageList.digests(controller[controllerList], file: controllerList, of: "\(source):\(tag)", mustListImages: true))
+        let installList = "deckhouse/candi/images_digests.json", olderInstallList = "deckhouse/candi/images_tags.json"
+        let installImage = "\(source.host)/\(source.repository("install")):\(tag)"
+        let install = try await ImageFiles.read([installList, olderInstallList],
                                                 client: client, repository: source.repository("install"), reference: tag)
-        var found = Set<Digest>()
-        for file in [controller["deckhouse/modules/images_digests.json"], install["deckhouse/candi/images_digests.json"]] {
-            if let file { found.formUnion(digests(in: file)) }
+        var installTags: [String] = []
+        if install[installList] == nil, let older = install[olderInstallList] {
+            // Older installers list their images by tag in the edition's root repository.
+            installTags = try ImageList.tags(older, file: olderInstallList, of: installImage)
+        } else {
+            found.formUnion(try ImageList.digests(install[installList], file: installList, of: installImage, mustListImages: true))
         }
         for digest in found.sorted() {
             images.append(digestImage(tar: "platform.tar", layout: "", digest: digest))
+        }
+        for installTag in installTags where installTag != tag {
+            images.append(image(tar: "platform.tar", layout: "", tag: installTag))
         }
         return (images, release)
     }

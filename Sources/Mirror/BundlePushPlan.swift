@@ -173,13 +173,19 @@ struct PlanBuilder {
             if !push.repositories.contains(repository) { push.repositories.append(repository) }
             blobs[blob.digest] = push
         }
+        // Depth first, so a node's children have their levels when it comes: images 0, an index one more than its deepest child.
+        var levels: [Digest: Int] = [:]
+        for node in tree { levels[node.digest] = node.children.map { (levels[$0] ?? 0) + 1 }.max() ?? 0 }
         for node in tree.dropLast() where seenChildren.insert("\(repository)@\(node.digest)").inserted {
             children.append(ManifestPut(repository: repository, reference: node.digest.string, digest: node.digest, bytes: node.bytes,
-                                        mediaType: node.mediaType, blobs: node.blobs.map(\.digest), children: node.children, what: what))
+                                        mediaType: node.mediaType, blobs: node.blobs.map(\.digest), children: node.children, what: what,
+                                        stage: levels[node.digest] ?? 0))
         }
         guard let top = tree.last else { return }
+        // Tags after every child (levels stay far below 100), in their order.
         tags.append((order, ManifestPut(repository: repository, reference: reference, digest: top.digest, bytes: top.bytes,
-                                        mediaType: top.mediaType, blobs: top.blobs.map(\.digest), children: top.children, what: what)))
+                                        mediaType: top.mediaType, blobs: top.blobs.map(\.digest), children: top.children, what: what,
+                                        stage: 100 + order)))
     }
 
     /// Counts a pushed tag into the summary.

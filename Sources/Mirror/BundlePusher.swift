@@ -16,6 +16,9 @@ public struct PushResult: Sendable, Codable {
     public var blobsUploaded: Int
     public var blobsMounted: Int
     public var blobsPresent: Int
+    /// Manifests (tags and children by digest) the target already held with the same digest,
+    /// so not put again.
+    public var manifestsPresent: Int
     public var bytesUploaded: Int64
     public var seconds: Double
     public var bytesPerSecond: Double
@@ -46,6 +49,11 @@ struct ManifestPut: Sendable {
     var blobs: [Digest]
     var children: [Digest]
     var what: String
+    /// When it goes up: manifests of one stage go concurrently, stages one after the other
+    /// (children by digest level by level, images before their indexes, then tags in
+    /// `BundlePusher.order`'s order).
+    var stage: Int
+    var isTag: Bool { !reference.hasPrefix("sha256:") }
 }
 
 /// One distinct blob and every repository of the target that needs it.
@@ -150,22 +158,14 @@ public struct BundlePusher: Sendable {
                 progress.blobDone(digest: blob.digest.string, bytes: blob.descriptor.size, transferred: false)
             }
         }
-        var failures = plan.problems
-        var broken = failed.withLock { $0 }
-        for put in plan.manifests {
-            if let reason = (put.blobs + put.children).lazy.compactMap({ broken[$0] }).first {
-                broken[put.digest] = reason
-                if !put.reference.hasPrefix("sha256:") { failures.append("\(put.what) not pushed: \(reason)") }
-                continue
-            }
-            try await client.putManifest(repository: put.repository, reference: put.reference, bytes: put.bytes, mediaType: put.mediaType)
-            if !put.reference.hasPrefix("sha256:") { progress.imageDone("\(client.host)/\(put.repository):\(put.reference)") }
-        }
+        let manifests = try await pushManifests(plan.manifests, brokenBlobs: failed.withLock { $0 })
+        let failures = plan.problems + manifests.failures
         let snapshot = progress.snapshot
         let seconds = progress.elapsed.inSeconds
         let (uploaded, mounted, present) = counts.withLock { $0 }
         return PushResult(target: target.description, repositories: plan.repositories.count, references: plan.referenceCount,
                           blobs: plan.blobs.count, blobsUploaded: uploaded, blobsMounted: mounted, blobsPresent: present,
+                          manifestsPresent: manifests.present,
                           bytesUploaded: snapshot.transferredBytes, seconds: seconds,
                           bytesPerSecond: seconds > 0 ? Double(snapshot.transferredBytes) / seconds : 0,
                           peakResidentBytes: peakResidentBytes(), failures: failures,
@@ -173,6 +173,63 @@ public struct BundlePusher: Sendable {
                           packages: plan.summary.packages, plugins: plan.summary.plugins,
                           securityDatabases: plan.summary.securityDatabases, vexAttestations: plan.summary.vexAttestations,
                           warnings: plan.warnings)
+    }
+
+    /// The manifests, stage by stage (see `ManifestPut.stage`), each stage's concurrently. Each is
+    /// looked up first and put only when the target lacks it under that reference with that
+    /// digest: a re-push changes nothing that is already right (and passes a registry with
+    /// immutable tags). A manifest whose blob or child is broken is held back; so is one the
+    /// registry refuses (a 4xx: a policy, an immutable tag, a quota), with what depends on it in
+    /// its repository (an index, another tag of it), while the rest goes on. A failure of the
+    /// registry itself (5xx past the retries, the connection, credentials) still stops the push.
+    func pushManifests(_ manifests: [ManifestPut], brokenBlobs: [Digest: String]) async throws -> (failures: [String], present: Int) {
+        struct State { var broken: [String: String] = [:]; var failures: [String] = []; var present = 0 }
+        let state = Mutex(State())
+        let client = self.client
+        let progress = self.progress
+        let stages = Dictionary(grouping: manifests, by: \.stage).sorted { $0.key < $1.key }.map(\.value)
+        for stage in stages {
+            try await forEachConcurrently(stage, limit: jobs) { put in
+                let key = "\(put.repository)@\(put.digest)"
+                let held = state.withLock { state -> String? in
+                    if let reason = put.blobs.compactMap({ brokenBlobs[$0] }).first { return reason }
+                    let broken = state.broken
+                    return put.children.compactMap { broken["\(put.repository)@\($0)"] }.first ?? broken[key]
+                }
+                if let reason = held {
+                    state.withLock { state in
+                        state.broken[key] = state.broken[key] ?? reason
+                        if put.isTag { state.failures.append("\(put.what) not pushed: \(reason)") }
+                    }
+                    return
+                }
+                do {
+                    if try await client.manifestDescriptor(repository: put.repository, reference: put.reference)?.digest == put.digest {
+                        state.withLock { $0.present += 1 }
+                    } else {
+                        try await client.putManifest(repository: put.repository, reference: put.reference, bytes: put.bytes, mediaType: put.mediaType)
+                    }
+                } catch let error as RegistryError where Self.refusesOnlyThis(error) {
+                    let reason = "the registry refused \(put.repository)\(put.isTag ? ":" : "@")\(put.reference): \(error)"
+                    state.withLock { state in
+                        state.broken[key] = reason
+                        state.failures.append(put.isTag ? "\(put.what) not pushed: \(reason)" : "\(put.what): \(reason)")
+                    }
+                    return
+                }
+                if put.isTag { progress.imageDone("\(client.host)/\(put.repository):\(put.reference)") }
+            }
+        }
+        return state.withLock { ($0.failures, $0.present) }
+    }
+
+    /// A refusal of one request (4xx other than credentials and rate limits), not of the push.
+    static func refusesOnlyThis(_ error: RegistryError) -> Bool {
+        switch error {
+        case .forbidden, .notFound: return true
+        case let .http(_, _, status, _): return (400..<500).contains(status) && ![401, 408, 429].contains(status)
+        default: return false
+        }
     }
 
     /// Into the first repository that lacks it the blob is uploaded (or found present);

@@ -48,13 +48,7 @@ struct FileSegmentsSequence: AsyncSequence, Sendable {
                 if reader == nil {
                     guard segment < sequence.segments.count else {
                         done = true
-                        do {
-                            try verifier.finish()
-                        } catch let StreamsError.digestMismatch(expected, actual) {
-                            throw MirrorError.corruptBlob("\(sequence.what): blob \(expected) in the bundle is corrupt (its bytes hash to \(actual))")
-                        } catch {
-                            throw MirrorError.corruptBlob("\(sequence.what): blob \(sequence.descriptor.digest) in the bundle is corrupt: \(error)")
-                        }
+                        try finish()  // an empty blob, or segments shorter than the blob
                         return nil
                     }
                     let s = sequence.segments[segment]
@@ -73,10 +67,27 @@ struct FileSegmentsSequence: AsyncSequence, Sendable {
                     continue
                 }
                 try buffer.withUnsafeReadableBytes { try verifier.consume($0) }
+                if segment == sequence.segments.count - 1 && reader.remaining == 0 {
+                    // The last bytes: check the digest before handing them over, so a registry
+                    // never receives a whole blob with wrong bytes (it would answer before the
+                    // upload learns why, and keep nothing useful).
+                    done = true
+                    try finish()
+                }
                 sequence.onBytes?(count)
                 ring[turn] = buffer
                 turn = (turn + 1) % ring.count
                 return buffer
+            }
+        }
+
+        func finish() throws {
+            do {
+                try verifier.finish()
+            } catch let StreamsError.digestMismatch(expected, actual) {
+                throw MirrorError.corruptBlob("\(sequence.what): blob \(expected) in the bundle is corrupt (its bytes hash to \(actual))")
+            } catch {
+                throw MirrorError.corruptBlob("\(sequence.what): blob \(sequence.descriptor.digest) in the bundle is corrupt: \(error)")
             }
         }
 

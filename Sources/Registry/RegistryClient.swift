@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOConcurrencyHelpers
 import NIOHTTP1
 import OCI
 import Streams
@@ -268,18 +269,41 @@ public final class RegistryClient: Sendable {
         let what = "upload of blob \(descriptor.digest) to \(host)/\(repository)"
         let started = try await startUpload(repository: repository, digest: descriptor.digest, mountFrom: mountFrom)
         if started.mounted { return .mounted }
-        guard var location = started.location else {
+        guard let session = started.location else {
             throw RegistryError.invalidResponse(what: what, detail: "no upload location")
         }
         let statistics = transport.statistics
+        let contentFailure = NIOLockedValueBox<(any Error)?>(nil)
         let counted: @Sendable () throws -> CountingSequence<Content> = {
-            CountingSequence(base: try content(), count: { n in statistics.withLockedValue { $0.bytesUploaded += Int64(n) } })
+            CountingSequence(base: try content(), count: { n in statistics.withLockedValue { $0.bytesUploaded += Int64(n) } },
+                             failed: { error in contentFailure.withLockedValue { $0 = $0 ?? error } })
         }
+        do {
+            return try await send(descriptor, session: session, repository: repository, minimumChunk: started.minimumChunk,
+                                  counted: counted, what: what)
+        } catch {
+            if let failure = contentFailure.withLockedValue({ $0 }) {
+                // The bytes were bad (a corrupt blob in the bundle): close the session, so the
+                // registry does not keep an upload holding them, and report that, not what the
+                // aborted request looked like on the wire (a connection closed mid-request).
+                _ = try? await transport.send(RegistryRequest(method: .DELETE, url: session, scopes: [.push(repository)], retryable: false))
+                throw failure
+            }
+            throw error
+        }
+    }
+
+    /// The blob's bytes into the open upload `session`, then the PUT that closes it.
+    private func send<Content: AsyncSequence & Sendable>(
+        _ descriptor: Descriptor, session: String, repository: String, minimumChunk: Int,
+        counted: @escaping @Sendable () throws -> CountingSequence<Content>, what: String
+    ) async throws -> UploadOutcome where Content.Element == ByteBuffer {
+        var location = session
         let size = descriptor.size
 
         if let chunkSize = configuration.uploadChunkSize, size > configuration.monolithicUploadLimit {
             location = try await uploadChunks(location: location, repository: repository, descriptor: descriptor,
-                                              chunkSize: chunkSize, minimumChunk: started.minimumChunk, content: counted, what: what)
+                                              chunkSize: chunkSize, minimumChunk: minimumChunk, content: counted, what: what)
             return try await finishUpload(location: location, repository: repository, descriptor: descriptor, body: nil, what: what)
         }
         if size <= configuration.monolithicUploadLimit {
@@ -431,14 +455,24 @@ struct CountingSequence<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable
     typealias Element = ByteBuffer
     let base: Base
     let count: @Sendable (Int) -> Void
+    /// Called when the base sequence throws (its bytes were bad), not when sending them fails.
+    var failed: @Sendable (any Error) -> Void = { _ in }
 
-    func makeAsyncIterator() -> Iterator { Iterator(base: base.makeAsyncIterator(), count: count) }
+    func makeAsyncIterator() -> Iterator { Iterator(base: base.makeAsyncIterator(), count: count, failed: failed) }
 
     struct Iterator: AsyncIteratorProtocol {
         var base: Base.AsyncIterator
         let count: @Sendable (Int) -> Void
+        let failed: @Sendable (any Error) -> Void
         mutating func next() async throws -> ByteBuffer? {
-            guard let buffer = try await base.next() else { return nil }
+            let next: ByteBuffer?
+            do {
+                next = try await base.next()
+            } catch {
+                failed(error)
+                throw error
+            }
+            guard let buffer = next else { return nil }
             count(buffer.readableBytes)
             return buffer
         }

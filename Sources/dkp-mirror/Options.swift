@@ -245,6 +245,25 @@ func resolveCredential(host: String, login: String?, password: String?, password
     return try DockerConfig().credential(for: host)
 }
 
+/// Parses a push or verify target as d8 takes it: an `http://` or `https://` prefix and
+/// trailing slashes are dropped. The scheme must agree with `--insecure` (plain HTTP).
+func parseTarget(_ text: String, what: String, insecure: Bool) throws -> Reference {
+    var rest = Substring(text)
+    var scheme: String?
+    for prefix in ["http://", "https://"] where rest.lowercased().hasPrefix(prefix) {
+        scheme = String(prefix.dropLast(3))
+        rest = rest.dropFirst(prefix.count)
+    }
+    while rest.hasSuffix("/") { rest = rest.dropLast() }
+    if scheme == "http" && !insecure {
+        throw UsageError("\(what) \(text) is plain HTTP: pass --insecure to talk HTTP to it, or give https:// (or no scheme) for TLS")
+    }
+    if scheme == "https" && insecure {
+        throw UsageError("\(what) \(text) says https:// but --insecure asks for plain HTTP: drop one of them")
+    }
+    return try parseReference(String(rest), what: what)
+}
+
 /// Parses a reference given on the command line; a malformed one is a usage error (exit 2).
 func parseReference(_ text: String, what: String) throws -> Reference {
     do {

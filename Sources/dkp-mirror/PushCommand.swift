@@ -69,7 +69,7 @@ struct PushCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (directory, targetText, files) = try arguments()
-        let reference = try parseReference(targetText, what: "TARGET")
+        let reference = try parseTarget(targetText, what: "TARGET", insecure: registryOptions.transport.insecure)
         guard reference.tag == nil, reference.digest == nil else {
             throw UsageError("TARGET \(targetText) names an image; give HOST[:PORT]/PATH, e.g. registry.example.com/system/deckhouse")
         }
@@ -181,6 +181,7 @@ enum PushSummaryText {
             + (result.failures.isEmpty ? "" : ", \(result.failures.count) not pushed") + "\n"
         text += "  blobs: \(result.blobsUploaded) uploaded (\(formatBytes(result.bytesUploaded))), \(result.blobsMounted) mounted, "
             + "\(result.blobsPresent) already there\n"
+        text += "  manifests already there (not put again): \(result.manifestsPresent)\n"
         text += "  elapsed: \(String(format: "%.1f", result.seconds)) s (\(formatBytes(Int64(result.bytesPerSecond)))/s), "
             + "peak memory \(formatBytes(result.peakResidentBytes))"
             + (result.warnings.isEmpty ? "" : ", \(result.warnings.count) warning(s)") + "\n"

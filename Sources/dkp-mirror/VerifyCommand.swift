@@ -76,7 +76,7 @@ struct VerifyCommand: AsyncParsableCommand {
     }
 
     private func checkRegistry(_ text: String, bundle: BundleIndex, verifier: BundleVerifier) async throws {
-        let target = try parseReference(text, what: "--registry")
+        let target = try parseTarget(text, what: "--registry", insecure: registryOptions.transport.insecure)
         guard target.tag == nil, target.digest == nil else {
             throw UsageError("--registry \(text) names an image; give HOST[:PORT]/PATH")
         }

@@ -51,8 +51,40 @@ public struct EditionSeeder: Sendable {
         public var platformImagesPerVersion = 4
         public var moduleImagesPerVersion = 2
         public var layerCompression: OCI.LayerCompression = .gzip
+        /// Broken sources, as an operator may meet them: the controller's
+        /// `deckhouse/modules/images_digests.json` of a version (version -> how)...
+        public var brokenControllerDigests: [String: BrokenFile] = [:]
+        /// ...and `images_digests.json` of a module or package version (name -> version -> how).
+        public var brokenModularDigests: [String: [String: BrokenFile]] = [:]
 
         public init() {}
+    }
+
+    /// How a required file of the source is broken.
+    public enum BrokenFile: Sendable, CaseIterable {
+        /// Not in the image at all.
+        case missing
+        /// In a lower layer, deleted by a whiteout (`.wh.<name>`) in the top one.
+        case whitedOut
+        /// Cut in half.
+        case truncated
+        /// `[]`.
+        case emptyArray
+        /// `{}`: well-formed, listing nothing.
+        case emptyObject
+
+        /// The layers' files for `path` holding `content` when broken this way: (lower, top).
+        func files(_ path: String, _ content: [UInt8]) -> (lower: [(String, [UInt8])], top: [(String, [UInt8])]) {
+            let name = path.split(separator: "/").last.map(String.init) ?? path
+            let directory = path.dropLast(name.count)
+            switch self {
+            case .missing: return ([], [])
+            case .whitedOut: return ([(path, content)], [("\(directory).wh.\(name)", [])])
+            case .truncated: return ([], [(path, Array(content.prefix(content.count / 2)))])
+            case .emptyArray: return ([], [(path, Array("[]".utf8))])
+            case .emptyObject: return ([], [(path, Array("{}".utf8))])
+            }
+        }
     }
 
     /// What was seeded, for tests to check bundles against.
@@ -95,13 +127,22 @@ public struct EditionSeeder: Sendable {
             seeded.platformDigests[version] = digests
 
             // Controller: big shared base, a stale middle layer, the real files on top.
-            let stale = try await pushFiles(repository: root, files: [("deckhouse/modules/images_digests.json", Array("{}".utf8))])
+            let digestsPath = "deckhouse/modules/images_digests.json"
+            var staleFiles = [(digestsPath, Array("{}".utf8))]
+            var topFiles = [(digestsPath, digestsJSON)]
+            if let broken = options.brokenControllerDigests[version] {
+                (staleFiles, topFiles) = broken.files(digestsPath, digestsJSON)
+                if staleFiles.isEmpty { staleFiles = [("deckhouse/modules/README", Array("stale\n".utf8))] }
+            }
+            let stale = try await pushFiles(repository: root, files: staleFiles)
             let top = try await pushFiles(repository: root, files: [
                 ("deckhouse/edition", Array("\(options.edition)\n".utf8)),
                 ("deckhouse/version", Array("\(version)\n".utf8)),
-                ("deckhouse/modules/images_digests.json", digestsJSON),
-            ])
-            seeded.controller[version] = try await pushImage(repository: root, layers: [base, stale, top], tag: version)
+            ] + topFiles)
+            // A controller whose list is missing lacks the big base too: every layer LayerFiles
+            // reads through must be a tar, and the synthetic base is not one.
+            let layers = options.brokenControllerDigests[version] == .missing ? [stale, top] : [base, stale, top]
+            seeded.controller[version] = try await pushImage(repository: root, layers: layers, tag: version)
             let install = try await pushFiles(repository: "\(root)/install", files: [("deckhouse/candi/images_digests.json", installJSON)])
             _ = try await pushImage(repository: "\(root)/install", layers: [install], tag: version)
             let standalone = try await pushSynthetic(repository: "\(root)/install-standalone", size: options.imageLayerSize, seed: 500 + UInt64(index))
@@ -165,14 +206,22 @@ public struct EditionSeeder: Sendable {
                 digests.append(try await pushImage(repository: repository, layers: [layer], tag: nil))
             }
             perVersion[version] = digests
-            var files: [(String, [UInt8])] = [("images_digests.json", Self.imagesDigests(digests, module: name))]
+            let digestsJSON = Self.imagesDigests(digests, module: name)
+            var files: [(String, [UInt8])] = [("images_digests.json", digestsJSON)]
+            var lowerFiles: [(String, [UInt8])] = []
+            if let broken = options.brokenModularDigests[name]?[version] {
+                let (lower, top) = broken.files("images_digests.json", digestsJSON)
+                files = top
+                lowerFiles = lower
+            }
             if let extra {
                 files.append(("extra_images.json", Array("{\"\(extra)\":\"v0.3.1\"}".utf8)))
                 let layer = try await pushSynthetic(repository: "\(repository)/extra/\(extra)", size: options.imageLayerSize, seed: seedBase + 1000)
                 _ = try await pushImage(repository: "\(repository)/extra/\(extra)", layers: [layer], tag: "v0.3.1")
             }
             let moduleLayer = try await pushFiles(repository: repository, files: files)
-            _ = try await pushImage(repository: repository, layers: [moduleLayer], tag: version)
+            let layers = lowerFiles.isEmpty ? [moduleLayer] : [try await pushFiles(repository: repository, files: lowerFiles), moduleLayer]
+            _ = try await pushImage(repository: repository, layers: layers, tag: version)
             _ = try await pushChannelImage(repository: "\(repository)/\(channelSegment)", version: version, tag: version, suspend: false, changelog: false)
             if options.vex {
                 seeded.vexReferences.append(try await pushAttestation(repository: repository, tag: "\(version).att", seed: seedBase + 2000 + UInt64(vIndex)))

@@ -59,6 +59,8 @@ public final class HTTPFaultProxy: Sendable {
 
     /// Requests seen (all of them, faulted or not).
     public var requests: Int { state.locked.current.requests }
+    /// Every request seen, as `METHOD path` (no query), in order.
+    public var requestLines: [String] { state.locked.current.requestLines }
     /// Faults injected so far.
     public var faultsInjected: Int { state.locked.current.injected }
     /// Body bytes forwarded registry→client and client→registry.
@@ -162,6 +164,7 @@ final class HTTPProxyState: Sendable {
         var matched: [Int] = []
         var injectedByRule: [Int] = []
         var requests = 0
+        var requestLines: [String] = []
         var rangedRequests = 0
         var injected = 0
         var responseBodyBytes = 0
@@ -187,6 +190,7 @@ final class HTTPProxyState: Sendable {
     func fault(method: String, uri: String) -> HTTPFaultProxy.Fault? {
         locked.withLock { s in
             s.requests += 1
+            s.requestLines.append("\(method) \(uri.split(separator: "?").first ?? "")")
             for (i, rule) in s.rules.enumerated() where rule.matches(method: method, uri: uri) {
                 s.matched[i] += 1
                 guard s.matched[i] % rule.every == 0, s.injectedByRule[i] < rule.limit else { continue }
