@@ -21,8 +21,10 @@ struct FileSegmentsSequence: AsyncSequence, Sendable {
     /// Buffers one upload may have handed to the HTTP client and not yet seen written out.
     /// The client pauses a body only once the socket stops taking bytes, and it learns that on
     /// the event loop, later; without this bound a fast disk queues several MiB per upload
-    /// (heaptrack: 53 of 76 MB at -j 8 over TLS). Two: one on the wire, one being read.
-    static let buffersInFlight = 2
+    /// (heaptrack: 53 of 76 MB at -j 8 over TLS). Eight of 112 KiB (under 1 MiB an upload): with
+    /// two, a big blob's one connection spent its time waiting for a buffer to come back (the
+    /// bench's push fell from 15.5 to 21.7 s).
+    static let buffersInFlight = 8
 
     func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
 
@@ -100,7 +102,7 @@ struct FileSegmentsSequence: AsyncSequence, Sendable {
             // An empty slot has no memory of its own to wait for (empty buffers may share storage).
             while slot.capacity > 0, slot.modifyIfUniquelyOwned({ _ in true }) == nil {
                 try await Task.sleep(for: pause)
-                pause = Swift.min(pause * 2, .milliseconds(5))
+                pause = Swift.min(pause * 2, .milliseconds(1))
             }
             let buffer = slot
             slot = ByteBuffer()  // so `buffer` is the only reference and clear() keeps its memory

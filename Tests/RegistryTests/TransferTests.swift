@@ -125,7 +125,7 @@ import TestSupport
             let error = await #expect(throws: RegistryError.self) { _ = try await download(client, repository: "r/stall", descriptor: image.layers[0]) }
             #expect("\(error!)".contains("stopped answering"))
         }
-        #expect(ContinuousClock.now - started < .seconds(60))
+        #expect(ContinuousClock.now - started < .seconds(150), "a hang, not a slow machine (a loaded suite took 65 s)")
         try await proxy.shutdown()
     }
 
