@@ -21,9 +21,9 @@ struct FileSegmentsSequence: AsyncSequence, Sendable {
     /// Buffers one upload may have handed to the HTTP client and not yet seen written out.
     /// The client pauses a body only once the socket stops taking bytes, and it learns that on
     /// the event loop, later; without this bound a fast disk queues several MiB per upload
-    /// (heaptrack: 53 of 76 MB at -j 8 over TLS). Eight of 112 KiB (under 1 MiB an upload): with
-    /// two, a big blob's one connection spent its time waiting for a buffer to come back (the
-    /// bench's push fell from 15.5 to 21.7 s).
+    /// (heaptrack: 53 of 76 MB at -j 8 over TLS). Eight of 112 KiB, under 1 MiB an upload, so a
+    /// big blob's one connection seldom waits for a buffer to come back (bench: push 20.11 s and
+    /// 60 MB with eight, 21.71 s and 52 MB with two).
     static let buffersInFlight = 8
 
     func makeAsyncIterator() -> Iterator { Iterator(sequence: self) }
