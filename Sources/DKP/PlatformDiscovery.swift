@@ -158,10 +158,14 @@ extension EditionDiscovery {
         var found = Set(try ImageList.digests(controller[controllerList], file: controllerList, of: "\(source):\(tag)", mustListImages: true))
         let installList = "deckhouse/candi/images_digests.json", olderInstallList = "deckhouse/candi/images_tags.json"
         let installImage = "\(source.host)/\(source.repository("install")):\(tag)"
-        let install = try await ImageFiles.read([installList, olderInstallList],
-                                                client: client, repository: source.repository("install"), reference: tag)
+        let installManifest = try await client.manifest(repository: source.repository("install"), reference: tag)
+        let install = try await ImageFiles.read([installList], client: client, repository: source.repository("install"),
+                                                manifest: installManifest)
         var installTags: [String] = []
-        if install[installList] == nil, let older = install[olderInstallList] {
+        if install[installList] == nil,
+           // Only then the older file: looking for both would read every layer of every installer.
+           let older = try await ImageFiles.read([olderInstallList], client: client, repository: source.repository("install"),
+                                                 manifest: installManifest)[olderInstallList] {
             // Older installers list their images by tag in the edition's root repository.
             installTags = try ImageList.tags(older, file: olderInstallList, of: installImage)
         } else {

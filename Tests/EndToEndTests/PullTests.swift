@@ -187,7 +187,8 @@ import TestSupport
         let journal = directory.appendingPathComponent("platform.tar.journal").path
         func journalSize() -> Int { ((try? FileManager.default.attributesOfItem(atPath: journal))?[.size] as? Int) ?? 0 }
         var header: Int?
-        let deadline = ContinuousClock.now + .seconds(180)
+        // Generous: in a loaded suite (CI) discovery alone, its connections stalling too, took minutes.
+        let deadline = ContinuousClock.now + .seconds(480)
         while ContinuousClock.now < deadline, process.isRunning {
             let size = journalSize()
             if header == nil, size > 0 { header = size }
