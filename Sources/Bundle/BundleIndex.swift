@@ -165,8 +165,9 @@ public struct BundleIndex: Sendable {
             for (layout, entries) in item.layouts {
                 parts[layout.path, default: []].append(layout.parts[0])
                 var table = tables[layout.path] ?? BlobTable(entries: [:])
+                let directory = layout.parts[0].directory
                 for (hex, span) in entries {
-                    table.entries[hex, default: []].append(BlobCopy(tar: tarIndex, span: span))
+                    table.entries[hex, default: []].append(BlobCopy(tar: tarIndex, directory: directory, span: span))
                 }
                 tables[layout.path] = table
                 bytes += entries.values.reduce(0) { $0 + $1.size }
@@ -209,10 +210,25 @@ public struct BundleIndex: Sendable {
         (blobTables[layout.path]?.entries[digest.hex] ?? []).map { location($0, digest: digest) }
     }
 
+    /// Every copy of the blob `digest` anywhere in the bundle, one per place in a tar (a tar
+    /// whose layouts share one blob entry counts once): the copies of `layout` first (when
+    /// given), then those of the other layouts in path order. Bytes are not checked.
+    public func allCopies(_ digest: Digest, preferring layout: Layout? = nil) -> [BlobLocation] {
+        var seen = Set<[Int64]>()
+        var result = [BlobLocation]()
+        let paths = (layout.map { [$0.path] } ?? []) + layouts.map(\.path).filter { $0 != layout?.path }
+        for path in paths {
+            for copy in blobTables[path]?.entries[digest.hex] ?? [] where seen.insert([Int64(copy.tar), copy.span.offset]).inserted {
+                result.append(location(copy, digest: digest))
+            }
+        }
+        return result
+    }
+
     private func location(_ copy: BlobCopy, digest: Digest) -> BlobLocation {
         let tar = tars[copy.tar]
         return BlobLocation(
-            tar: tar.name, digest: digest, size: copy.span.size,
+            tar: tar.name, entry: copy.entry(digest.hex), digest: digest, size: copy.span.size,
             segments: Self.segments(offset: copy.span.offset, length: copy.span.size, files: tar.files, sizes: tar.fileSizes))
     }
 
@@ -305,6 +321,8 @@ public struct BundleIndex: Sendable {
 public struct BlobLocation: Sendable {
     /// Name of the tar that holds it.
     public let tar: String
+    /// The tar entry that holds it (`modules/console/blobs/sha256/<hex>`; "" when not known).
+    public let entry: String
     /// The blob's name in the layout (its bytes are not checked by the index).
     public let digest: Digest
     /// Bytes of the blob (the tar entry's size).
@@ -313,8 +331,9 @@ public struct BlobLocation: Sendable {
     /// when the blob spans chunk files; none for an empty blob.
     public let segments: [(path: String, offset: Int64, length: Int64)]
 
-    public init(tar: String, digest: Digest, size: Int64, segments: [(path: String, offset: Int64, length: Int64)]) {
+    public init(tar: String, entry: String = "", digest: Digest, size: Int64, segments: [(path: String, offset: Int64, length: Int64)]) {
         self.tar = tar
+        self.entry = entry
         self.digest = digest
         self.size = size
         self.segments = segments
@@ -347,7 +366,14 @@ struct BlobTable: Sendable {
 /// One tar's copy of a blob.
 struct BlobCopy: Sendable {
     let tar: Int
+    /// The layout's directory in that tar (blob entries are `<directory>/blobs/sha256/<hex>`).
+    let directory: String
     let span: TarSpan
+
+    /// The tar entry name of the blob `hex`.
+    func entry(_ hex: String) -> String {
+        (directory.isEmpty || directory.hasSuffix("/") ? directory : directory + "/") + "blobs/sha256/" + hex
+    }
 }
 
 /// Where an entry's data lies in the concatenated tar.

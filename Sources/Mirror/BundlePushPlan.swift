@@ -60,7 +60,8 @@ extension BundlePusher {
             for entry in resolved.tags {
                 let what = "\(entry.tar):\(layout.path.isEmpty ? "/" : layout.path) \(entry.tag)"
                 do {
-                    let tree = try manifestTree(entry.descriptor.digest, mediaType: entry.descriptor.mediaType, layout: layout, what: what)
+                    let tree = try manifestTree(entry.descriptor.digest, mediaType: entry.descriptor.mediaType, layout: layout, what: what,
+                                                damaged: &builder.damagedManifests)
                     try builder.add(tree, layout: layout, repository: repository, reference: entry.tag,
                                     order: Self.order(layout: layout.path, tag: entry.tag), what: what)
                     planned[layout.path, default: []].append(PlannedTag(layout: layout, tag: entry.tag, tree: tree))
@@ -115,14 +116,28 @@ extension BundlePusher {
     }
 
     /// The manifest and, for an index, its children, depth first (children before parents).
-    func manifestTree(_ digest: Digest, mediaType: MediaType, layout: BundleIndex.Layout, what: String) throws -> [Node] {
-        guard let location = bundle.blob(digest, in: layout) else {
+    /// Each manifest is read from its first copy whose bytes match its digest (the layout's
+    /// own first, then any other layout's); a copy that does not is added to `damaged`.
+    func manifestTree(_ digest: Digest, mediaType: MediaType, layout: BundleIndex.Layout, what: String,
+                      damaged: inout Set<String>) throws -> [Node] {
+        // The layout must list it (as verify requires); its bytes may come from any copy.
+        let copies = bundle.blob(digest, in: layout) == nil ? [] : bundle.allCopies(digest, preferring: layout)
+        guard !copies.isEmpty else {
             throw MirrorError.corruptBlob("\(what): manifest \(digest) is missing from the bundle")
         }
-        let bytes = try bundle.readSmall(location)
-        let actual = Streams.SHA256.digest(of: bytes)
-        guard actual == digest else {
-            throw MirrorError.corruptBlob("\(what): manifest \(digest) in the bundle is corrupt (its bytes hash to \(actual))")
+        var intact: [UInt8]?
+        for copy in copies {
+            let bytes = try bundle.readSmall(copy)
+            let actual = Streams.SHA256.digest(of: bytes)
+            if actual == digest {
+                intact = bytes
+                break
+            }
+            damaged.insert("\(copy.tar): \(copy.entry) is corrupt: its bytes hash to \(actual), not \(digest); it is the manifest of \(what)")
+        }
+        guard let bytes = intact else {
+            throw MirrorError.corruptBlob("\(what): manifest \(digest) has no intact copy in the bundle "
+                + "(every copy fails its digest: \(copies.map(\.tar).joined(separator: ", ")))")
         }
         let document = try ManifestDocument.parse(bytes, contentType: mediaType)
         switch document {
@@ -131,7 +146,7 @@ extension BundlePusher {
         case let .index(index):
             var nodes: [Node] = []
             for child in index.manifests {
-                nodes += try manifestTree(child.digest, mediaType: child.mediaType, layout: layout, what: what)
+                nodes += try manifestTree(child.digest, mediaType: child.mediaType, layout: layout, what: what, damaged: &damaged)
             }
             nodes.append(Node(digest: digest, bytes: bytes, mediaType: document.mediaType, blobs: [], children: index.manifests.map(\.digest)))
             return nodes
@@ -144,11 +159,15 @@ extension BundlePusher {
 struct PlanBuilder {
     let bundle: BundleIndex
     var blobs: [Digest: BlobPush] = [:]
+    /// The layout that first needed each blob: its copies are tried first.
+    var firstLayout: [Digest: BundleIndex.Layout] = [:]
     var children: [ManifestPut] = []
     var tags: [(order: Int, put: ManifestPut)] = []
     var seenChildren = Set<String>()
     var problems: [String] = []
     var warnings: [String] = []
+    /// Manifest copies that fail their digest where another copy is intact.
+    var damagedManifests = Set<String>()
     var summary = PushSummary()
     private var modules = Set<String>(), packages = Set<String>(), plugins = Set<String>(), databases = Set<String>()
     private var versions = Set<String>()
@@ -169,9 +188,11 @@ struct PlanBuilder {
             }
         }
         for (blob, location) in located {
-            var push = blobs[blob.digest] ?? BlobPush(digest: blob.digest, descriptor: blob, location: location, repositories: [], what: what)
+            var push = blobs[blob.digest] ?? BlobPush(digest: blob.digest, descriptor: blob, copies: [location], repositories: [], what: what)
             if !push.repositories.contains(repository) { push.repositories.append(repository) }
+            push.users.insert(what)
             blobs[blob.digest] = push
+            firstLayout[blob.digest] = firstLayout[blob.digest] ?? layout
         }
         // Depth first, so a node's children have their levels when it comes: images 0, an index one more than its deepest child.
         var levels: [Digest: Int] = [:]
@@ -210,8 +231,15 @@ struct PlanBuilder {
         summary.packages = packages.sorted()
         summary.plugins = plugins.sorted()
         summary.securityDatabases = databases.sorted()
+        // Every copy in the bundle, so a push can go on with the next when one fails its digest.
+        let blobs = self.blobs.values.map { blob in
+            var blob = blob
+            blob.copies = bundle.allCopies(blob.digest, preferring: firstLayout[blob.digest])
+            return blob
+        }
         let orderedTags = tags.enumerated().sorted { ($0.element.order, $0.offset) < ($1.element.order, $1.offset) }.map(\.element.put)
-        return PushPlan(blobs: blobs.values.sorted { $0.descriptor.size > $1.descriptor.size },
-                        manifests: children + orderedTags, problems: problems, warnings: warnings, summary: summary)
+        return PushPlan(blobs: blobs.sorted { $0.descriptor.size > $1.descriptor.size },
+                        manifests: children + orderedTags, problems: problems, warnings: warnings,
+                        damagedManifests: damagedManifests.sorted(), summary: summary)
     }
 }

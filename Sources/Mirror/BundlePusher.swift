@@ -35,6 +35,9 @@ public struct PushResult: Sendable, Codable {
     public var vexAttestations: Int
     /// What the short tag rule decided (descriptors without a short tag, tags given twice).
     public var warnings: [String]
+    /// Copies of blobs in the bundle whose bytes failed their digest, each naming the tar, the
+    /// entry, the images that need it and whether another copy took its place.
+    public var damagedCopies: [String]
 }
 
 /// One manifest to put: into which repository, under which reference (a digest for
@@ -60,9 +63,14 @@ struct ManifestPut: Sendable {
 struct BlobPush: Sendable {
     var digest: Digest
     var descriptor: Descriptor
-    var location: BlobLocation
+    /// Every copy the bundle holds, the one of the layout that first needs it first: an upload
+    /// whose copy fails its digest goes on with the next.
+    var copies: [BlobLocation]
     var repositories: [String]
+    /// The first image that needs it (for messages).
     var what: String
+    /// Every image that needs it (tar:layout tag).
+    var users: Set<String> = []
 }
 
 /// The push, planned from the bundle's index.json files alone.
@@ -74,6 +82,8 @@ public struct PushPlan: Sendable {
     public var problems: [String]
     /// What the short tag rule decided, one line each (see `LayoutTags`).
     public var warnings: [String]
+    /// Manifest copies in the bundle that fail their digest, where another copy is intact.
+    public var damagedManifests: [String]
     /// What is pushed, by kind.
     public var summary: PushSummary
 
@@ -140,13 +150,16 @@ public struct BundlePusher: Sendable {
 
     public func push(_ plan: PushPlan) async throws -> PushResult {
         let failed = Mutex<[Digest: String]>([:])
+        let damagedCopies = Mutex<[String]>([])
         let counts = Mutex<(uploaded: Int, mounted: Int, present: Int)>((0, 0, 0))
         progress.plan(blobs: plan.blobs.count, bytes: plan.blobBytes, images: plan.referenceCount)
         let client = self.client
         let progress = self.progress
         try await forEachConcurrently(plan.blobs, limit: jobs) { blob in
             do {
-                let outcome = try await Self.pushBlob(blob, client: client, progress: progress)
+                let outcome = try await Self.pushBlob(blob, client: client, progress: progress) { line in
+                    damagedCopies.withLock { $0.append(line) }
+                }
                 counts.withLock {
                     $0.uploaded += outcome.uploaded
                     $0.mounted += outcome.mounted
@@ -172,7 +185,7 @@ public struct BundlePusher: Sendable {
                           platformVersions: plan.summary.platformVersions, modules: plan.summary.modules,
                           packages: plan.summary.packages, plugins: plan.summary.plugins,
                           securityDatabases: plan.summary.securityDatabases, vexAttestations: plan.summary.vexAttestations,
-                          warnings: plan.warnings)
+                          warnings: plan.warnings, damagedCopies: plan.damagedManifests + damagedCopies.withLock { $0 }.sorted())
     }
 
     /// The manifests, stage by stage (see `ManifestPut.stage`), each stage's concurrently. Each is
@@ -233,8 +246,11 @@ public struct BundlePusher: Sendable {
     }
 
     /// Into the first repository that lacks it the blob is uploaded (or found present);
-    /// every other repository gets it by a cross-repository mount, which sends no bytes.
-    static func pushBlob(_ blob: BlobPush, client: RegistryClient, progress: TransferProgress) async throws -> (uploaded: Int, mounted: Int, present: Int) {
+    /// every other repository gets it by a cross-repository mount, which sends no bytes. The
+    /// upload reads the blob's first copy; a copy whose bytes fail the digest is reported
+    /// through `damaged` and the next is read, until one is intact (else it throws).
+    static func pushBlob(_ blob: BlobPush, client: RegistryClient, progress: TransferProgress,
+                         damaged: @Sendable (String) -> Void) async throws -> (uploaded: Int, mounted: Int, present: Int) {
         var source: String?
         var result = (uploaded: 0, mounted: 0, present: 0)
         var transferred = false
@@ -248,20 +264,45 @@ public struct BundlePusher: Sendable {
                 result.mounted += 1
                 continue
             }
-            let counter = StreamedBytes()
-            let segments = blob.location.segments
-            _ = try await client.uploadBlob(repository: repository, descriptor: blob.descriptor) {
-                progress.retract(bytes: counter.reset())
-                return FileSegmentsSequence(segments: segments, descriptor: blob.descriptor, what: blob.what) { n in
-                    counter.add(n)
-                    progress.addBytes(n)
-                }
-            }
+            try await uploadIntactCopy(blob, to: repository, client: client, progress: progress, damaged: damaged)
             result.uploaded += 1
             transferred = true
             source = repository
         }
         progress.blobDone(digest: blob.digest.string, bytes: blob.descriptor.size, transferred: transferred)
         return result
+    }
+
+    /// Uploads the first of the blob's copies whose bytes match its digest (the check ends
+    /// each upload before its last byte, and the registry's session of a bad copy is closed).
+    private static func uploadIntactCopy(_ blob: BlobPush, to repository: String, client: RegistryClient, progress: TransferProgress,
+                                         damaged: @Sendable (String) -> Void) async throws {
+        for (number, copy) in blob.copies.enumerated() {
+            let counter = StreamedBytes()
+            do {
+                _ = try await client.uploadBlob(repository: repository, descriptor: blob.descriptor) {
+                    progress.retract(bytes: counter.reset())
+                    return FileSegmentsSequence(segments: copy.segments, descriptor: blob.descriptor, what: "\(copy.tar): \(copy.entry)") { n in
+                        counter.add(n)
+                        progress.addBytes(n)
+                    }
+                }
+                return
+            } catch let MirrorError.corruptBlob(detail) {
+                progress.retract(bytes: counter.reset())
+                let next = number + 1 < blob.copies.count ? "the copy in \(blob.copies[number + 1].tar) is tried next" : "no other copy is left"
+                damaged("\(detail); it is needed by \(describeUsers(blob)); \(next)")
+            }
+        }
+        let tars = blob.copies.map(\.tar)
+        throw MirrorError.corruptBlob("blob \(blob.digest) has no intact copy in the bundle (\(tars.count == 1 ? "its copy" : "every copy") "
+            + "fails its digest: \(tars.joined(separator: ", ")))")
+    }
+
+    /// "3 images: a, b, c" or "57 images: a, b, c, ...".
+    static func describeUsers(_ blob: BlobPush) -> String {
+        let users = blob.users.sorted()
+        let shown = users.prefix(3).joined(separator: ", ")
+        return "\(users.count) image\(users.count == 1 ? "" : "s"): \(shown)\(users.count > 3 ? ", ..." : "")"
     }
 }

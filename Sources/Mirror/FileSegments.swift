@@ -11,6 +11,7 @@ struct FileSegmentsSequence: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
     let segments: [(path: String, offset: Int64, length: Int64)]
     let descriptor: Descriptor
+    /// Where the bytes come from, for errors (`platform.tar: blobs/sha256/<hex>`).
     let what: String
     let onBytes: (@Sendable (Int) -> Void)?
     /// 112 KiB: seven 16 KiB TLS records, whose ciphertext still fits the 128 KiB buffer that
@@ -36,7 +37,7 @@ struct FileSegmentsSequence: AsyncSequence, Sendable {
         var done = false
         /// Read into in turn. A buffer is reused once the upload has written it out (this
         /// ring then holds its only reference); until then `next` waits for it.
-        var ring = (0..<FileSegmentsSequence.buffersInFlight).map { _ in ByteBuffer() }
+        var ring = [ByteBuffer](repeating: ByteBuffer(), count: FileSegmentsSequence.buffersInFlight)
         var turn = 0
 
         init(sequence: FileSegmentsSequence) {
@@ -87,19 +88,19 @@ struct FileSegmentsSequence: AsyncSequence, Sendable {
             do {
                 try verifier.finish()
             } catch let StreamsError.digestMismatch(expected, actual) {
-                throw MirrorError.corruptBlob("\(sequence.what): blob \(expected) in the bundle is corrupt (its bytes hash to \(actual))")
+                throw MirrorError.corruptBlob("\(sequence.what) is corrupt: its bytes hash to \(actual), not \(expected)")
             } catch {
-                throw MirrorError.corruptBlob("\(sequence.what): blob \(sequence.descriptor.digest) in the bundle is corrupt: \(error)")
+                throw MirrorError.corruptBlob("\(sequence.what) is corrupt: \(error)")
             }
         }
 
         /// Takes `slot`'s buffer once nothing else holds it: the HTTP client drops its
         /// reference when the bytes are on the socket (or encrypted, over TLS). Polls, as the
         /// client offers no signal for a body part's write; the pause stays far below the
-        /// time the socket needs for the other buffer's MiB.
+        /// time the socket needs for the other seven buffers.
         static func reusable(_ slot: inout ByteBuffer) async throws -> ByteBuffer {
             var pause = Duration.microseconds(100)
-            // An empty slot has no memory of its own to wait for (empty buffers may share storage).
+            // A slot not yet used has no memory of its own to wait for (empty buffers share storage).
             while slot.capacity > 0, slot.modifyIfUniquelyOwned({ _ in true }) == nil {
                 try await Task.sleep(for: pause)
                 pause = Swift.min(pause * 2, .milliseconds(1))

@@ -99,6 +99,7 @@ struct PushCommand: AsyncParsableCommand {
             let result = try await pusher.push(plan)
             renderer.finish(success: result.failures.isEmpty)
             await client.shutdown()
+            for line in result.damagedCopies { writeErr("warning: \(line)\n") }
             writeErr(PushSummaryText.lines(result))
             if common.json { try printJSON(result) }
             if !result.failures.isEmpty {
@@ -182,6 +183,9 @@ enum PushSummaryText {
         text += "  blobs: \(result.blobsUploaded) uploaded (\(formatBytes(result.bytesUploaded))), \(result.blobsMounted) mounted, "
             + "\(result.blobsPresent) already there\n"
         text += "  manifests already there (not put again): \(result.manifestsPresent)\n"
+        if !result.damagedCopies.isEmpty {
+            text += "  damaged blob copies in the bundle: \(result.damagedCopies.count) (named above; `verify` checks every copy)\n"
+        }
         text += "  elapsed: \(String(format: "%.1f", result.seconds)) s (\(formatBytes(Int64(result.bytesPerSecond)))/s), "
             + "peak memory \(formatBytes(result.peakResidentBytes))"
             + (result.warnings.isEmpty ? "" : ", \(result.warnings.count) warning(s)") + "\n"

@@ -47,6 +47,12 @@ public struct EditionSeeder: Sendable {
         /// Size of the large base layer shared by all controller images, and of each platform image's own layer.
         public var baseLayerSize: Int64 = 256 << 10
         public var imageLayerSize: Int64 = 32 << 10
+        /// Size of the layer shared across tars, as real DKP images share their distroless base:
+        /// the bottom layer of the OCI platform images, the installer and every module and package
+        /// image (0: none).
+        public var commonBaseSize: Int64 = 24 << 10
+        /// The seed of that layer's bytes (`SyntheticBlob(size: commonBaseSize, seed: commonBaseSeed)`).
+        public static let commonBaseSeed: UInt64 = 3
         /// Digest-referenced platform images per version (one is a 2-platform index, one Docker schema 2).
         public var platformImagesPerVersion = 4
         public var moduleImagesPerVersion = 2
@@ -100,6 +106,8 @@ public struct EditionSeeder: Sendable {
         public var vexReferences: [String] = []
         /// Plugin name -> version tags seeded.
         public var plugins: [String: [String]] = [:]
+        /// The layer of `Options.commonBaseSize`, when seeded.
+        public var commonBase: Descriptor?
     }
 
     public let client: RegistryClient
@@ -116,6 +124,7 @@ public struct EditionSeeder: Sendable {
     public func seed() async throws -> Seeded {
         var seeded = Seeded()
         let base = try await pushSynthetic(repository: root, size: options.baseLayerSize, seed: 1)
+        seeded.commonBase = try await commonBase(in: root).first
         for (index, version) in options.versions.enumerated() {
             // Platform digest images, listed by the controller (all) and install (the first half).
             var digests: [Digest] = []
@@ -171,7 +180,8 @@ public struct EditionSeeder: Sendable {
         }
 
         let installerLayer = try await pushSynthetic(repository: "\(registryRoot)/installer", size: options.imageLayerSize, seed: 900)
-        seeded.installer = try await pushImage(repository: "\(registryRoot)/installer", layers: [installerLayer], tag: "latest")
+        seeded.installer = try await pushImage(repository: "\(registryRoot)/installer",
+                                               layers: try await commonBase(in: "\(registryRoot)/installer") + [installerLayer], tag: "latest")
 
         for (name, channels) in options.modules.sorted(by: { $0.key < $1.key }) {
             seeded.moduleDigests[name] = try await seedModular(catalog: "modules", channelSegment: "release", name: name,
@@ -203,7 +213,7 @@ public struct EditionSeeder: Sendable {
             for i in 0..<options.moduleImagesPerVersion {
                 let layer = try await pushSynthetic(repository: repository, size: options.imageLayerSize,
                                                     seed: seedBase + UInt64(name.count * 100 + vIndex * 10 + i))
-                digests.append(try await pushImage(repository: repository, layers: [layer], tag: nil))
+                digests.append(try await pushImage(repository: repository, layers: try await commonBase(in: repository) + [layer], tag: nil))
             }
             perVersion[version] = digests
             let digestsJSON = Self.imagesDigests(digests, module: name)
@@ -310,6 +320,12 @@ public struct EditionSeeder: Sendable {
     // MARK: building blocks
 
     /// A layer of incompressible synthetic bytes, uploaded; returns its descriptor.
+    /// The shared base layer, put into `repository` (none when `commonBaseSize` is 0).
+    private func commonBase(in repository: String) async throws -> [Descriptor] {
+        guard options.commonBaseSize > 0 else { return [] }
+        return [try await pushSynthetic(repository: repository, size: options.commonBaseSize, seed: Options.commonBaseSeed)]
+    }
+
     private func pushSynthetic(repository: String, size: Int64, seed: UInt64) async throws -> Descriptor {
         let blob = SyntheticBlob(size: size, seed: seed)
         let descriptor = Descriptor(mediaType: .ociLayerGzip, digest: try await blob.digest(), size: size)
@@ -377,7 +393,7 @@ public struct EditionSeeder: Sendable {
         case 1:
             return try await pushImage(repository: root, layers: [own], tag: nil, docker: true)
         default:
-            return try await pushImage(repository: root, layers: [own], tag: nil)
+            return try await pushImage(repository: root, layers: try await commonBase(in: root) + [own], tag: nil)
         }
     }
 
