@@ -34,6 +34,7 @@ enum BundleDirectory {
         }
         var singles = [String: (path: String, size: Int64)]()        // tar name -> file
         var chunks = [String: [Int: (path: String, size: Int64)]]()  // tar name -> chunk index -> file
+        var chunkDigits = [String: Int]()         // tar name -> digits of its chunk numbers (4, or 5 as some writers use)
         var leftovers = [String: [String]]()      // tar name -> leftover file names
         var ignored = [String]()
 
@@ -63,7 +64,13 @@ enum BundleDirectory {
             }
             let file = (path: path, size: Int64(info.st_size))
             if let chunk {
+                if let other = chunks[chunk.tar]?[chunk.index] {
+                    // `platform.tar.0001.chunk` beside `platform.tar.00001.chunk`: which is meant is not known.
+                    throw .corrupt(file: path, detail: "it and \(TarIO.splitPath(other.path).name) are both chunk \(chunk.index) "
+                        + "of \(chunk.tar); keep the one that belongs to the bundle")
+                }
                 chunks[chunk.tar, default: [:]][chunk.index] = file
+                chunkDigits[chunk.tar] = max(chunkDigits[chunk.tar] ?? 0, chunk.digits)
             } else {
                 singles[name] = file
             }
@@ -83,9 +90,13 @@ enum BundleDirectory {
                 for index in 0...byIndex.count {
                     guard let file = byIndex[index] else {
                         if index == byIndex.count { break }
-                        let missing = ChunkedFileWriter.chunkPath(TarIO.joinPath(directory, name), index: index)
+                        let number = String(index)
+                        let width = chunkDigits[name] ?? 4
+                        let missing = TarIO.joinPath(directory, name) + "." + String(repeating: "0", count: max(0, width - number.count)) + number + ".chunk"
+                        let canonical = ChunkedFileWriter.chunkPath(TarIO.joinPath(directory, name), index: index)
                         let missingName = TarIO.splitPath(missing).name
-                        if let leftover = leftovers[name]?.first(where: { $0 == missingName + ".partial" }) {
+                        let canonicalName = TarIO.splitPath(canonical).name
+                        if let leftover = leftovers[name]?.first(where: { $0 == missingName + ".partial" || $0 == canonicalName + ".partial" }) {
                             throw .unfinishedTar(directory: directory, tar: name, leftover: leftover)
                         }
                         throw .missingChunk(file: missing)
@@ -112,17 +123,17 @@ enum BundleDirectory {
         return Found(tars: tars, ignored: ignored.sorted())
     }
 
-    /// `(tar name, index)` of a chunk file name `NAME.tar.NNNN.chunk` (at least 4 digits,
-    /// written as `ChunkedFileWriter.chunkPath` writes them).
-    static func parseChunk(_ name: String) -> (tar: String, index: Int)? {
+    /// `(tar name, index, digits)` of a chunk file name `NAME.tar.NNNN.chunk`: four digits as
+    /// `ChunkedFileWriter.chunkPath` (and d8) writes them, or more (`NAME.tar.00000.chunk`), the
+    /// number read in decimal.
+    static func parseChunk(_ name: String) -> (tar: String, index: Int, digits: Int)? {
         guard let stem = name.strippingSuffix(".chunk"), let dot = stem.lastIndex(of: ".") else { return nil }
         let tar = String(stem[..<dot])
         let digits = stem[stem.index(after: dot)...]
-        guard tar.hasSuffix(".tar"), tar.count > 4, digits.count >= 4,
-            digits.allSatisfy({ $0.isASCII && $0.isNumber }), let index = Int(digits),
-            ChunkedFileWriter.chunkPath(tar, index: index) == name
+        guard tar.hasSuffix(".tar"), tar.count > 4, (4...9).contains(digits.count),
+            digits.allSatisfy({ $0.isASCII && $0.isNumber }), let index = Int(digits)
         else { return nil }
-        return (tar, index)
+        return (tar, index, digits.count)
     }
 
     /// `directory` as an absolute path without a trailing slash.

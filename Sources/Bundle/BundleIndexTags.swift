@@ -6,10 +6,11 @@ import OCI
 /// - a descriptor's tag is its `io.deckhouse.image.short_tag`;
 /// - a descriptor without one gets a warning naming it (tar, layout, digest, ref name) and is
 ///   pushed under the tag its `org.opencontainers.image.ref.name` carries (`host/repo:tag`, or
-///   a bare tag such as `latest`); a ref name without a tag (a digest reference, none at all)
-///   means the descriptor is skipped, with a warning;
-/// - a short tag that is not a valid tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`) is skipped with
-///   a warning; `sha256:<hex>` (as some writers put it) is pushed by digest;
+///   a bare tag such as `latest`); with a ref name that carries no tag (a digest reference,
+///   none at all) it is pushed by digest alone, with a warning;
+/// - a short tag that is not a valid tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`), or a digest
+///   other than the descriptor's, makes the descriptor invalid (`invalid`: verify fails, push
+///   holds it back and says so); `sha256:<hex>` of its own digest is pushed by digest;
 /// - two descriptors of one layout giving one tag different digests: a warning naming both,
 ///   and the last wins (tars in name order, each in its index.json order), at the position of
 ///   the first, as d8 does. The same digest twice is one tag, silently.
@@ -26,6 +27,9 @@ public struct LayoutTags: Sendable, Equatable {
     public var tags: [Tagged]
     /// What the rule had to decide, one line each, naming the descriptors.
     public var warnings: [String]
+    /// Descriptors that cannot be pushed as the bundle names them (a tag outside the grammar,
+    /// a digest tag of another digest), one line each naming the descriptor and the problem.
+    public var invalid: [String] = []
 
     /// The descriptor tagged `tag`, if any.
     public func descriptor(tagged tag: String) -> Descriptor? {
@@ -41,6 +45,7 @@ extension BundleIndex.Layout {
         var position = [String: Int]()
         var seen = Set<String>()
         var warnings = [String]()
+        var invalid = [String]()
         for part in parts {
             for descriptor in part.descriptors {
                 let refName = descriptor.annotations?[BundleIndex.refNameAnnotation]
@@ -53,17 +58,17 @@ extension BundleIndex.Layout {
                     warnings.append("\(what) has no \(BundleIndex.shortTagAnnotation); pushed as tag '\(fromName)', from its ref name")
                     tag = fromName
                 } else {
-                    warnings.append("\(what) has no \(BundleIndex.shortTagAnnotation) and its ref name carries no tag; skipped")
-                    continue
+                    warnings.append("\(what) has no \(BundleIndex.shortTagAnnotation) and its ref name carries no tag; pushed by digest alone")
+                    tag = descriptor.digest.string
                 }
                 if tag.hasPrefix("@") { tag.removeFirst() }
                 if tag.hasPrefix("sha256:") {
                     guard (try? Digest(parsing: tag)) == descriptor.digest else {
-                        warnings.append("\(what): short tag '\(tag.prefix(80))' is a digest other than the descriptor's; skipped")
+                        invalid.append("\(what): short tag '\(tag.prefix(80))' is a digest other than the descriptor's")
                         continue
                     }
-                } else if !Self.isValidTag(tag) {
-                    warnings.append("\(what): short tag '\(tag.prefix(80))' is not a valid tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}); skipped")
+                } else if let problem = Reference.problem(tag: tag) {
+                    invalid.append("\(what): its short tag is not a valid tag: \(problem)")
                     continue
                 }
                 let tagged = LayoutTags.Tagged(tag: tag, descriptor: descriptor, tar: part.tar)
@@ -81,7 +86,14 @@ extension BundleIndex.Layout {
                 }
             }
         }
-        return LayoutTags(tags: tags, warnings: warnings)
+        return LayoutTags(tags: tags, warnings: warnings, invalid: invalid)
+    }
+
+    /// What keeps the layout's path from being a repository path (`modules/Commander`: capitals),
+    /// naming the layout and its tars; nil for a valid path and for the root.
+    public var pathProblem: String? {
+        guard !path.isEmpty, let problem = Reference.problem(repository: path) else { return nil }
+        return "\(tars.joined(separator: ", ")): layout '\(path.prefix(120))' cannot be pushed: its \(problem)"
     }
 
     /// The tag a ref name carries: `host[:port]/repo:tag` -> `tag`; a bare tag (`latest`,

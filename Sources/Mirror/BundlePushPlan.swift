@@ -53,10 +53,21 @@ extension BundlePusher {
     public func plan() throws -> PushPlan {
         var builder = PlanBuilder(bundle: bundle)
         var planned: [String: [PlannedTag]] = [:]  // layout path -> its tags
+        // As verify reports them (there a problem): what the earlier copies held is not pushed.
+        builder.warnings += bundle.duplicateEntries.map {
+            "\($0.tar) holds '\($0.name)' \($0.count) times; its last copy is used, as extracting the tar would, "
+                + "and what the earlier copies hold is not pushed (verify fails such a tar)"
+        }
         for layout in bundle.layouts {
             let repository = repository(for: layout.path)
             let resolved = layout.resolvedTags()
             builder.warnings += resolved.warnings
+            // Names outside the grammar: held back before anything moves, named, the rest pushed.
+            builder.problems += resolved.invalid.map { "\($0); not pushed" }
+            if let problem = layout.pathProblem ?? Reference.problem(repository: repository).map({ "layout '\(layout.path)' cannot be pushed to \(repository.prefix(120)): \($0)" }) {
+                builder.problems.append("\(problem); its \(resolved.tags.count) tag(s) not pushed")
+                continue
+            }
             for entry in resolved.tags {
                 let what = "\(entry.tar):\(layout.path.isEmpty ? "/" : layout.path) \(entry.tag)"
                 do {

@@ -55,14 +55,17 @@ public struct BundleVerifier: Sendable {
 
         let sums = readSHA256SUMS()
         let gosts = readGostsums()
-        problems += sums.problems
+        problems += sums.problems + unlistedFileProblems(listed: sums.expected)
 
         // Structure: every reference's manifest tree is complete.
         var references = 0
         var warnings: [String] = []
         var wanted: [(layout: BundleIndex.Layout, location: BlobLocation)] = []
         for layout in bundle.layouts {
-            warnings += layout.resolvedTags().warnings
+            let resolved = layout.resolvedTags()
+            warnings += resolved.warnings
+            problems += resolved.invalid.map { VerifyProblem(check: "name", message: $0) }
+            if let problem = layout.pathProblem { problems.append(VerifyProblem(check: "name", message: problem)) }
             for descriptor in layout.descriptors {
                 references += 1
                 problems += checkTree(descriptor, layout: layout)

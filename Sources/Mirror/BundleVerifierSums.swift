@@ -17,7 +17,8 @@ extension BundleVerifier {
                 problems.append(VerifyProblem(check: "SHA256SUMS", message: "SHA256SUMS: unreadable line '\(line.prefix(80))'"))
                 continue
             }
-            let name = parts[1].hasPrefix(" ") || parts[1].hasPrefix("*") ? String(parts[1].dropFirst()) : String(parts[1])
+            var name = parts[1].hasPrefix(" ") || parts[1].hasPrefix("*") ? String(parts[1].dropFirst()) : String(parts[1])
+            if name.hasPrefix("./") { name.removeFirst(2) }
             if name.hasPrefix("/") || name.split(separator: "/").contains("..") {
                 problems.append(VerifyProblem(check: "SHA256SUMS", message: "SHA256SUMS lists '\(name)', outside the bundle directory: not read"))
                 continue
@@ -29,6 +30,16 @@ extension BundleVerifier {
             expected[name] = String(parts[0]).lowercased()
         }
         return (expected, problems)
+    }
+
+    /// With a SHA256SUMS, every tar file (or chunk) of the bundle it does not list: the file is
+    /// not of the pull that wrote SHA256SUMS (another pull's, or put there by hand).
+    func unlistedFileProblems(listed: [String: String]) -> [VerifyProblem] {
+        guard FileManager.default.fileExists(atPath: directory + "/SHA256SUMS") else { return [] }
+        return bundle.tars.flatMap(\.files).map { ($0 as NSString).lastPathComponent }.sorted()
+            .filter { listed[$0] == nil }
+            .map { VerifyProblem(check: "SHA256SUMS", message: "\($0) is not listed in SHA256SUMS: it is not part of the pull that wrote it "
+                + "(left by another pull, or added by hand); remove it, or pull into an empty directory") }
     }
 
     /// Every `<file>.gostsum` (Streebog-256, as d8 writes them): file name -> expected hex.

@@ -169,7 +169,7 @@ public struct RegistryCompleteness: Sendable {
         let client = self.client
         let repository = target.repository
         try await forEachConcurrently(Array(items.enumerated()), limit: jobs) { index, item in
-            let url = "\(client.configuration.scheme)://\(client.host)/v2/\(repository)/manifests/\(item.reference)"
+            let url = "\(client.configuration.scheme)://\(client.host)/v2/\(RegistryClient.escaped(repository))/manifests/\(RegistryClient.escaped(item.reference, segment: true))"
             do {
                 if try await client.manifestDescriptor(repository: repository, reference: item.reference) == nil {
                     failures.withLock { $0.append((index, Failure(source: item.source, image: item.image,

@@ -224,6 +224,19 @@ public struct Reference: Hashable, Sendable, CustomStringConvertible {
         return nil
     }
 
+    /// What is wrong with `tag` by the distribution spec's grammar
+    /// (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`), or nil when it is a valid tag.
+    public static func problem(tag: String) -> String? { tagProblem(tag) }
+
+    /// What is wrong with a repository path (`system/deckhouse/modules/console`) by the
+    /// distribution spec's grammar (lowercase components, at most 255 characters), or nil.
+    public static func problem(repository path: String) -> String? {
+        if path.count > maxNameLength {
+            return "repository path '\(OCIError.display(path, limit: 120))' is longer than \(maxNameLength) characters"
+        }
+        return repositoryProblem(Substring(path))
+    }
+
     private static func tagProblem(_ tag: String) -> String? {
         let shown = OCIError.display(tag, limit: 80)
         if tag.count > maxTagLength {

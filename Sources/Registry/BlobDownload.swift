@@ -135,7 +135,7 @@ public struct BlobDownload: AsyncSequence, Sendable {
             let transport = download.transport
             let response = try await transport.send(RegistryRequest(
                 method: .GET,
-                url: "\(transport.baseURL)/v2/\(download.repository)/blobs/\(download.descriptor.digest)",
+                url: "\(transport.baseURL)/v2/\(RegistryClient.escaped(download.repository))/blobs/\(download.descriptor.digest)",
                 headers: headers,
                 scopes: [.pull(download.repository)]))
             switch response.status.code {
@@ -153,7 +153,7 @@ public struct BlobDownload: AsyncSequence, Sendable {
                 }
                 skip = 0
             default:
-                throw await transport.unexpected(response, method: "GET", url: "\(transport.baseURL)/v2/\(download.repository)/blobs/\(download.descriptor.digest)",
+                throw await transport.unexpected(response, method: "GET", url: "\(transport.baseURL)/v2/\(RegistryClient.escaped(download.repository))/blobs/\(download.descriptor.digest)",
                                                  what: what, repository: download.repository, action: "pull")
             }
             body = response.body.makeAsyncIterator()

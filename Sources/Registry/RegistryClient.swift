@@ -27,6 +27,25 @@ public enum UploadOutcome: Sendable, Equatable {
 /// A client of one registry host speaking the OCI distribution API. Create one per host and
 /// configuration, share it between tasks, and call `shutdown()` when done.
 public final class RegistryClient: Sendable {
+    /// `text` for a URL's path or query: every byte outside RFC 3986's unreserved characters,
+    /// `:` and (unless `segment`, for a tag or digest) `/` percent-encoded, so a name that
+    /// slipped past validation (`bad tag/../x`) cannot change the request's path or query.
+    public static func escaped(_ text: String, segment: Bool = false) -> String {
+        var result = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: ":"):
+                result.unicodeScalars.append(Unicode.Scalar(byte))
+            case UInt8(ascii: "/") where !segment:
+                result.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                result += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return result
+    }
+
     public let host: String
     public let configuration: RegistryConfiguration
     let transport: Transport
@@ -77,7 +96,7 @@ public final class RegistryClient: Sendable {
     /// Fetches a manifest or index by tag or digest, with every manifest media type accepted.
     /// The digest is checked against a digest reference, or else against `Docker-Content-Digest`.
     public func manifest(repository: String, reference: String) async throws -> FetchedManifest {
-        let url = "\(base)/v2/\(repository)/manifests/\(reference)"
+        let url = "\(base)/v2/\(Self.escaped(repository))/manifests/\(Self.escaped(reference, segment: true))"
         let what = "manifest \(host)/\(repository)\(reference.hasPrefix("sha256:") ? "@" : ":")\(reference)"
         var headers = HTTPHeaders()
         headers.add(name: "Accept", value: MediaType.manifestAcceptTypes.map(\.rawValue).joined(separator: ", "))
@@ -109,7 +128,7 @@ public final class RegistryClient: Sendable {
 
     /// `HEAD` of a manifest: its descriptor, or nil when the registry does not have it.
     public func manifestDescriptor(repository: String, reference: String) async throws -> Descriptor? {
-        let url = "\(base)/v2/\(repository)/manifests/\(reference)"
+        let url = "\(base)/v2/\(Self.escaped(repository))/manifests/\(Self.escaped(reference, segment: true))"
         var headers = HTTPHeaders()
         headers.add(name: "Accept", value: MediaType.manifestAcceptTypes.map(\.rawValue).joined(separator: ", "))
         let response = try await transport.send(RegistryRequest(method: .HEAD, url: url, headers: headers, scopes: [.pull(repository)]))
@@ -135,7 +154,7 @@ public final class RegistryClient: Sendable {
     /// against the registry's `Docker-Content-Digest`.
     @discardableResult
     public func putManifest(repository: String, reference: String, bytes: [UInt8], mediaType: MediaType) async throws -> Digest {
-        let url = "\(base)/v2/\(repository)/manifests/\(reference)"
+        let url = "\(base)/v2/\(Self.escaped(repository))/manifests/\(Self.escaped(reference, segment: true))"
         let what = "manifest \(host)/\(repository)\(reference.hasPrefix("sha256:") ? "@" : ":")\(reference)"
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: mediaType.rawValue)
@@ -159,7 +178,7 @@ public final class RegistryClient: Sendable {
 
     /// `HEAD` of a blob: its size, or nil when the repository does not have it.
     public func blobSize(repository: String, digest: Digest) async throws -> Int64? {
-        let url = "\(base)/v2/\(repository)/blobs/\(digest)"
+        let url = "\(base)/v2/\(Self.escaped(repository))/blobs/\(digest)"
         let response = try await transport.send(RegistryRequest(method: .HEAD, url: url, scopes: [.pull(repository)]))
         await Transport.drain(response)
         switch response.status.code {
@@ -237,10 +256,10 @@ public final class RegistryClient: Sendable {
     }
 
     private func startUpload(repository: String, digest: Digest?, mountFrom: String?) async throws -> (mounted: Bool, location: String?, minimumChunk: Int) {
-        var url = "\(base)/v2/\(repository)/blobs/uploads/"
+        var url = "\(base)/v2/\(Self.escaped(repository))/blobs/uploads/"
         var scopes: [Scope] = [.push(repository)]
         if let mountFrom, let digest, mountFrom != repository {
-            url += "?mount=\(digest)&from=\(mountFrom)"
+            url += "?mount=\(digest)&from=\(Self.escaped(mountFrom))"
             scopes.append(.pull(mountFrom))
         }
         let response = try await transport.send(RegistryRequest(method: .POST, url: url, scopes: scopes, body: { .bytes(ByteBuffer()) }))
@@ -395,7 +414,7 @@ public final class RegistryClient: Sendable {
 
     /// Every tag of a repository, following `Link` pagination.
     public func tags(repository: String, pageSize: Int = 1000) async throws -> [String] {
-        var url: String? = "\(base)/v2/\(repository)/tags/list?n=\(pageSize)"
+        var url: String? = "\(base)/v2/\(Self.escaped(repository))/tags/list?n=\(pageSize)"
         var tags: [String] = []
         var pages = 0
         while let current = url {
@@ -476,5 +495,11 @@ struct CountingSequence<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable
             count(buffer.readableBytes)
             return buffer
         }
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

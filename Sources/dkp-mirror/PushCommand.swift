@@ -95,6 +95,8 @@ struct PushCommand: AsyncParsableCommand {
                 await client.shutdown()
                 return
             }
+            // Known before the first upload: the operator sees at once what will be held back.
+            for problem in plan.problems { writeErr("warning: held back: \(problem)\n") }
             writeErr("pushing \(plan.referenceCount) references, \(plan.blobCount) blobs (\(formatBytes(plan.blobBytes))) into \(plan.repositories.count) repositories of \(reference)\n")
             let result = try await pusher.push(plan)
             renderer.finish(success: result.failures.isEmpty)
