@@ -147,11 +147,22 @@ public struct BundlePuller: Sendable {
 
     /// `resume: false` (`--no-pull-resume`) discards what earlier runs wrote: the journals, the
     /// partial files and the record of finished tars, so every byte is fetched again.
-    public func pull(_ plan: BundlePlan, into directory: String, chunkSize: Int64?, resume: Bool = true) async throws -> PullResult {
+    ///
+    /// A directory holding files of another pull (tars this plan does not write, or tars of
+    /// its names finished by another plan) is refused, unless `replacing` (`--force`): then
+    /// those files are removed once the new bundle is complete, never before.
+    public func pull(_ plan: BundlePlan, into directory: String, chunkSize: Int64?, resume: Bool = true,
+                     replacing: Bool = false) async throws -> PullResult {
         // Opening a writer rewrites the journal for this plan: never do that for a plan made
         // while the run was being cancelled (an interrupted discovery may come back short).
         try Task.checkCancellation()
         let state = StateDirectory(bundle: directory)
+        let otherPull = state.filesOfAnotherPull(plan, chunkSize: chunkSize)
+        if !otherPull.isEmpty && !replacing {
+            throw MirrorError.invalidInput("\(directory) holds a bundle of another pull (\(otherPull.prefix(4).joined(separator: ", "))"
+                + "\(otherPull.count > 4 ? ", ..." : "")): mixing the two would leave its images beside this pull's; "
+                + "pull into an empty directory, or pass --force to replace that bundle (its files are removed once the new one is complete)")
+        }
         if !resume { try state.discardProgress(tars: plan.tarNames) }
         try state.create()
         var files: [String] = []
@@ -222,6 +233,12 @@ public struct BundlePuller: Sendable {
             progress.note("\(tar.name): written")
         }
         try Checksums.writeSHA256SUMS(directory: directory, files: files.map { ($0 as NSString).lastPathComponent })
+        if !otherPull.isEmpty {
+            // The new bundle is complete and durable: only now does the old one go.
+            for name in state.removeOtherPull(keeping: files.map { ($0 as NSString).lastPathComponent }, plan: plan) {
+                progress.note("\(name): removed (of the bundle this pull replaces)")
+            }
+        }
         let snapshot = progress.snapshot
         let seconds = progress.elapsed.inSeconds
         return PullResult(bundleDirectory: directory, files: files.map { ($0 as NSString).lastPathComponent },

@@ -1,3 +1,4 @@
+import Bundle
 import Foundation
 
 /// `BUNDLE_DIR/.dkp-mirror/`: what a re-run needs to know about tars finished earlier.
@@ -36,11 +37,58 @@ struct StateDirectory {
         }
     }
 
+    /// Bundle files in the directory that `plan` would not leave as they are: tars (whole, in
+    /// chunks, partial or journaled) of names the plan does not write, and finished tars of its
+    /// names that no record shows were written by this plan (another pull's, or d8's).
+    func filesOfAnotherPull(_ plan: BundlePlan, chunkSize: Int64?) -> [String] {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: bundle)) ?? []).sorted()
+        let planned = Dictionary(plan.tars.map { ($0.name, $0.layout.fingerprint) }, uniquingKeysWith: { a, _ in a })
+        return names.filter { name in
+            guard let (tar, finished) = Self.tarFile(name) else { return false }
+            guard let fingerprint = planned[tar] else { return true }
+            return finished && completed(tar: tar, fingerprint: fingerprint, chunkSize: chunkSize) == nil
+        }
+    }
+
+    /// Removes every bundle file of the directory but `keeping` (the new bundle's files, which
+    /// SHA256SUMS lists), with the old `.gostsum` files and `deckhousereleases.yaml`, and the
+    /// records of tars the plan does not write. Returns the names removed.
+    func removeOtherPull(keeping: [String], plan: BundlePlan) -> [String] {
+        let keep = Set(keeping)
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: bundle)) ?? []).sorted()
+        var removed: [String] = []
+        for name in names where !keep.contains(name) {
+            let stale = Self.tarFile(name) != nil || name.hasSuffix(".gostsum") || name == "deckhousereleases.yaml"
+            if stale, (try? FileManager.default.removeItem(atPath: bundle + "/" + name)) != nil { removed.append(name) }
+        }
+        let planned = Set(plan.tars.map(\.name))
+        for record in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        where record.hasSuffix(".done") && !planned.contains(String(record.dropLast(".done".count))) {
+            try? FileManager.default.removeItem(atPath: path + "/" + record)
+        }
+        return removed
+    }
+
+    /// The tar a bundle file belongs to, and whether it is a finished file (not `.partial`
+    /// or `.journal`); nil for other files.
+    static func tarFile(_ name: String) -> (tar: String, finished: Bool)? {
+        if let stem = name.strippingSuffix(".partial") ?? name.strippingSuffix(".journal") {
+            return BundleIndex.tarName(forFile: stem).map { ($0, false) }
+        }
+        return BundleIndex.tarName(forFile: name).map { ($0, true) }
+    }
+
     func markCompleted(tar: String, fingerprint: String, chunkSize: Int64?, files: [String]) throws {
         let done = Done(fingerprint: fingerprint, chunkSize: chunkSize, files: files.map { ($0 as NSString).lastPathComponent })
         let data = try JSONEncoder().encode(done)
         let target = "\(path)/\(tar).done"
         try data.write(to: URL(fileURLWithPath: target + ".tmp"))
         _ = rename(target + ".tmp", target)
+    }
+}
+
+extension String {
+    fileprivate func strippingSuffix(_ suffix: String) -> String? {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) : nil
     }
 }

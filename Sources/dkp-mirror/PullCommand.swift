@@ -102,7 +102,7 @@ struct PullCommand: AsyncParsableCommand {
     @Flag(help: "Print the plan (references, blobs, bytes) and transfer nothing.")
     var dryRun = false
 
-    @Flag(help: "Allow a bundle directory that holds other files.")
+    @Flag(help: "Allow a bundle directory that holds other files, and replace a bundle of another pull there (its files are removed once the new bundle is complete).")
     var force = false
 
     @OptionGroup(title: "Source registry connection") var transport: TransportOptions
@@ -180,7 +180,7 @@ struct PullCommand: AsyncParsableCommand {
             }
             writeErr("pulling \(plan.imageCount) references, \(plan.blobCount) blobs, \(formatBytes(plan.totalBytes)) into \(directory)\n")
             let result = try await puller.pull(plan, into: directory, chunkSize: chunkSize.map { Int64(($0 * 1e9).rounded()) },
-                                               resume: !noPullResume)
+                                               resume: !noPullResume, replacing: force)
             renderer.finish()
             if gostDigest {
                 writeErr("writing GOST digests ...\n")
