@@ -129,7 +129,12 @@ struct PullCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var edition = try EditionSource(parsing: source)
+        // As d8 takes it: http:// or https:// in front (agreeing with --insecure), a trailing slash.
+        let root = try parseTarget(source, what: "--source", insecure: transport.insecure)
+        guard root.tag == nil, root.digest == nil else {
+            throw UsageError("--source \(source) names an image; give the edition root, e.g. registry.deckhouse.ru/deckhouse/ee")
+        }
+        var edition = EditionSource(root)
         var selection = try makeSelection()
         if detect {
             let cluster: ClusterInfo
@@ -261,6 +266,10 @@ struct PullCommand: AsyncParsableCommand {
             let foreign = (try manager.contentsOfDirectory(atPath: path)).filter { !Self.isBundleFile($0) }
             if !foreign.isEmpty && !force {
                 throw UsageError("\(path) holds files that are not part of a bundle (\(foreign.prefix(3).joined(separator: ", "))); use an empty directory or pass --force")
+            }
+            // Found now, not after discovery as a failed write would be.
+            if !dryRun && access(path, W_OK | X_OK) != 0 {
+                throw UsageError("cannot write into \(path): \(String(cString: strerror(errno))); make it writable for this user, or pull into another directory")
             }
         } else if !dryRun {
             do {

@@ -45,3 +45,39 @@ import TestSupport
         withExtendedLifetime(registry) {}
     }
 }
+
+/// Messages that name the thing and what to do, before any work (issue 11, item 0).
+@Suite struct PullInputMessageTests {
+    @Test func aDirectoryThisUserCannotWriteIsRefusedBeforeDiscovery() async throws {
+        let directory = try TestRegistry.temporaryDirectory("dkp-readonly")
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory.path)
+        // The tests run as root, for whom every directory is writable: run the CLI as nobody,
+        // from a copy nobody can reach (a clean clone may sit in a directory only root enters).
+        // The source does not answer (port 1): the refusal must come before discovery.
+        let bin = try TestRegistry.temporaryDirectory("dkp-bin")
+        defer { try? FileManager.default.removeItem(at: bin) }
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: bin.path)
+        let executable = bin.appendingPathComponent("dkp-mirror").path
+        try FileManager.default.copyItem(atPath: CLITests.executable, toPath: executable)
+        let output = try await TestProcess.run("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", executable,
+                                                           "pull", directory.path, "--source", "127.0.0.1:1/deckhouse/ee", "--insecure",
+                                                           "--deckhouse-tag", "v1.69.3", "--progress", "none"])
+        #expect(output.status == 2, "\(output.stderrString)")
+        #expect(output.stderrString.contains("cannot write into \(directory.path): Permission denied"), "\(output.stderrString)")
+        #expect(!output.stderrString.contains("NSCocoaErrorDomain") && !output.stderrString.contains("discovering"))
+    }
+
+    @Test func theSourceAsD8TakesIt() async throws {
+        let (registry, _) = try await PullTests.seededEdition()
+        let directory = try TestRegistry.temporaryDirectory("dkp-source-scheme")
+        let plain = try await CLITests.run(["pull", directory.path, "--source", "http://\(registry.host)/deckhouse/ee/", "--insecure",
+                                            "--deckhouse-tag", "v1.69.3", "--no-modules", "--progress", "none"])
+        #expect(plain.status == 0, "\(plain.stderrString)")
+        let mismatch = try await CLITests.run(["pull", directory.path, "--source", "http://\(registry.host)/deckhouse/ee",
+                                               "--deckhouse-tag", "v1.69.3", "--progress", "none"])
+        #expect(mismatch.status == 2)
+        #expect(mismatch.stderrString.contains("is plain HTTP: pass --insecure"), "\(mismatch.stderrString)")
+        #expect(!mismatch.stderrString.contains("empty port"))
+        withExtendedLifetime(registry) {}
+    }
+}
