@@ -41,24 +41,47 @@ public struct RegistryCompleteness: Sendable {
         public var error: String
     }
 
+    /// Everything else the bundle carries (every tag of every layout, children by digest,
+    /// discovery tags), checked in the same shape: each must be there with the bundle's digest.
+    public struct BundleSection: Sendable, Codable {
+        public var total: Int
+        public var failures: [Failure]
+    }
+
     public struct Report: Sendable, Codable {
         public var mode: Mode
         public var total: Int
         public var failures: [Failure]
         /// Notes on how the list was built (e.g. a deployment image that is not a reference).
         public var warnings: [String]
+        /// The rest of the bundle (nil when not asked for).
+        public var bundle: BundleSection?
+
+        public var ok: Bool { failures.isEmpty && (bundle?.failures.isEmpty ?? true) }
 
         /// The cluster's own wording: `Mode: Default`, then `N of M items processed, K items
-        /// with errors`, the first five errors, `...and more`; `all M items are checked`.
+        /// with errors`, the first five errors, `...and more`; `all M items are checked`. Then
+        /// the rest of the bundle, in the same shape (its first 20 errors, then how many more).
         public var text: String {
-            var lines = ["Mode: \(mode.title)"]
-            guard !failures.isEmpty else { return (lines + ["all \(total) items are checked"]).joined(separator: "\n") }
-            lines.append("\(total - failures.count) of \(total) items processed, \(failures.count) items with errors")
-            for failure in failures.prefix(5) {
+            var lines = ["Mode: \(mode.title)"] + Self.lines(total: total, failures: failures, limit: 5)
+            if let bundle, bundle.total > 0 {
+                lines.append("The rest of the bundle (every tag, children by digest, discovery tags):")
+                lines += Self.lines(total: bundle.total, failures: bundle.failures, limit: 20)
+                if bundle.failures.count > 20 {
+                    lines[lines.count - 1] = "  ...and \(bundle.failures.count - 20) more (every one is in the --json report)"
+                }
+            }
+            return lines.joined(separator: "\n")
+        }
+
+        static func lines(total: Int, failures: [Failure], limit: Int) -> [String] {
+            guard !failures.isEmpty else { return ["all \(total) items are checked"] }
+            var lines = ["\(total - failures.count) of \(total) items processed, \(failures.count) items with errors"]
+            for failure in failures.prefix(limit) {
                 lines.append("- source: \(failure.source)\n  image: \(failure.image)\n  error: \(failure.error)")
             }
-            if failures.count > 5 { lines.append("  ...and more") }
-            return lines.joined(separator: "\n")
+            if failures.count > limit { lines.append("  ...and more") }
+            return lines
         }
     }
 
@@ -70,8 +93,15 @@ public struct RegistryCompleteness: Sendable {
     /// From the running cluster (`--kubeconfig`); nil: the bundle's controller images stand for it.
     public let deployment: Deployment?
 
+    /// What a push of the bundle puts (`BundlePusher.plan()`): checked after the cluster's list.
+    public let bundlePlan: PushPlan?
+    /// Workers for the rest of the bundle (the cluster's own list keeps `jobs`).
+    public let bundleJobs: Int
+
     public init(client: RegistryClient, target: Reference, verifier: BundleVerifier, jobs: Int = 3,
-                mode: Mode = .default, deployment: Deployment? = nil) {
+                mode: Mode = .default, deployment: Deployment? = nil, bundlePlan: PushPlan? = nil, bundleJobs: Int = 8) {
+        self.bundlePlan = bundlePlan
+        self.bundleJobs = max(1, bundleJobs)
         self.client = client
         self.target = target
         self.verifier = verifier
@@ -181,7 +211,45 @@ public struct RegistryCompleteness: Sendable {
         }
         // A cancelled run (Ctrl-C) failed its HEADs for that reason, not because images are missing.
         try Task.checkCancellation()
-        return Report(mode: mode, total: items.count, failures: failures.withLock { $0 }.sorted { $0.0 < $1.0 }.map(\.1),
-                      warnings: warnings)
+        var report = Report(mode: mode, total: items.count, failures: failures.withLock { $0 }.sorted { $0.0 < $1.0 }.map(\.1),
+                            warnings: warnings)
+        if let bundlePlan {
+            report.bundle = try await checkBundle(bundlePlan, skipping: Set(items.map(\.image)))
+            report.warnings += bundlePlan.problems.map { "not checked: \($0)" }
+        }
+        return report
+    }
+
+    /// Every manifest a push of the bundle puts, but those of the cluster's list: there, with
+    /// the bundle's digest.
+    func checkBundle(_ plan: PushPlan, skipping: Set<String>) async throws -> BundleSection {
+        struct Wanted { var source: String; var image: String; var repository: String; var reference: String; var digest: Digest }
+        var seen = skipping
+        var wanted: [Wanted] = []
+        for put in plan.manifests {
+            let image = "\(client.host)/\(put.repository)\(put.isTag ? ":" : "@")\(put.reference)"
+            guard seen.insert(image).inserted else { continue }
+            wanted.append(Wanted(source: put.isTag ? put.what : "\(put.what) (a child by digest)", image: image,
+                                 repository: put.repository, reference: put.reference, digest: put.digest))
+        }
+        let failures = Mutex<[(Int, Failure)]>([])
+        let client = self.client
+        try await forEachConcurrently(Array(wanted.enumerated()), limit: bundleJobs) { index, item in
+            let url = "\(client.configuration.scheme)://\(client.host)/v2/\(RegistryClient.escaped(item.repository))/manifests/\(RegistryClient.escaped(item.reference, segment: true))"
+            let error: String?
+            do {
+                switch try await client.manifestDescriptor(repository: item.repository, reference: item.reference)?.digest {
+                case nil: error = "HEAD \(url): unexpected status code 404 Not Found"
+                case item.digest?: error = nil
+                case let other?: error = "HEAD \(url): the registry has \(other), the bundle \(item.digest)"
+                }
+            } catch {
+                failures.withLock { $0.append((index, Failure(source: item.source, image: item.image, error: "HEAD \(url): \(error)"))) }
+                return
+            }
+            if let error { failures.withLock { $0.append((index, Failure(source: item.source, image: item.image, error: error))) } }
+        }
+        try Task.checkCancellation()
+        return BundleSection(total: wanted.count, failures: failures.withLock { $0 }.sorted { $0.0 < $1.0 }.map(\.1))
     }
 }

@@ -166,6 +166,9 @@ struct TargetRegistryOptions: ParsableArguments {
     @Option(help: "Path below TARGET for modules.")
     var modulesPathSuffix = "/modules"
 
+    @Option(help: "Path below TARGET for packages.")
+    var packagesPathSuffix = "/packages"
+
     @OptionGroup var transport: TransportOptions
 
     func configuration(host: String, common: CommonOptions) throws -> RegistryConfiguration {

@@ -37,9 +37,6 @@ struct PushCommand: AsyncParsableCommand {
     @Flag(help: "Print what would be uploaded and what exists already; upload nothing.")
     var dryRun = false
 
-    @Option(help: "Path below TARGET for packages.")
-    var packagesPathSuffix = "/packages"
-
     @OptionGroup(title: "Registry") var registryOptions: TargetRegistryOptions
 
     @OptionGroup var common: CommonOptions
@@ -84,7 +81,7 @@ struct PushCommand: AsyncParsableCommand {
         let renderer = ProgressRenderer.start(dryRun ? .none : common.progress)
         do {
             let pusher = BundlePusher(client: client, bundle: bundle, target: reference, modulesPathSuffix: registryOptions.modulesPathSuffix,
-                                      packagesPathSuffix: packagesPathSuffix, jobs: common.jobs, progress: renderer.progress)
+                                      packagesPathSuffix: registryOptions.packagesPathSuffix, jobs: common.jobs, progress: renderer.progress)
             let plan = try pusher.plan()
             // Refuse early, before any byte moves, when the user may not push (leaves nothing behind).
             try await checkAccess(client, repository: reference.repository)

@@ -19,7 +19,10 @@ struct VerifyCommand: AsyncParsableCommand {
             module/<module>/<image>; the deckhouse Deployment's images by tag: from the bundle the \
             controller image, with --kubeconfig the running Deployment's containers and initContainers, \
             their repository replaced by TARGET), HEADs each with 3 workers as the cluster does (or -j) \
-            and reports in the cluster's words, starting with Mode: Default or Mode: Relax. Descriptors \
+            and reports in the cluster's words, starting with Mode: Default or Mode: Relax; then checks \
+            the rest of the bundle as push maps it (every tag of every layout, children by digest, \
+            discovery tags: each there with the bundle's digest) and reports it in the same shape, \
+            unless --only-cluster-list. Descriptors \
             without a short tag, and tags given two digests, are reported as warnings (what push will \
             do with them). --deep also decompresses every image layer and checks \
             its SHA-256 against the image config's rootfs.diff_ids. Each byte of the bundle is read once; \
@@ -42,6 +45,9 @@ struct VerifyCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("With --registry: default (every image the cluster needs) or relax (only the deckhouse container's image, as the cluster checks on an edition switch).", valueName: "MODE"))
     var checkMode: RegistryCompleteness.Mode = .default
 
+    @Flag(help: "With --registry: check only the cluster's own item list, not the rest of the bundle (every tag, children by digest, discovery tags).")
+    var onlyClusterList = false
+
     @OptionGroup(title: "Registry") var registryOptions: TargetRegistryOptions
     @OptionGroup var common: CommonOptions
 
@@ -49,8 +55,8 @@ struct VerifyCommand: AsyncParsableCommand {
         let directory = (bundleDirectory as NSString).standardizingPath
         let bundle = try openBundle(directory)
         let verifier = BundleVerifier(bundle: bundle, directory: directory)
-        if registry == nil, kubeconfig != nil || checkMode != .default {
-            throw UsageError("--kubeconfig and --check-mode go with --registry TARGET")
+        if registry == nil, kubeconfig != nil || checkMode != .default || onlyClusterList {
+            throw UsageError("--kubeconfig, --check-mode and --only-cluster-list go with --registry TARGET")
         }
         if let registry {
             if deep { throw UsageError("--deep checks the bundle's layers offline; it does not go with --registry") }
@@ -85,13 +91,17 @@ struct VerifyCommand: AsyncParsableCommand {
         let configuration = try registryOptions.configuration(host: target.host, common: common)
         let client = try RegistryClient(host: target.host, configuration: configuration)
         do {
+            // The rest of the bundle, as push maps it (the same suffixes, the same short tag rule).
+            let plan = onlyClusterList ? nil : try BundlePusher(client: client, bundle: bundle, target: target, modulesPathSuffix: registryOptions.modulesPathSuffix,
+                                        packagesPathSuffix: registryOptions.packagesPathSuffix, jobs: common.jobs,
+                                        progress: TransferProgress()).plan()
             let checker = RegistryCompleteness(client: client, target: target, verifier: verifier, jobs: Self.workers(common),
-                                               mode: checkMode, deployment: deployment)
+                                               mode: checkMode, deployment: deployment, bundlePlan: plan, bundleJobs: common.jobs)
             let report = try await checker.check()
             await client.shutdown()
             for warning in report.warnings { writeErr("warning: \(warning)\n") }
             if common.json { try printJSON(report) } else { print(report.text) }
-            if !report.failures.isEmpty { throw ExitCode(1) }
+            if !report.ok { throw ExitCode(1) }
         } catch {
             await client.shutdown()
             throw error

@@ -77,7 +77,7 @@ import TestSupport
         #expect(stderr.contains("warning: module-console.tar: modules/console/extra/tools: descriptor sha256:"), "\(stderr)")
         #expect(stderr.contains("(ref name 'registry.deckhouse.ru/deckhouse/ee/modules/console/extra/tools:1.0') has no io.deckhouse.image.short_tag; pushed as tag '1.0'"))
         #expect(stderr.contains("(ref name 'latest') has no io.deckhouse.image.short_tag; pushed as tag 'latest'"))
-        #expect(stderr.contains("its ref name carries no tag; skipped"))
+        #expect(stderr.contains("its ref name carries no tag; pushed by digest alone"))
         #expect(stderr.contains("warning: packages/bar/version: tag 'stable' is given to two different images:"))
         #expect(stderr.contains("(package-bar.tar, ref name") && stderr.contains("from package-versions.tar, is pushed"))
         #expect(result.warnings.count == 4, "\(result.warnings)")

@@ -62,8 +62,10 @@ import TestSupport
         #expect(push.status == 0, "\(push.stderrString)")
         let after = try await CLITests.run(base)
         #expect(after.status == 0, "\(after.stdoutString) \(after.stderrString)")
-        #expect(after.stdoutString == "Mode: Default\nall 4 items are checked\n")
-        let relax = try await CLITests.run(base + ["--check-mode", "relax", "-j", "1"])
+        #expect(after.stdoutString.hasPrefix("Mode: Default\nall 4 items are checked\n"
+            + "The rest of the bundle (every tag, children by digest, discovery tags):\nall "), "\(after.stdoutString)")
+        #expect(after.stdoutString.hasSuffix(" items are checked\n"))
+        let relax = try await CLITests.run(base + ["--check-mode", "relax", "-j", "1", "--only-cluster-list"])
         #expect(relax.stdoutString == "Mode: Relax\nall 1 items are checked\n", "\(relax.stdoutString) \(relax.stderrString)")
 
         // From the running Deployment: its containers and initContainers, repository replaced by
@@ -77,7 +79,7 @@ import TestSupport
         #expect(report.failures.map(\.source) == ["deckhouse/containers/kube-rbac-proxy"])
         #expect(report.failures.first?.image == "\(image)@sha256:" + String(repeating: "ab", count: 32))
         #expect(report.failures.first?.error.contains("404 Not Found") == true)
-        let relaxed = try await CLITests.run(base + ["--kubeconfig", config, "--check-mode", "Relax"])
+        let relaxed = try await CLITests.run(base + ["--kubeconfig", config, "--check-mode", "Relax", "--only-cluster-list"])
         #expect(relaxed.status == 0, "\(relaxed.stdoutString) \(relaxed.stderrString)")
         #expect(relaxed.stdoutString == "Mode: Relax\nall 1 items are checked\n")
 
@@ -112,7 +114,8 @@ import TestSupport
         let labels = Set(report.failures.map(\.source))
         #expect(report.total == keys.count + 1)
         // More than five errors: the first five, then `...and more`, as the cluster writes it.
-        let text = try await CLITests.run(["verify", bundle.path, "--registry", "\(target.host)/system/deckhouse", "--insecure"])
+        let text = try await CLITests.run(["verify", bundle.path, "--registry", "\(target.host)/system/deckhouse", "--insecure",
+                                           "--only-cluster-list"])
         #expect(text.stdoutString.hasPrefix("Mode: Default\n0 of 8 items processed, 8 items with errors\n"), "\(text.stdoutString)")
         #expect(text.stdoutString.components(separatedBy: "- source: ").count - 1 == 5)
         #expect(text.stdoutString.hasSuffix("\n  ...and more\n"))
@@ -128,5 +131,59 @@ import TestSupport
         #expect(out.status == 1)
         #expect(out.stdoutString.contains("problem: package-bar.tar: packages/bar v0.3.0 requires sha256:"), "\(out.stdoutString)")
         #expect(out.stdoutString.contains("(package/bar), which the bundle does not hold"))
+    }
+}
+
+/// `verify --registry` checks everything the bundle carries, not only the cluster's list
+/// (issue 11, item 7): every tag of every layout, children by digest and discovery tags, each
+/// with the bundle's digest; the cluster's list first, in its words, then the rest alike.
+@Suite struct VerifyRegistryWholeBundleTests {
+    @Test func tagsMissingOrMovedInTheTargetAreNamedAfterTheClustersList() async throws {
+        let (source, seeded) = try await PullTests.seededEdition()
+        let bundle = try TestRegistry.temporaryDirectory("dkp-verify-whole")
+        let pulled = try await PullTests.pull(source, into: bundle, ["--deckhouse-tag", "v1.69.3"])
+        #expect(pulled.status == 0, "\(pulled.stderrString)")
+        let target = try await TestRegistry.start()
+        // Only platform.tar goes up: the cluster's own list is complete, the rest of the bundle is not.
+        let pushed = try await CLITests.run(["push", "\(target.host)/system/deckhouse", "--file", bundle.appendingPathComponent("platform.tar").path,
+                                             "--insecure", "--progress", "none"])
+        #expect(pushed.status == 0, "\(pushed.stderrString)")
+        // A tag moved in the target: there, but not the bundle's image. d8 tags each digest image
+        // with its hex; that tag of one platform image now names another.
+        var configuration = RegistryConfiguration()
+        configuration.insecure = true
+        let images = try #require(seeded.platformDigests["v1.69.3"])
+        try await RegistryClient.with(host: target.host, configuration: configuration) { client in
+            let other = try await client.manifest(repository: "system/deckhouse", reference: images[images.count - 1].string)
+            _ = try await client.putManifest(repository: "system/deckhouse", reference: images[images.count - 2].hex, bytes: other.bytes,
+                                             mediaType: other.mediaType)
+        }
+        let moved = images[images.count - 2].hex
+        let base = ["verify", bundle.path, "--registry", "\(target.host)/system/deckhouse", "--insecure"]
+        let clusterOnly = try await CLITests.run(base + ["--only-cluster-list"])
+        #expect(clusterOnly.status == 0, "the cluster's own list is there: \(clusterOnly.stdoutString)")
+
+        let whole = try await CLITests.run(base)
+        #expect(whole.status == 1, "\(whole.stdoutString)\(whole.stderrString)")
+        let text = whole.stdoutString
+        #expect(text.hasPrefix("Mode: Default\nall "), "the cluster's list first: \(text)")
+        #expect(text.contains("The rest of the bundle (every tag, children by digest, discovery tags):\n")
+                && text.contains(" items with errors\n"), "\(text)")
+        struct Whole: Decodable {
+            struct Section: Decodable { var total: Int; var failures: [VerifyClusterListTests.Report.Failure] }
+            var failures: [VerifyClusterListTests.Report.Failure]; var bundle: Section
+        }
+        let json = try await CLITests.run(base + ["--json"])
+        let report = try JSONDecoder().decode(Whole.self, from: Data(json.stdout))
+        #expect(report.failures.isEmpty)
+        let named = Dictionary(report.bundle.failures.map { ($0.image, $0.error) }, uniquingKeysWith: { a, _ in a })
+        for image in ["/system/deckhouse/security/trivy-db:2", "/system/deckhouse/installer:latest",
+                      "/system/deckhouse/modules/console/release:stable", "/system/deckhouse/modules:console"] {
+            #expect(named[target.host + image]?.contains("404 Not Found") == true, "\(image) not named: \(named.keys.sorted())")
+        }
+        #expect(named["\(target.host)/system/deckhouse:\(moved)"]?.contains("the registry has sha256:") == true, "the moved tag")
+        #expect(named["\(target.host)/system/deckhouse:v1.69.3"] == nil && named.keys.allSatisfy { !$0.contains("/release-channel:") },
+                "what is there is not named")
+        withExtendedLifetime(source) {}
     }
 }

@@ -59,8 +59,13 @@ import TestSupport
         // The cluster's list: the controller's four images_digests.json digests and the controller
         // itself (at most five errors are listed; VerifyClusterListTests has more).
         #expect(lines.dropFirst().first == "0 of 5 items processed, 5 items with errors", "\(before.stdoutString)")
-        #expect(!before.stdoutString.contains("...and more"))
-        #expect(before.stdoutString.components(separatedBy: "- source: ").count - 1 == 5)
+        let sections = before.stdoutString.components(separatedBy: "The rest of the bundle (every tag, children by digest, discovery tags):\n")
+        #expect(sections.count == 2, "\(before.stdoutString)")
+        #expect(!sections[0].contains("...and more"))
+        #expect(sections[0].components(separatedBy: "- source: ").count - 1 == 5)
+        // The rest, in the same shape: its first 20 errors, then how many more.
+        #expect(sections.last?.components(separatedBy: "- source: ").count == 21, "\(sections.last ?? "")")
+        #expect(sections.last?.hasSuffix(" more (every one is in the --json report)\n") == true, "\(sections.last ?? "")")
 
         let push = try await PushTests.push(bundle, to: target, password: "pw-verify")
         #expect(push.status == 0, "\(push.stderrString)")
