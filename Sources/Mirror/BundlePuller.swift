@@ -329,29 +329,34 @@ struct ManifestTree: Sendable {
 
 /// Counts references whose every blob is written, for "images done/total".
 final class ImageTracker: Sendable {
+    // Images are counted by their position, not their ref name: two images may share one (a
+    // channel alias and its version in one repository), and each must be counted once.
     private struct State {
-        var remaining: [String: Int] = [:]          // reference -> blobs still missing
-        var waiting: [String: [String]] = [:]       // "tar#entry" -> references needing it
+        var remaining: [Int: Int] = [:]             // image -> blobs still missing
+        var waiting: [String: [Int]] = [:]          // "tar#entry" -> images needing it
     }
     private let state: Mutex<State>
+    private let references: [String]
     let total: Int
     let alreadyComplete: [String]
 
     init(pending: [(TarPlan, TarFileWriter)]) {
         var state = State()
-        var total = 0
+        var references: [String] = []
         var complete: [String] = []
         for (tar, writer) in pending {
             for (reference, entries) in tar.imageBlobs {
-                total += 1
+                let image = references.count
+                references.append(reference)
                 let missing = Set(entries.filter { !writer.isComplete($0) })
                 if missing.isEmpty { complete.append(reference); continue }
-                state.remaining[reference, default: 0] += missing.count
-                for entry in missing { state.waiting["\(writer.finalPath)#\(entry)", default: []].append(reference) }
+                state.remaining[image] = missing.count
+                for entry in missing { state.waiting["\(writer.finalPath)#\(entry)", default: []].append(image) }
             }
         }
         self.state = Mutex(state)
-        self.total = total
+        self.references = references
+        self.total = references.count
         self.alreadyComplete = complete
     }
 
@@ -359,9 +364,9 @@ final class ImageTracker: Sendable {
     func finished(tar: String, entry: Int) -> [String] {
         state.withLock { state in
             var done: [String] = []
-            for reference in state.waiting.removeValue(forKey: "\(tar)#\(entry)") ?? [] {
-                state.remaining[reference, default: 1] -= 1
-                if state.remaining[reference] == 0 { done.append(reference) }
+            for image in state.waiting.removeValue(forKey: "\(tar)#\(entry)") ?? [] {
+                state.remaining[image, default: 1] -= 1
+                if state.remaining[image] == 0 { done.append(references[image]) }
             }
             return done
         }

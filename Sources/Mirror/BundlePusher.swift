@@ -264,6 +264,8 @@ public struct BundlePusher: Sendable {
                 result.mounted += 1
                 continue
             }
+            // The registry refused the mount: these bytes go a second time, and the total says so.
+            if transferred { progress.plan(blobs: 0, bytes: blob.descriptor.size, images: 0) }
             try await uploadIntactCopy(blob, to: repository, client: client, progress: progress, damaged: damaged)
             result.uploaded += 1
             transferred = true

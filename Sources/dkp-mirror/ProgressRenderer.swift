@@ -79,7 +79,8 @@ final class ProgressRenderer: Sendable {
             writeErr("progress: \(formatBytes(s.transferredBytes + s.skippedBytes))/\(formatBytes(s.totalBytes)), blobs \(s.doneBlobs)/\(s.totalBlobs), images \(s.doneImages)/\(s.totalImages), \(formatBytes(Int64(rate)))/s\n")
         case .json:
             emitJSON(["event": "progress", "bytes": s.transferredBytes + s.skippedBytes, "totalBytes": s.totalBytes,
-                      "blobs": s.doneBlobs, "totalBlobs": s.totalBlobs, "bytesPerSecond": Int64(rate)])
+                      "blobs": s.doneBlobs, "totalBlobs": s.totalBlobs, "images": s.doneImages, "totalImages": s.totalImages,
+                      "bytesPerSecond": Int64(rate)])
         case .none, .auto:
             break
         }

@@ -28,6 +28,10 @@ public final class HTTPFaultProxy: Sendable {
         /// The request reaches the registry without its `Range` header, so it is answered with
         /// the whole body (200): a registry or proxy that does not serve ranges.
         case dropRange
+        /// The request reaches the registry without its query: a mount (`?mount=&from=`)
+        /// becomes a plain upload start, answered with a session, as by a registry that
+        /// refuses cross-repository mounts.
+        case dropQuery
     }
 
     /// Which requests get a fault: those whose method is in `methods` (any when empty) and
@@ -284,6 +288,8 @@ final class ClientSideHandler: ChannelDuplexHandler {
             switch state.fault(method: head.method.rawValue, uri: head.uri) {
             case .dropRange:
                 head.headers.remove(name: "Range")
+            case .dropQuery:
+                head.uri = String(head.uri.prefix { $0 != "?" })
             case .status(let status, let retryAfter):
                 answer = (status, retryAfter)
                 return
