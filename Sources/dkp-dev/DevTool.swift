@@ -118,6 +118,7 @@ struct SeedEdition: AsyncParsableCommand {
     @Option(help: "Size of each platform and module image's own layer.") var imageLayer = "32K"
     @Option(help: "Digest-referenced platform images per version.") var platformImages = 4
     @Option(help: "Digest-referenced images per module version.") var moduleImages = 2
+    @Option(help: "More digest images every controller lists, sharing one layer (memory at scale).") var cheapPlatformImages = 0
     @OptionGroup var access: RegistryAccess
 
     func run() async throws {
@@ -129,6 +130,7 @@ struct SeedEdition: AsyncParsableCommand {
         options.imageLayerSize = try parseSize(imageLayer)
         options.platformImagesPerVersion = platformImages
         options.moduleImagesPerVersion = moduleImages
+        options.cheapPlatformImages = cheapPlatformImages
         let client = try access.client(host: ref.host)
         do {
             _ = try await EditionSeeder(client: client, options: options).seed()

@@ -56,6 +56,9 @@ public struct EditionSeeder: Sendable {
         /// Digest-referenced platform images per version (one is a 2-platform index, one Docker schema 2).
         public var platformImagesPerVersion = 4
         public var moduleImagesPerVersion = 2
+        /// More digest images listed by every version's controller, cheap to seed: one shared
+        /// layer and config, manifests told apart by an annotation (for memory at scale: 10,000).
+        public var cheapPlatformImages = 0
         public var layerCompression: OCI.LayerCompression = .gzip
         /// Broken sources, as an operator may meet them: the controller's
         /// `deckhouse/modules/images_digests.json` of a version (version -> how)...
@@ -125,12 +128,15 @@ public struct EditionSeeder: Sendable {
         var seeded = Seeded()
         let base = try await pushSynthetic(repository: root, size: options.baseLayerSize, seed: 1)
         seeded.commonBase = try await commonBase(in: root).first
+        var cheap: [Digest] = []
         for (index, version) in options.versions.enumerated() {
             // Platform digest images, listed by the controller (all) and install (the first half).
             var digests: [Digest] = []
             for i in 0..<options.platformImagesPerVersion {
                 digests.append(try await pushPlatformImage(version: index, number: i))
             }
+            if cheap.isEmpty && options.cheapPlatformImages > 0 { cheap = try await pushCheapImages(options.cheapPlatformImages) }
+            digests += cheap
             let digestsJSON = Self.imagesDigests(digests, module: "controlPlaneManager")
             let installJSON = Self.imagesDigests(Array(digests.prefix(max(1, digests.count / 2))), module: "candi")
             seeded.platformDigests[version] = digests
@@ -320,6 +326,27 @@ public struct EditionSeeder: Sendable {
     // MARK: building blocks
 
     /// A layer of incompressible synthetic bytes, uploaded; returns its descriptor.
+    /// `count` images in the edition root sharing one layer and config, eight PUTs at a time.
+    private func pushCheapImages(_ count: Int) async throws -> [Digest] {
+        let layer = try await pushSynthetic(repository: root, size: 1024, seed: 77)
+        let config = Array(#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.utf8)
+        let configDescriptor = try await pushBytes(repository: root, bytes: config, mediaType: .ociConfig)
+        var digests = [Digest?](repeating: nil, count: count)
+        for start in stride(from: 0, to: count, by: 8) {
+            try await withThrowingTaskGroup(of: (Int, Digest).self) { group in
+                for i in start..<min(count, start + 8) {
+                    group.addTask {
+                        let manifest = ImageManifest(schemaVersion: 2, mediaType: .ociManifest, config: configDescriptor, layers: [layer],
+                                                     annotations: ["io.deckhouse.test.number": String(i)])
+                        return (i, try await putManifest(repository: root, value: manifest, mediaType: .ociManifest, tag: nil))
+                    }
+                }
+                for try await (i, digest) in group { digests[i] = digest }
+            }
+        }
+        return digests.compactMap { $0 }
+    }
+
     /// The shared base layer, put into `repository` (none when `commonBaseSize` is 0).
     private func commonBase(in repository: String) async throws -> [Descriptor] {
         guard options.commonBaseSize > 0 else { return [] }
