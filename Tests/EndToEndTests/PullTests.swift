@@ -177,9 +177,10 @@ import TestSupport
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CLITests.executable)
         // --timeout 3: a connection stalled while discovery reads a layer comes back soon, so the
-        // transfer starts whatever the machine's load.
+        // transfer starts whatever the machine's load; --retries 60, so those stalls (and spurious
+        // timeouts of a loaded suite) never end the run before it is killed.
         process.arguments = ["pull", directory.path, "--source", "\(proxy.host)/deckhouse/ee", "--insecure", "--progress", "none",
-                             "--timeout", "3"] + arguments
+                             "--timeout", "3", "--retries", "60"] + arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
