@@ -27,6 +27,15 @@ extension BundleIndex {
         return name.hasSuffix(".tar") && name.count > 4 ? name : nil
     }
 
+    /// The tar a file of a bundle directory belongs to, and whether it is a finished file: a
+    /// tar or chunk (true), or a pull's `.partial` or `.journal` of one (false); nil for others.
+    public static func tarName(forBundleFile name: String) -> (tar: String, finished: Bool)? {
+        for suffix in [".partial", ".journal"] where name.hasSuffix(suffix) {
+            return tarName(forFile: String(name.dropLast(suffix.count))).map { ($0, false) }
+        }
+        return tarName(forFile: name).map { ($0, true) }
+    }
+
     /// The tars of `directory` (when given) together with the tars `files` name, each found
     /// whole or as its complete chunk set; a tar named twice counts once. Layouts that several
     /// of them hold are united as in `open(directory:)`.

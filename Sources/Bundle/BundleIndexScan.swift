@@ -90,9 +90,7 @@ enum BundleDirectory {
                 for index in 0...byIndex.count {
                     guard let file = byIndex[index] else {
                         if index == byIndex.count { break }
-                        let number = String(index)
-                        let width = chunkDigits[name] ?? 4
-                        let missing = TarIO.joinPath(directory, name) + "." + String(repeating: "0", count: max(0, width - number.count)) + number + ".chunk"
+                        let missing = ChunkedFileWriter.chunkPath(TarIO.joinPath(directory, name), index: index, digits: chunkDigits[name] ?? 4)
                         let canonical = ChunkedFileWriter.chunkPath(TarIO.joinPath(directory, name), index: index)
                         let missingName = TarIO.splitPath(missing).name
                         let canonicalName = TarIO.splitPath(canonical).name

@@ -29,10 +29,11 @@ public final class ChunkedFileWriter: Sendable {
     private let sizes: [Int64]
     private let committed = Atomic<Bool>(false)
 
-    /// The final name of chunk `index` of `finalPath`: `finalPath.0000.chunk` and so on.
-    public static func chunkPath(_ finalPath: String, index: Int) -> String {
-        let digits = String(index)
-        return finalPath + "." + String(repeating: "0", count: max(0, 4 - digits.count)) + digits + ".chunk"
+    /// The final name of chunk `index` of `finalPath`: `finalPath.0000.chunk` and so on (with
+    /// `digits`, as wide as a chunk set numbered otherwise).
+    public static func chunkPath(_ finalPath: String, index: Int, digits: Int = 4) -> String {
+        let number = String(index)
+        return finalPath + "." + String(repeating: "0", count: max(0, digits - number.count)) + number + ".chunk"
     }
 
     /// The files a writer with these parameters uses: final and partial names and sizes.

@@ -254,6 +254,7 @@ public struct BundlePusher: Sendable {
         var source: String?
         var result = (uploaded: 0, mounted: 0, present: 0)
         var transferred = false
+        var intactCopy = 0  // a copy found damaged is neither read nor reported again for the next repository
         for repository in blob.repositories {
             if try await client.blobSize(repository: repository, digest: blob.digest) != nil {
                 result.present += 1
@@ -266,7 +267,7 @@ public struct BundlePusher: Sendable {
             }
             // The registry refused the mount: these bytes go a second time, and the total says so.
             if transferred { progress.plan(blobs: 0, bytes: blob.descriptor.size, images: 0) }
-            try await uploadIntactCopy(blob, to: repository, client: client, progress: progress, damaged: damaged)
+            intactCopy = try await uploadIntactCopy(blob, from: intactCopy, to: repository, client: client, progress: progress, damaged: damaged)
             result.uploaded += 1
             transferred = true
             source = repository
@@ -275,11 +276,12 @@ public struct BundlePusher: Sendable {
         return result
     }
 
-    /// Uploads the first of the blob's copies whose bytes match its digest (the check ends
-    /// each upload before its last byte, and the registry's session of a bad copy is closed).
-    private static func uploadIntactCopy(_ blob: BlobPush, to repository: String, client: RegistryClient, progress: TransferProgress,
-                                         damaged: @Sendable (String) -> Void) async throws {
-        for (number, copy) in blob.copies.enumerated() {
+    /// Uploads the first of the blob's copies from `first` on whose bytes match its digest (the
+    /// check ends each upload before its last byte, and the registry's session of a bad copy is
+    /// closed); returns that copy's position.
+    private static func uploadIntactCopy(_ blob: BlobPush, from first: Int, to repository: String, client: RegistryClient,
+                                         progress: TransferProgress, damaged: @Sendable (String) -> Void) async throws -> Int {
+        for (number, copy) in blob.copies.enumerated().dropFirst(first) {
             let counter = StreamedBytes()
             do {
                 _ = try await client.uploadBlob(repository: repository, descriptor: blob.descriptor) {
@@ -289,7 +291,7 @@ public struct BundlePusher: Sendable {
                         progress.addBytes(n)
                     }
                 }
-                return
+                return number
             } catch let MirrorError.corruptBlob(detail) {
                 progress.retract(bytes: counter.reset())
                 let next = number + 1 < blob.copies.count ? "the copy in \(blob.copies[number + 1].tar) is tried next" : "no other copy is left"

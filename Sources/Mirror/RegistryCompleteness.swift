@@ -195,61 +195,61 @@ public struct RegistryCompleteness: Sendable {
         // clear error, not the same failure reported once per image.
         try await client.ping()
         let (items, warnings) = try await self.items()
-        let failures = Mutex<[(Int, Failure)]>([])
-        let client = self.client
         let repository = target.repository
-        try await forEachConcurrently(Array(items.enumerated()), limit: jobs) { index, item in
-            let url = "\(client.configuration.scheme)://\(client.host)/v2/\(RegistryClient.escaped(repository))/manifests/\(RegistryClient.escaped(item.reference, segment: true))"
-            do {
-                if try await client.manifestDescriptor(repository: repository, reference: item.reference) == nil {
-                    failures.withLock { $0.append((index, Failure(source: item.source, image: item.image,
-                                                                   error: "HEAD \(url): unexpected status code 404 Not Found"))) }
-                }
-            } catch {
-                failures.withLock { $0.append((index, Failure(source: item.source, image: item.image, error: "HEAD \(url): \(error)"))) }
-            }
-        }
-        // A cancelled run (Ctrl-C) failed its HEADs for that reason, not because images are missing.
-        try Task.checkCancellation()
-        var report = Report(mode: mode, total: items.count, failures: failures.withLock { $0 }.sorted { $0.0 < $1.0 }.map(\.1),
-                            warnings: warnings)
+        let clusterList = items.map { Wanted(source: $0.source, image: $0.image, repository: repository, reference: $0.reference, digest: nil) }
+        var report = Report(mode: mode, total: items.count, failures: try await head(clusterList, limit: jobs), warnings: warnings)
         if let bundlePlan {
-            report.bundle = try await checkBundle(bundlePlan, skipping: Set(items.map(\.image)))
+            let rest = Self.rest(of: bundlePlan, host: client.host, skipping: Set(items.map(\.image)))
+            report.bundle = BundleSection(total: rest.count, failures: try await head(rest, limit: bundleJobs))
             report.warnings += bundlePlan.problems.map { "not checked: \($0)" }
         }
         return report
     }
 
-    /// Every manifest a push of the bundle puts, but those of the cluster's list: there, with
-    /// the bundle's digest.
-    func checkBundle(_ plan: PushPlan, skipping: Set<String>) async throws -> BundleSection {
-        struct Wanted { var source: String; var image: String; var repository: String; var reference: String; var digest: Digest }
+    /// One manifest to look up: where, and (for the rest of the bundle) the digest it must have.
+    struct Wanted: Sendable {
+        var source: String
+        var image: String
+        var repository: String
+        var reference: String
+        var digest: Digest?
+    }
+
+    /// Every manifest a push of the bundle puts, but those of the cluster's list.
+    static func rest(of plan: PushPlan, host: String, skipping: Set<String>) -> [Wanted] {
         var seen = skipping
         var wanted: [Wanted] = []
         for put in plan.manifests {
-            let image = "\(client.host)/\(put.repository)\(put.isTag ? ":" : "@")\(put.reference)"
+            let image = "\(host)/\(put.repository)\(put.isTag ? ":" : "@")\(put.reference)"
             guard seen.insert(image).inserted else { continue }
             wanted.append(Wanted(source: put.isTag ? put.what : "\(put.what) (a child by digest)", image: image,
                                  repository: put.repository, reference: put.reference, digest: put.digest))
         }
+        return wanted
+    }
+
+    /// HEADs each of `wanted` with `limit` workers: the failures in `wanted`'s order, worded as
+    /// the cluster words them (a missing one is its 404; one with another digest says both).
+    func head(_ wanted: [Wanted], limit: Int) async throws -> [Failure] {
         let failures = Mutex<[(Int, Failure)]>([])
         let client = self.client
-        try await forEachConcurrently(Array(wanted.enumerated()), limit: bundleJobs) { index, item in
+        try await forEachConcurrently(Array(wanted.enumerated()), limit: limit) { index, item in
             let url = "\(client.configuration.scheme)://\(client.host)/v2/\(RegistryClient.escaped(item.repository))/manifests/\(RegistryClient.escaped(item.reference, segment: true))"
-            let error: String?
+            var error: String?
             do {
                 switch try await client.manifestDescriptor(repository: item.repository, reference: item.reference)?.digest {
                 case nil: error = "HEAD \(url): unexpected status code 404 Not Found"
-                case item.digest?: error = nil
-                case let other?: error = "HEAD \(url): the registry has \(other), the bundle \(item.digest)"
+                case let found? where item.digest != nil && found != item.digest:
+                    error = "HEAD \(url): the registry has \(found), the bundle \(item.digest?.string ?? "")"
+                default: break
                 }
-            } catch {
-                failures.withLock { $0.append((index, Failure(source: item.source, image: item.image, error: "HEAD \(url): \(error)"))) }
-                return
+            } catch let failure {
+                error = "HEAD \(url): \(failure)"
             }
             if let error { failures.withLock { $0.append((index, Failure(source: item.source, image: item.image, error: error))) } }
         }
+        // A cancelled run (Ctrl-C) failed its HEADs for that reason, not because images are missing.
         try Task.checkCancellation()
-        return BundleSection(total: wanted.count, failures: failures.withLock { $0 }.sorted { $0.0 < $1.0 }.map(\.1))
+        return failures.withLock { $0 }.sorted { $0.0 < $1.0 }.map(\.1)
     }
 }

@@ -44,7 +44,7 @@ struct StateDirectory {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: bundle)) ?? []).sorted()
         let planned = Dictionary(plan.tars.map { ($0.name, $0.layout.fingerprint) }, uniquingKeysWith: { a, _ in a })
         return names.filter { name in
-            guard let (tar, finished) = Self.tarFile(name) else { return false }
+            guard let (tar, finished) = BundleIndex.tarName(forBundleFile: name) else { return false }
             guard let fingerprint = planned[tar] else { return true }
             return finished && completed(tar: tar, fingerprint: fingerprint, chunkSize: chunkSize) == nil
         }
@@ -58,7 +58,7 @@ struct StateDirectory {
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: bundle)) ?? []).sorted()
         var removed: [String] = []
         for name in names where !keep.contains(name) {
-            let stale = Self.tarFile(name) != nil || name.hasSuffix(".gostsum") || name == "deckhousereleases.yaml"
+            let stale = BundleIndex.tarName(forBundleFile: name) != nil || name.hasSuffix(".gostsum") || name == "deckhousereleases.yaml"
             if stale, (try? FileManager.default.removeItem(atPath: bundle + "/" + name)) != nil { removed.append(name) }
         }
         let planned = Set(plan.tars.map(\.name))
@@ -67,15 +67,6 @@ struct StateDirectory {
             try? FileManager.default.removeItem(atPath: path + "/" + record)
         }
         return removed
-    }
-
-    /// The tar a bundle file belongs to, and whether it is a finished file (not `.partial`
-    /// or `.journal`); nil for other files.
-    static func tarFile(_ name: String) -> (tar: String, finished: Bool)? {
-        if let stem = name.strippingSuffix(".partial") ?? name.strippingSuffix(".journal") {
-            return BundleIndex.tarName(forFile: stem).map { ($0, false) }
-        }
-        return BundleIndex.tarName(forFile: name).map { ($0, true) }
     }
 
     func markCompleted(tar: String, fingerprint: String, chunkSize: Int64?, files: [String]) throws {
@@ -87,8 +78,3 @@ struct StateDirectory {
     }
 }
 
-extension String {
-    fileprivate func strippingSuffix(_ suffix: String) -> String? {
-        hasSuffix(suffix) ? String(dropLast(suffix.count)) : nil
-    }
-}

@@ -40,7 +40,7 @@ public final class RegistryClient: Sendable {
             case UInt8(ascii: "/") where !segment:
                 result.unicodeScalars.append(Unicode.Scalar(byte))
             default:
-                result += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+                result += String(format: "%%%02X", byte)
             }
         }
         return result
@@ -495,11 +495,5 @@ struct CountingSequence<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable
             count(buffer.readableBytes)
             return buffer
         }
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }
