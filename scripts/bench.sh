@@ -19,14 +19,18 @@
 #      into a TLS registry behind the same kind of WAN, uploads paced as well;
 #   8. push of the bundle through an Ingress (scripts/ingress.sh: Debian's nginx with TLS and
 #      HTTP/2 in front of a TLS registry, as ingress-nginx sets it up), with request buffering
-#      on (nginx's default) and off, ours against skopeo (buffering on): wall and peak RSS.
+#      on (nginx's default) and off, ours against skopeo (buffering on): wall and peak RSS;
+#   9. only with BENCH_SCALE=N (seeding takes about 2 minutes per 1,000): memory at scale, a
+#      pinned platform pull of an edition whose controller lists N more digest images (they
+#      share one config and layer, so it is the plan, not the data, that grows): peak RSS.
 # Pull and push are fair: `sync` before every timed run, each tool twice in A B B A order,
 # the best of each kept (both figures are printed, so the noise shows).
 # Wall time and peak RSS come from GNU time; "disk written" is the bytes the process dirtied
 # in the page cache (its rusage block outputs x 512), i.e. what it asked the disk to store.
 # Environment: BENCH_LAYERS (default 512M,256M,128M,64M,48M,16M: 1 GiB), BENCH_JOBS (8),
 #   BENCH_BASE_LAYER (1600M), BENCH_IMAGE_LAYER (12M), BENCH_SWEEP ("1 4 8 16"; empty skips it),
-#   BENCH_WAN (1; 0 skips section 7), BENCH_WAN_BASE_LAYER (128M), BENCH_INGRESS (1; 0 skips 8).
+#   BENCH_WAN (1; 0 skips section 7), BENCH_WAN_BASE_LAYER (128M), BENCH_INGRESS (1; 0 skips 8),
+#   BENCH_SCALE (0: skips 9; 10000 is the figure issue 11 asks for).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -42,7 +46,7 @@ bin=$(swift build -c release --show-bin-path)
 work=$(mktemp -d /tmp/dkp-bench.XXXXXX)
 cleanup() {
   for r in source ours theirs push-ours-1 push-ours-2 push-theirs-1 push-theirs-2 sweep-1 sweep-4 sweep-8 sweep-16 \
-           ingress-on ingress-off ingress-skopeo wan-push-ours wan-push-theirs; do
+           ingress-on ingress-off ingress-skopeo wan-push-ours wan-push-theirs scale; do
     scripts/registry.sh stop "$work/$r" >/dev/null 2>&1 || true
     scripts/ingress.sh stop "$work/$r-nginx" >/dev/null 2>&1 || true
   done
@@ -310,6 +314,18 @@ if [ "${BENCH_INGRESS:-1}" != 0 ]; then
   ingress_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "  peak RSS MB" "$ingress_rss_on" "$T_RSS" "-")")
   ingress_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "push via nginx, buffering off: s" "$ingress_wall_off" "-" "-")")
   ingress_rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "  peak RSS MB" "$ingress_rss_off" "-" "-")")
+fi
+
+# 9. Memory at scale: the plan of a pull with N more digest images.
+if [ "${BENCH_SCALE:-0}" != 0 ]; then
+  scripts/registry.sh start "$work/scale" >"$work/scale.env"; read_env SCALE "$work/scale.env"
+  "$bin/dkp-dev" seed-edition "$SCALE_HOST/deckhouse/ee" --cheap-platform-images "$BENCH_SCALE" --insecure >/dev/null
+  timed scale-pull "$bin/dkp-mirror" pull "$work/scale-bundle" --source "$SCALE_HOST/deckhouse/ee" --insecure \
+    --deckhouse-tag v1.69.3 --no-modules --no-packages --no-security-db -j "$JOBS" --progress none
+  references=$(grep -o 'pulled [0-9]* references' "$work/scale-pull.err" "$work/scale-pull.out" | grep -o '[0-9]*' | head -1)
+  row "pull, ${references:-?} references: wall s" "$T_WALL" "-" "-"
+  row "pull, ${references:-?} references: RSS MB" "$T_RSS" "-" "-"
+  rm -rf "$work/scale-bundle"
 fi
 
 # Both copies must have produced the same manifest digest.

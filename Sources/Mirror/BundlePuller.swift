@@ -10,6 +10,8 @@ import Synchronization
 /// Where each entry of a tar comes from.
 enum EntrySource: Sendable {
     case bytes([UInt8])
+    /// Bytes kept in the plan's spool file (manifests, index.json).
+    case spooled(ManifestSpool, ManifestSpool.Extent)
     case blob(repository: String, descriptor: Descriptor)
 }
 
@@ -73,14 +75,14 @@ public struct BundlePuller: Sendable {
     public func plan(_ images: [BundleImage]) async throws -> BundlePlan {
         // Fetch each distinct (repository, reference) once; aliases share their target's fetch.
         let keys = Array(Set(images.map { ManifestKey(repository: $0.repository, reference: $0.reference) })).sorted()
-        let fetched = try await concurrentFetch(keys)
+        let spool = try ManifestSpool()
+        let (fetched, descriptors) = try await concurrentFetch(keys, spool: spool)
 
         var byTar: [String: [String: LayoutContent]] = [:]
         for image in images {
             guard let tree = fetched[ManifestKey(repository: image.repository, reference: image.reference)] else { continue }
-            var layout = byTar[image.tar, default: [:]][image.layout] ?? LayoutContent(path: image.layout)
-            layout.add(image: image, tree: tree)
-            byTar[image.tar, default: [:]][image.layout] = layout
+            // Mutated in place: a copy taken out and put back copied the layout on every image.
+            byTar[image.tar, default: [:]][image.layout, default: LayoutContent(path: image.layout)].add(image: image, tree: tree, descriptors: descriptors)
         }
         var tars: [TarPlan] = []
         for name in byTar.keys.sorted() {
@@ -88,14 +90,20 @@ public struct BundlePuller: Sendable {
             var sources: [EntrySource] = []
             for (path, content) in byTar[name]!.sorted(by: { $0.key < $1.key }) {
                 let prefix = path.isEmpty ? "" : path + "/"
-                for (name, sized) in content.entries(prefix: prefix) {
+                for (name, sized) in try content.entries(prefix: prefix, spool: spool) {
                     entries.append((name, sized.size))
                     sources.append(sized.source)
                 }
             }
             // Names and sizes cover the blobs; the small entries' bytes (index.json) need their own digest.
             let contentHasher = SHA256()
-            for case let .bytes(bytes) in sources { contentHasher.update(bytes) }
+            for source in sources {
+                switch source {
+                case let .bytes(bytes): contentHasher.update(bytes)
+                case let .spooled(spool, extent): contentHasher.update(try spool.read(extent))
+                case .blob: break
+                }
+            }
             let layout = try TarLayout(entries: entries, contentTag: contentHasher.finalize().hex)
             var imageBlobs: [(String, [Int])] = []
             for image in images where image.tar == name {
@@ -105,30 +113,40 @@ public struct BundlePuller: Sendable {
                 imageBlobs.append((image.refName, needed))
             }
             tars.append(TarPlan(name: name, layout: layout, sources: sources,
-                                images: images.filter { $0.tar == name }.count, imageBlobs: imageBlobs))
+                                images: images.reduce(0) { $0 + ($1.tar == name ? 1 : 0) }, imageBlobs: imageBlobs))
         }
         return BundlePlan(tars: tars, references: images)
     }
 
-    private func concurrentFetch(_ keys: [ManifestKey]) async throws -> [ManifestKey: ManifestTree] {
-        try await withThrowingTaskGroup(of: (ManifestKey, ManifestTree).self) { group in
+    /// Every tree, and one descriptor for each blob the trees use: thousands of images share
+    /// one config and base layer, and each parsed copy of their descriptors had its own strings.
+    private func concurrentFetch(_ keys: [ManifestKey], spool: ManifestSpool) async throws -> ([ManifestKey: ManifestTree], [Digest: Descriptor]) {
+        try await withThrowingTaskGroup(of: (ManifestKey, ManifestTree, [Descriptor]).self) { group in
             var result: [ManifestKey: ManifestTree] = [:]
+            result.reserveCapacity(keys.count)
+            var descriptors: [Digest: Descriptor] = [:]
             var iterator = keys.makeIterator()
             func add() {
                 guard let key = iterator.next() else { return }
-                group.addTask { (key, try await self.fetchTree(key)) }
+                group.addTask { try await self.fetchTree(key, spool: spool) }
             }
             for _ in 0..<jobs { add() }
-            while let (key, tree) = try await group.next() {
+            var mediaTypes: Set<MediaType> = []
+            while let (key, fetched, blobs) = try await group.next() {
+                for blob in blobs where descriptors[blob.digest] == nil { descriptors[blob.digest] = blob }
+                // The tree keeps the table's copies of its strings, not its own.
+                var tree = fetched
+                tree.blobDigests = tree.blobDigests.map { descriptors[$0]?.digest ?? $0 }
+                tree.top.mediaType = mediaTypes.insert(tree.top.mediaType).memberAfterInsert
                 result[key] = tree
                 add()
             }
-            return result
+            return (result, descriptors)
         }
     }
 
     /// A manifest with, for an index, every child manifest (recursively).
-    private func fetchTree(_ key: ManifestKey) async throws -> ManifestTree {
+    private func fetchTree(_ key: ManifestKey, spool: ManifestSpool) async throws -> (ManifestKey, ManifestTree, [Descriptor]) {
         let top = try await client.manifest(repository: key.repository, reference: key.reference)
         var all = [top]
         var queue = [top]
@@ -140,7 +158,12 @@ public struct BundlePuller: Sendable {
                 queue.append(fetched)
             }
         }
-        return ManifestTree(repository: key.repository, top: top, manifests: all)
+        let blobs = all.flatMap { manifest -> [Descriptor] in
+            guard case let .image(image) = manifest.document else { return [] }
+            return [image.config] + image.layers
+        }
+        let manifests = try all.map { ($0.digest, try spool.append($0.bytes)) }
+        return (key, ManifestTree(repository: key.repository, top: top, manifests: manifests, blobs: blobs), blobs)
     }
 
     // MARK: pull
@@ -183,10 +206,10 @@ public struct BundlePuller: Sendable {
         var jobs: [BlobJob] = []
         var blobs = 0
         for (tar, writer) in pending {
+            try Self.writeSmallEntries(tar, to: writer)
             for (index, source) in tar.sources.enumerated() {
                 switch source {
-                case let .bytes(bytes):
-                    if !writer.isComplete(index) { try writer.writeEntry(index, bytes: bytes) }
+                case .bytes, .spooled: break
                 case let .blob(repository, descriptor):
                     blobs += 1
                     if writer.isComplete(index) {
@@ -247,6 +270,23 @@ public struct BundlePuller: Sendable {
                           seconds: seconds, bytesPerSecond: seconds > 0 ? Double(snapshot.transferredBytes) / seconds : 0,
                           peakResidentBytes: peakResidentBytes(),
                           secondsToFirstBlobByte: progress.firstByteAt.map { ($0 - ProcessClock.started).inSeconds })
+    }
+
+    /// The manifests, index.json and oci-layout of a tar, from the plan into it, synced and
+    /// journaled once (not async, so each buffer goes at once: written from the async loop,
+    /// 20,000 of them stayed alive together).
+    private static func writeSmallEntries(_ tar: TarPlan, to writer: TarFileWriter) throws {
+        let small = tar.sources.indices.filter { index in
+            if case .blob = tar.sources[index] { return false }
+            return !writer.isComplete(index)
+        }
+        try writer.writeEntries(small) { index in
+            switch tar.sources[index] {
+            case let .bytes(bytes): return bytes
+            case let .spooled(spool, extent): return try spool.read(extent)
+            case .blob: return []
+            }
+        }
     }
 
     /// What the unfinished tars still have to write: every entry not yet complete (header, data,
@@ -312,19 +352,31 @@ struct ManifestKey: Hashable, Comparable, Sendable {
     static func < (a: ManifestKey, b: ManifestKey) -> Bool { (a.repository, a.reference) < (b.repository, b.reference) }
 }
 
-/// A fetched manifest and, for an index, all its children.
+/// A fetched manifest and, for an index, all its children, reduced to what the plan keeps:
+/// each manifest's digest and bytes, and the blobs its images use. The parsed documents are
+/// dropped as soon as a tree is fetched: with 10,000 digest images they were most of the
+/// plan's memory.
 struct ManifestTree: Sendable {
     var repository: String
-    var top: FetchedManifest
-    var manifests: [FetchedManifest]
+    var top: ManifestRef
+    var manifests: [(digest: Digest, bytes: ManifestSpool.Extent)]
+    /// Configs and layers of every image in the tree, in manifest order (their descriptors
+    /// are kept once for all trees, by the plan).
+    var blobDigests: [Digest]
 
-    /// Configs and layers of every image in the tree.
-    var blobDigests: [Digest] {
-        manifests.flatMap { manifest -> [Digest] in
-            guard case let .image(image) = manifest.document else { return [] }
-            return ([image.config] + image.layers).map(\.digest)
-        }
+    init(repository: String, top: FetchedManifest, manifests: [(digest: Digest, bytes: ManifestSpool.Extent)], blobs: [Descriptor]) {
+        self.repository = repository
+        self.top = ManifestRef(mediaType: top.mediaType, digest: top.digest, size: Int64(top.bytes.count))
+        self.manifests = manifests
+        blobDigests = blobs.map(\.digest)
     }
+}
+
+/// What index.json says of a manifest (a whole `Descriptor` is four times its size).
+struct ManifestRef: Sendable {
+    var mediaType: MediaType
+    var digest: Digest
+    var size: Int64
 }
 
 /// Counts references whose every blob is written, for "images done/total".
@@ -376,54 +428,87 @@ final class ImageTracker: Sendable {
 /// The content of one OCI layout: its index.json descriptors and every blob it holds.
 struct LayoutContent {
     var path: String
-    var references: [(refName: String, shortTag: String, descriptor: Descriptor)] = []
-    var manifestBytes: [Digest: [UInt8]] = [:]
+    var references: [(refName: String, shortTag: String, descriptor: ManifestRef)] = []
+    var manifestBytes: [Digest: ManifestSpool.Extent] = [:]
     var blobs: [Digest: (repository: String, descriptor: Descriptor)] = [:]
 
-    mutating func add(image: BundleImage, tree: ManifestTree) {
-        if !references.contains(where: { $0.refName == image.refName }) {
-            references.append((image.refName, image.shortTag, tree.top.descriptor))
+    /// Ref names already in `references` (a linear search made planning quadratic).
+    var refNames: Set<String> = []
+
+    mutating func add(image: BundleImage, tree: ManifestTree, descriptors: [Digest: Descriptor]) {
+        if refNames.insert(image.refName).inserted {
+            references.append((image.refName, image.shortTag, tree.top))
         }
-        for manifest in tree.manifests {
-            manifestBytes[manifest.digest] = manifest.bytes
-            if case let .image(image) = manifest.document {
-                for blob in [image.config] + image.layers where manifestBytes[blob.digest] == nil {
-                    blobs[blob.digest] = (tree.repository, blob)
-                }
-            }
+        for manifest in tree.manifests { manifestBytes[manifest.digest] = manifest.bytes }
+        for digest in tree.blobDigests where manifestBytes[digest] == nil {
+            if let blob = descriptors[digest] { blobs[digest] = (tree.repository, blob) }
         }
     }
 
     /// Entries in a stable order: blobs by digest, then oci-layout and index.json.
-    func entries(prefix: String) -> [(String, EntrySourceSized)] {
+    func entries(prefix: String, spool: ManifestSpool) throws -> [(String, EntrySourceSized)] {
         var all: [(String, EntrySourceSized)] = []
         for digest in Set(manifestBytes.keys).union(blobs.keys).sorted() {
             let name = "\(prefix)blobs/sha256/\(digest.hex)"
             if let bytes = manifestBytes[digest] {
-                all.append((name, EntrySourceSized(.bytes(bytes))))
+                all.append((name, EntrySourceSized(.spooled(spool, bytes))))
             } else if let blob = blobs[digest] {
                 all.append((name, EntrySourceSized(.blob(repository: blob.repository, descriptor: blob.descriptor))))
             }
         }
         all.append(("\(prefix)oci-layout", EntrySourceSized(.bytes(Array(#"{"imageLayoutVersion":"1.0.0"}"#.utf8)))))
-        all.append(("\(prefix)index.json", EntrySourceSized(.bytes(indexJSON()))))
+        all.append(("\(prefix)index.json", EntrySourceSized(.spooled(spool, try spool.appendInPieces { try writeIndexJSON(to: $0) }))))
         return all
     }
 
     /// index.json as newer d8 writes it: one descriptor per reference, sorted by ref name,
-    /// with the source reference and the tag to push as annotations.
-    func indexJSON() -> [UInt8] {
-        let sorted = references.sorted { $0.refName < $1.refName }
-        let items = sorted.map { ref in
-            "{\"mediaType\":\(json(ref.descriptor.mediaType.rawValue)),\"digest\":\(json(ref.descriptor.digest.string)),\"size\":\(ref.descriptor.size),"
-                + "\"annotations\":{\"io.deckhouse.image.short_tag\":\(json(ref.shortTag)),\"org.opencontainers.image.ref.name\":\(json(ref.refName))}}"
+    /// with the source reference and the tag to push as annotations. Handed to `emit` in pieces
+    /// of about 64 KiB: with 20,000 references it is 8 MB, and building a string per descriptor
+    /// and joining them held it three times over.
+    func writeIndexJSON(to emit: ([UInt8]) throws -> Void) throws {
+        var out: [UInt8] = []
+        out.reserveCapacity(80 * 1024)
+        out += Array("{\"schemaVersion\":2,\"mediaType\":\"\(MediaType.ociLayout.rawValue)\",\"manifests\":[".utf8)
+        // Positions sorted, not a sorted copy of the references.
+        for (position, index) in references.indices.sorted(by: { references[$0].refName < references[$1].refName }).enumerated() {
+            let ref = references[index]
+            if out.count >= 64 * 1024 {
+                try emit(out)
+                out.removeAll(keepingCapacity: true)
+            }
+            if position > 0 { out.append(UInt8(ascii: ",")) }
+            out += "{\"mediaType\":".utf8
+            appendJSON(ref.descriptor.mediaType.rawValue, to: &out)
+            out += ",\"digest\":".utf8
+            appendJSON(ref.descriptor.digest.string, to: &out)
+            out += ",\"size\":\(ref.descriptor.size),\"annotations\":{\"io.deckhouse.image.short_tag\":".utf8
+            appendJSON(ref.shortTag, to: &out)
+            out += ",\"org.opencontainers.image.ref.name\":".utf8
+            appendJSON(ref.refName, to: &out)
+            out += "}}".utf8
         }
-        return Array("{\"schemaVersion\":2,\"mediaType\":\"\(MediaType.ociLayout.rawValue)\",\"manifests\":[\(items.joined(separator: ","))]}".utf8)
+        out += "]}".utf8
+        try emit(out)
     }
 
-    private func json(_ string: String) -> String {
-        guard let data = try? JSONEncoder().encode(string) else { return "\"\"" }
-        return String(decoding: data, as: UTF8.self)
+    /// `string` as a JSON string literal, escaped as Go's encoder escapes it for these names
+    /// (`"`, `\\` and control characters; `/` as is, as d8 writes it).
+    private func appendJSON(_ string: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in string.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out += "\\\"".utf8
+            case UInt8(ascii: "\\"): out += "\\\\".utf8
+            case 0x0A: out += "\\n".utf8
+            case 0x0D: out += "\\r".utf8
+            case 0x09: out += "\\t".utf8
+            case 0x08: out += "\\b".utf8
+            case 0x0C: out += "\\f".utf8
+            case ..<0x20: out += Array(String(format: "\\u%04x", byte).utf8)
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
     }
 }
 
@@ -434,6 +519,7 @@ struct EntrySourceSized: Sendable {
     var size: Int64 {
         switch source {
         case let .bytes(bytes): return Int64(bytes.count)
+        case let .spooled(_, extent): return Int64(extent.length)
         case let .blob(_, descriptor): return descriptor.size
         }
     }

@@ -127,6 +127,39 @@ struct TarFileWriterTests {
         #expect(!TarTestTools.exists(path + ".journal"))
     }
 
+    /// Many small entries (a pull's manifests) written, synced and journaled as one batch:
+    /// a new writer for the same plan finds every one complete, and the tar is byte for byte
+    /// the sequential one, including an entry above the one-buffer size (index.json).
+    @Test(arguments: [nil, 100_000] as [Int64?])
+    func aBatchOfSmallEntriesIsJournaledOnce(chunkSize: Int64?) async throws {
+        let dir = try TarTestTools.scratch()
+        defer { TarTestTools.cleanup(dir) }
+        var entries = TarTestTools.sampleEntries(count: 30)
+        entries.append((name: "index.json", data: TarTestTools.bytes(200_000, seed: 5)))
+        let layout = try layout(entries)
+        let path = dir + "/platform.tar"
+        let batch = entries.indices.filter { $0 % 3 != 0 }
+        var asked: [Int] = []
+        do {
+            let writer = try TarFileWriter(finalPath: path, layout: layout, chunkSize: chunkSize)
+            try writer.writeEntries(batch) { index in
+                asked.append(index)
+                return entries[index].data
+            }
+            #expect(writer.completed == Set(batch))
+        }
+        #expect(asked == batch)
+        // One journal line per entry, after the plan's key.
+        let journal = String(decoding: try TarTestTools.read(path + ".journal"), as: UTF8.self)
+        #expect(journal.split(separator: "\n").dropFirst().map { Int($0) } == batch.map { Optional($0) })
+        let resumed = try TarFileWriter(finalPath: path, layout: layout, chunkSize: chunkSize)
+        #expect(resumed.completed == Set(batch))
+        try await TarTestTools.writeConcurrently(resumed, entries, only: Set(entries.indices).subtracting(batch))
+        var tar = [UInt8]()
+        for file in try resumed.commit() { tar += try TarTestTools.read(file) }
+        #expect(tar == TarTestTools.sequentialTar(entries))
+    }
+
     @Test func aChangedLayoutDiscardsTheJournal() async throws {
         let dir = try TarTestTools.scratch()
         defer { TarTestTools.cleanup(dir) }
