@@ -12,7 +12,9 @@ enum EntrySource: Sendable {
     case bytes([UInt8])
     /// Bytes kept in the plan's spool file (manifests, index.json).
     case spooled(ManifestSpool, ManifestSpool.Extent)
-    case blob(repository: String, descriptor: Descriptor)
+    /// Boxed: a whole `Descriptor` inline made every entry of every tar (20,000 manifests
+    /// among them) as large as a blob's.
+    indirect case blob(repository: String, descriptor: Descriptor)
 }
 
 /// One tar of the bundle, planned down to the byte: its layout (entry names, sizes, offsets)
@@ -95,16 +97,7 @@ public struct BundlePuller: Sendable {
                     sources.append(sized.source)
                 }
             }
-            // Names and sizes cover the blobs; the small entries' bytes (index.json) need their own digest.
-            let contentHasher = SHA256()
-            for source in sources {
-                switch source {
-                case let .bytes(bytes): contentHasher.update(bytes)
-                case let .spooled(spool, extent): contentHasher.update(try spool.read(extent))
-                case .blob: break
-                }
-            }
-            let layout = try TarLayout(entries: entries, contentTag: contentHasher.finalize().hex)
+            let layout = try TarLayout(entries: entries, contentTag: try Self.contentTag(sources))
             var imageBlobs: [(String, [Int])] = []
             for image in images where image.tar == name {
                 guard let tree = fetched[ManifestKey(repository: image.repository, reference: image.reference)] else { continue }
@@ -116,6 +109,23 @@ public struct BundlePuller: Sendable {
                                 images: images.reduce(0) { $0 + ($1.tar == name ? 1 : 0) }, imageBlobs: imageBlobs))
         }
         return BundlePlan(tars: tars, references: images)
+    }
+
+    /// Names and sizes cover the blobs; the small entries' bytes (index.json) need their own
+    /// digest.
+    private static func contentTag(_ sources: [EntrySource]) throws -> String {
+        let hasher = SHA256()
+        var scratch: [UInt8] = []
+        for source in sources {
+            switch source {
+            case let .bytes(bytes): hasher.update(bytes)
+            case let .spooled(spool, extent):
+                try spool.read(extent, into: &scratch)
+                hasher.update(scratch)
+            case .blob: break
+            }
+        }
+        return hasher.finalize().hex
     }
 
     /// Every tree, and one descriptor for each blob the trees use: thousands of images share
@@ -272,18 +282,20 @@ public struct BundlePuller: Sendable {
                           secondsToFirstBlobByte: progress.firstByteAt.map { ($0 - ProcessClock.started).inSeconds })
     }
 
-    /// The manifests, index.json and oci-layout of a tar, from the plan into it, synced and
-    /// journaled once (not async, so each buffer goes at once: written from the async loop,
-    /// 20,000 of them stayed alive together).
+    /// The manifests, index.json and oci-layout of a tar, from the plan into it through one
+    /// reused buffer, synced and journaled once.
     private static func writeSmallEntries(_ tar: TarPlan, to writer: TarFileWriter) throws {
         let small = tar.sources.indices.filter { index in
             if case .blob = tar.sources[index] { return false }
             return !writer.isComplete(index)
         }
+        var scratch: [UInt8] = []
         try writer.writeEntries(small) { index in
             switch tar.sources[index] {
             case let .bytes(bytes): return bytes
-            case let .spooled(spool, extent): return try spool.read(extent)
+            case let .spooled(spool, extent):
+                try spool.read(extent, into: &scratch)
+                return scratch
             case .blob: return []
             }
         }

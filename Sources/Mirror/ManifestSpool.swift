@@ -72,8 +72,17 @@ final class ManifestSpool: Sendable {
 
     /// The bytes of `range`.
     func read(_ range: Extent) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        try read(range, into: &bytes)
+        return bytes
+    }
+
+    /// The bytes of `range` into `bytes`, reusing its storage (one buffer for a tar's
+    /// thousands of manifests).
+    func read(_ range: Extent, into bytes: inout [UInt8]) throws {
         let descriptor = state.withLock { $0.descriptor }
-        var bytes = [UInt8](repeating: 0, count: range.length)
+        bytes.removeAll(keepingCapacity: true)
+        bytes.append(contentsOf: repeatElement(0, count: range.length))
         var done = 0
         while done < range.length {
             let count = bytes.withUnsafeMutableBytes {
@@ -85,6 +94,5 @@ final class ManifestSpool: Sendable {
             }
             done += count
         }
-        return bytes
     }
 }
