@@ -78,7 +78,7 @@ public struct BundlePuller: Sendable {
         // Fetch each distinct (repository, reference) once; aliases share their target's fetch.
         let keys = Array(Set(images.map { ManifestKey(repository: $0.repository, reference: $0.reference) })).sorted()
         let spool = try ManifestSpool()
-        let (fetched, descriptors) = try await concurrentFetch(keys, spool: spool)
+        var (fetched, descriptors) = try await concurrentFetch(keys, spool: spool)
 
         var byTar: [String: [String: LayoutContent]] = [:]
         for image in images {
@@ -86,11 +86,19 @@ public struct BundlePuller: Sendable {
             // Mutated in place: a copy taken out and put back copied the layout on every image.
             byTar[image.tar, default: [:]][image.layout, default: LayoutContent(path: image.layout)].add(image: image, tree: tree, descriptors: descriptors)
         }
+        // From here on each image needs only its blobs' digests (shared with the trees, not
+        // copied); the trees and the descriptor table go before the tars are laid out.
+        let imageDigests = images.map { fetched[ManifestKey(repository: $0.repository, reference: $0.reference)]?.blobDigests }
+        fetched = [:]
+        descriptors = [:]
         var tars: [TarPlan] = []
         for name in byTar.keys.sorted() {
             var entries: [(name: String, size: Int64)] = []
             var sources: [EntrySource] = []
-            for (path, content) in byTar[name]!.sorted(by: { $0.key < $1.key }) {
+            // Each layout's content goes once its entries are listed (its index.json is in the spool).
+            var layouts = byTar.removeValue(forKey: name) ?? [:]
+            for path in layouts.keys.sorted() {
+                guard let content = layouts.removeValue(forKey: path) else { continue }
                 let prefix = path.isEmpty ? "" : path + "/"
                 for (name, sized) in try content.entries(prefix: prefix, spool: spool) {
                     entries.append((name, sized.size))
@@ -99,10 +107,10 @@ public struct BundlePuller: Sendable {
             }
             let layout = try TarLayout(entries: entries, contentTag: try Self.contentTag(sources))
             var imageBlobs: [(String, [Int])] = []
-            for image in images where image.tar == name {
-                guard let tree = fetched[ManifestKey(repository: image.repository, reference: image.reference)] else { continue }
+            for (position, image) in images.enumerated() where image.tar == name {
+                guard let digests = imageDigests[position] else { continue }
                 let prefix = image.layout.isEmpty ? "" : image.layout + "/"
-                let needed = tree.blobDigests.compactMap { layout.index(of: "\(prefix)blobs/sha256/\($0.hex)") }
+                let needed = digests.compactMap { layout.index(of: "\(prefix)blobs/sha256/\($0.hex)") }
                 imageBlobs.append((image.refName, needed))
             }
             tars.append(TarPlan(name: name, layout: layout, sources: sources,
