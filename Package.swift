@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "BundleTests", dependencies: ["Bundle", "Streams", "OCI", "TestSupport"]),
         .testTarget(name: "DKPTests", dependencies: ["DKP", "Network", "Registry", "Bundle", "OCI", "Streams", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "EndToEndTests", dependencies: ["OCI", "Registry", "Network", "TestSupport",
+        .testTarget(name: "EndToEndTests", dependencies: ["OCI", "Registry", "Network", "TestSupport", "Mirror", "Streams",
             .product(name: "NIOCore", package: "swift-nio")]),
     ],
     swiftLanguageModes: [.v6]

@@ -45,7 +45,7 @@ struct Entry {
 
     static func isUsageError(_ error: Error) -> Bool {
         switch error {
-        case is OCIError, is UsageError: return true
+        case is OCIError, is UsageError, is InventoryError: return true
         case let error as RegistryError: return error.isUsageError
         case let error as DKPError: return error.isUsageError
         case let error as MirrorError:
@@ -68,7 +68,7 @@ struct DKPMirror: AsyncParsableCommand {
         commandName: "dkp-mirror",
         abstract: "Mirror Deckhouse Kubernetes Platform images for air-gapped clusters.",
         version: BuildInfo.versionLine,
-        subcommands: [PullCommand.self, VerifyCommand.self, PushCommand.self, CopyCommand.self, InspectCommand.self, TagsCommand.self, DetectCommand.self])
+        subcommands: [PullCommand.self, VerifyCommand.self, PushCommand.self, InventoryCommand.self, CopyCommand.self, InspectCommand.self, TagsCommand.self, DetectCommand.self])
 }
 
 /// Ctrl-C (SIGINT) and SIGTERM: the first one cancels the running command (transfers stop,
