@@ -31,6 +31,12 @@ public struct InventoryBuilder: Sendable {
         Self.add(digest, Inventory.Entry(size: size, repository: intern(repository)), to: &blobs, replacing: replacing)
     }
 
+    /// Adds every item of `inventory` (several `--against` files make one set this way).
+    public mutating func add(_ inventory: Inventory) {
+        for (digest, entry) in inventory.manifests { addManifest(digest, size: entry.size, repository: entry.repository) }
+        for (digest, entry) in inventory.blobs { addBlob(digest, size: entry.size, repository: entry.repository) }
+    }
+
     public func inventory(source: Inventory.Source, created: Date = Date()) -> Inventory {
         Inventory(source: source, created: created, manifests: manifests, blobs: blobs)
     }

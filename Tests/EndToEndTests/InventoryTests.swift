@@ -73,6 +73,7 @@ import TestSupport
             #expect(extracted[digest.hex]?.layouts.contains(entry.repository) == true, "\(digest) in \(entry.repository)")
         }
         try await Self.headEveryItem(site, in: target, password: "inv-pw-52")
+        try await Self.checkCatalogPages(target, password: "inv-pw-52")
         withExtendedLifetime((source, target)) {}
     }
 
@@ -97,6 +98,18 @@ import TestSupport
             return missing
         }
         #expect(missing.isEmpty, "\(missing.prefix(5))")
+    }
+
+    /// `_catalog` in pages of two (`n`, `Link`) gives what one page gives.
+    static func checkCatalogPages(_ target: TestRegistry, password: String) async throws {
+        var configuration = RegistryConfiguration()
+        configuration.caFile = target.caFile
+        configuration.credential = Credential(username: "rw", password: password)
+        let (paged, whole) = try await RegistryClient.with(host: target.host, configuration: configuration) { client in
+            (try await client.catalog(pageSize: 2), try await client.catalog())
+        }
+        #expect((whole?.count ?? 0) > 10)
+        #expect(paged == whole)
     }
 
     @Test func refusedCatalogWalksTheDKPLayoutAndFindsTheSame() async throws {
@@ -167,6 +180,23 @@ extension InventoryTests {
         #expect(lines.last == "sha256 \(SHA256.digest(of: body).hex)")
     }
 
+    @Test func inventoriesMergeKeepingTheFirstRepositoryName() throws {
+        let sample = try Self.sample()
+        let shared = try Digest(sha256Hex: String(repeating: "3", count: 64))
+        let extra = try Digest(sha256Hex: String(repeating: "6", count: 64))
+        let other = Inventory(source: .registry("r.example/x"),
+                              blobs: [shared: .init(size: 7 << 30, repository: "install"), extra: .init(size: 1, repository: "release-channel")])
+        var builder = InventoryBuilder()
+        builder.add(sample)
+        builder.add(other)
+        let merged = builder.inventory(source: .bundle("both"))
+        #expect(merged.manifests == sample.manifests)
+        #expect(merged.blobs.count == 4)
+        #expect(merged.blobs[shared]?.repository == "install", "'install' sorts before 'security/trivy-db'")
+        #expect(merged.blobs[extra] == .init(size: 1, repository: "release-channel"))
+        #expect(merged.totalBlobBytes == sample.totalBlobBytes + 1)
+    }
+
     /// `bytes` with the checksum line made anew, so only the change under test is wrong.
     static func resealed(_ text: String) -> [UInt8] {
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -178,7 +208,8 @@ extension InventoryTests {
     @Test func damagedFilesAreRefusedNamingTheLine() async throws {
         let good = try Self.sample()
         let text = String(decoding: good.serialized(), as: UTF8.self)
-        let lineCount = text.split(separator: "\n").count  // 12: 5 header and comment lines, 5 items, the checksum
+        let lineCount = text.split(separator: "\n").count
+        #expect(lineCount == 11, "5 header and comment lines, 5 items, the checksum")
         var newer = good
         newer.formatVersion = 2
         var flipped = good.serialized()
@@ -188,11 +219,12 @@ extension InventoryTests {
             ("the last line dropped", Array(text.split(separator: "\n").dropLast().joined(separator: "\n").utf8), lineCount - 1, "the last line is"),
             ("a wrong last line", Array((text + "extra\n").utf8), lineCount + 1, "not 'sha256 <64 hex digits>'"),
             ("version 2", newer.serialized(), 1, "format version 2 is not supported"),
-            ("a malformed digest", Self.resealed(text.replacingOccurrences(of: "blob sha256:4444", with: "blob sha256:zzzz")), 10, "is not a hex digit"),
+            ("a malformed digest", Self.resealed(text.replacingOccurrences(of: "blob sha256:4444", with: "blob sha256:zzzz")), 9, "is not a hex digit"),
             ("a size that is no number", Self.resealed(text.replacingOccurrences(of: " 1234 .", with: " 12x4 .")), 6, "is not a whole number"),
             ("a repository with a space", Self.resealed(text.replacingOccurrences(of: " modules/console/release", with: " modules/con sole")), 7, "5 fields"),
             ("an uppercase repository", Self.resealed(text.replacingOccurrences(of: "security/trivy-db", with: "security/Trivy")), 8, "uppercase"),
-            ("a digest twice", Self.resealed(text.replacingOccurrences(of: "sha256:5555", with: "sha256:4444")), 11, "listed twice"),
+            ("a digest twice", Self.resealed(text.replacingOccurrences(of: String(repeating: "5", count: 64), with: String(repeating: "4", count: 64))), 10,
+             "blob sha256:\(String(repeating: "4", count: 64)) is listed twice"),
             ("an unknown line", Self.resealed(text.replacingOccurrences(of: "created ", with: "made ")), 5, "is not a 'source', 'created'"),
         ]
         let folder = try TestRegistry.temporaryDirectory("dkp-inventory")
