@@ -96,6 +96,10 @@ struct InventoryCommand: AsyncParsableCommand {
             throw error
         }
         for warning in result.warnings { writeErr("warning: \(warning)\n") }
+        if result.inventory.manifests.isEmpty {
+            // Safe (a bundle made against it ships everything) but most likely a wrong path.
+            writeErr("warning: \(target.name) holds no images: is the path right (as given to push)?\n")
+        }
         try result.inventory.write(to: output)
         var summary = summary(result.inventory, file: output)
         summary.walk = result.walk.rawValue
