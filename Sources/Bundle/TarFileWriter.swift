@@ -88,7 +88,7 @@ public final class TarFileWriter: Sendable {
     public var finalPaths: [String] { file.finalPaths }
 
     /// Writes a small entry in one go (header, data, padding), syncs it and journals it.
-    public func writeEntry(_ entry: Int, bytes: [UInt8]) throws(BundleError) {
+    public func writeEntry(_ entry: Int, bytes: [UInt8]) throws {
         let item = try place(entry, bytes: bytes)
         try markComplete(entry, item)
     }
@@ -97,8 +97,15 @@ public final class TarFileWriter: Sendable {
     /// only when it is written, then syncs the file once and journals them all in one append:
     /// 20,000 manifests synced one by one cost two `fdatasync` each.
     public func writeEntries(_ entries: [Int], bytes: (Int) throws -> [UInt8]) throws {
+        try writeEntries(entries) { entry, write in try write(try bytes(entry)) }
+    }
+
+    /// The same, each entry's data handed over in pieces (`write` called in order, any number
+    /// of times, the sizes adding up to the entry's): a large one (index.json) is never whole
+    /// in memory.
+    public func writeEntries(_ entries: [Int], pieces: (Int, _ write: ([UInt8]) throws -> Void) throws -> Void) throws {
         guard !entries.isEmpty else { return }
-        for entry in entries { try place(entry, bytes: try bytes(entry)) }
+        for entry in entries { try place(entry, pieces: pieces) }
         try file.sync()
         let fresh = state.withLock { state in entries.filter { !state.completed.contains($0) } }
         var text = ""
@@ -109,23 +116,42 @@ public final class TarFileWriter: Sendable {
 
     /// Header, data and padding of a small entry at its place; not synced, not journaled.
     @discardableResult
-    private func place(_ entry: Int, bytes: [UInt8]) throws(BundleError) -> TarLayout.Entry {
+    private func place(_ entry: Int, bytes: [UInt8]) throws -> TarLayout.Entry {
+        try place(entry) { _, write in try write(bytes) }
+    }
+
+    /// Header, data (from `pieces`) and padding of an entry at its place; not synced, not
+    /// journaled. Up to 64 KiB, header and data are adjacent: one buffer, one positioned write
+    /// (two at a chunk edge); a larger entry is written piece by piece at its offsets.
+    @discardableResult
+    private func place(_ entry: Int, pieces: (Int, ([UInt8]) throws -> Void) throws -> Void) throws -> TarLayout.Entry {
         let item = try self.entry(entry)
         try ensureWritable()
-        guard Int64(bytes.count) == item.size else {
-            throw .entrySizeMismatch(file: finalPath, entry: item.name, expected: item.size, actual: Int64(bytes.count))
+        let together = item.size <= 64 * 1024
+        var block = TarHeader.encode(name: item.name, size: item.size)
+        if !together {
+            try TarIO.withBytes(block) { raw throws(BundleError) in try file.write(raw, at: item.headerOffset) }
+        }
+        var written: Int64 = 0
+        try pieces(entry) { piece in
+            guard written + Int64(piece.count) <= item.size else {
+                throw BundleError.entrySizeMismatch(file: finalPath, entry: item.name, expected: item.size, actual: written + Int64(piece.count))
+            }
+            if together {
+                block += piece
+            } else {
+                try TarIO.withBytes(piece) { raw throws(BundleError) in try file.write(raw, at: item.dataOffset + written) }
+            }
+            written += Int64(piece.count)
+        }
+        guard written == item.size else {
+            throw BundleError.entrySizeMismatch(file: finalPath, entry: item.name, expected: item.size, actual: written)
         }
         let padding = [UInt8](repeating: 0, count: Int(TarHeader.paddedSize(item.size) - item.size))
-        if bytes.count <= 64 * 1024 {
-            // Header and data are adjacent: one buffer, one positioned write (two at a chunk edge).
-            var block = TarHeader.encode(name: item.name, size: item.size)
-            block += bytes
+        if together {
             block += padding
             try TarIO.withBytes(block) { raw throws(BundleError) in try file.write(raw, at: item.headerOffset) }
         } else {
-            // A large one (index.json of 20,000 references is 8 MB) is not copied once more.
-            try TarIO.withBytes(TarHeader.encode(name: item.name, size: item.size)) { raw throws(BundleError) in try file.write(raw, at: item.headerOffset) }
-            try TarIO.withBytes(bytes) { raw throws(BundleError) in try file.write(raw, at: item.dataOffset) }
             try TarIO.withBytes(padding) { raw throws(BundleError) in try file.write(raw, at: item.dataOffset + item.size) }
         }
         return item

@@ -4,7 +4,9 @@ import Registry
 import Version
 
 /// One reference to put into a bundle: where it comes from and where it goes.
-public struct BundleImage: Sendable, Hashable, Codable {
+/// Compact: a pull can carry tens of thousands, so the ref name and the usual short tag are
+/// derived when asked for, not stored (each was a string of its own per reference).
+public struct BundleImage: Sendable, Hashable, Encodable {
     /// The tar file it belongs to: `platform.tar`, `installer.tar`, `security.tar`, `module-<name>.tar`,
     /// `package-<name>.tar`, `package-versions.tar`, `plugin-<name>.tar`.
     public var tar: String
@@ -13,14 +15,56 @@ public struct BundleImage: Sendable, Hashable, Codable {
     /// Source repository and reference (a tag or `sha256:<hex>`).
     public var repository: String
     public var reference: String
+    /// The source registry's host: one string shared by every reference of a pull.
+    public var sourceHost: String
+    /// The tag to push where it is not the reference's own (a d8 retag); nil otherwise.
+    private var retag: String?
+
+    public init(tar: String, layout: String, repository: String, reference: String, shortTag: String, sourceHost: String) {
+        self.tar = tar
+        self.layout = layout
+        self.repository = repository
+        self.reference = reference
+        self.sourceHost = sourceHost
+        self.retag = nil
+        if shortTag != self.shortTag { retag = shortTag }
+    }
+
+    var isDigest: Bool { reference.hasPrefix("sha256:") }
+
     /// `io.deckhouse.image.short_tag`: the tag to push (a tag, a channel, or a digest's 64 hex).
-    public var shortTag: String
-    /// `org.opencontainers.image.ref.name`: the full source reference.
-    public var refName: String
+    public var shortTag: String { retag ?? (isDigest ? String(reference.dropFirst("sha256:".count)) : reference) }
+
+    /// `org.opencontainers.image.ref.name`: the full source reference (`HOST/REPO@sha256:...`
+    /// for a digest, `HOST/REPO:<short tag>` otherwise, as d8 writes it).
+    public var refName: String {
+        isDigest ? "\(sourceHost)/\(repository)@\(reference)" : "\(sourceHost)/\(repository):\(shortTag)"
+    }
+
+    /// What makes two references one entry of a layout's index.json (equal keys, equal ref
+    /// names within one pull), made of the image's own strings: nothing new is allocated.
+    public var layoutKey: LayoutKey { LayoutKey(repository: repository, name: retag ?? reference) }
+
+    public struct LayoutKey: Hashable, Sendable {
+        var repository: String
+        var name: String
+    }
 
     /// True when the bundle tags the source's `reference` under another name (a d8 retag:
     /// a pinned channel, `install:<channel>`), so the source's own `shortTag` may differ.
-    public var isAlias: Bool { !reference.hasPrefix("sha256:") && reference != shortTag }
+    public var isAlias: Bool { !isDigest && reference != shortTag }
+
+    private enum CodingKeys: String, CodingKey { case tar, layout, repository, reference, shortTag, refName }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(tar, forKey: .tar)
+        try container.encode(layout, forKey: .layout)
+        try container.encode(repository, forKey: .repository)
+        try container.encode(reference, forKey: .reference)
+        try container.encode(shortTag, forKey: .shortTag)
+        try container.encode(refName, forKey: .refName)
+    }
 }
 
 /// What to pull (cli.md's pull options and d8-current.md §5).
@@ -199,7 +243,7 @@ public struct EditionDiscovery: Sendable {
             return
         }
         result.images.append(BundleImage(tar: "installer.tar", layout: "installer", repository: repository,
-                                         reference: tag, shortTag: tag, refName: "\(source.host)/\(repository):\(tag)"))
+                                         reference: tag, shortTag: tag, sourceHost: source.host))
     }
 
     // MARK: shared helpers
@@ -214,14 +258,14 @@ public struct EditionDiscovery: Sendable {
     func image(tar: String, layout: String, tag: String, shortTag: String? = nil) -> BundleImage {
         let repository = sourceRepository(layout)
         return BundleImage(tar: tar, layout: layout, repository: repository, reference: tag,
-                           shortTag: shortTag ?? tag, refName: "\(source.host)/\(repository):\(shortTag ?? tag)")
+                           shortTag: shortTag ?? tag, sourceHost: source.host)
     }
 
     /// The reference `<E>/<layout>@<digest>`, pushed under the digest's hex.
     func digestImage(tar: String, layout: String, digest: Digest) -> BundleImage {
         let repository = sourceRepository(layout)
         return BundleImage(tar: tar, layout: layout, repository: repository, reference: digest.string,
-                           shortTag: digest.hex, refName: "\(source.host)/\(repository)@\(digest)")
+                           shortTag: digest.hex, sourceHost: source.host)
     }
 
     /// The latest patch of every minor among `versions`, plus the constraint's anchors that exist.

@@ -185,14 +185,16 @@ extension EditionDiscovery {
     /// The `.att` attestations of `subjects` that exist, looked up in one bounded pool
     /// (a real edition has thousands: never one round trip after another).
     func findVexImages(_ subjects: [VexSubject]) async throws -> [BundleImage] {
-        var seen = Set<String>()
-        let unique = subjects.filter { seen.insert("\($0.tar)|\($0.repository)|\($0.subject)").inserted }
+        // Keyed by the subjects' own strings: an interpolated key was a new string per subject.
+        struct Key: Hashable { var tar: String; var repository: String; var subject: String }
+        var seen = Set<Key>()
+        let unique = subjects.filter { seen.insert(Key(tar: $0.tar, repository: $0.repository, subject: $0.subject)).inserted }
         let found = try await concurrentMap(unique, limit: max(concurrency, 16)) { subject -> BundleImage? in
             let tag = subject.subject.hasPrefix("sha256:")
                 ? "sha256-\(subject.subject.dropFirst("sha256:".count)).att" : "\(subject.subject).att"
             guard try await self.client.manifestDescriptor(repository: subject.repository, reference: tag) != nil else { return nil }
             return BundleImage(tar: subject.tar, layout: subject.layout, repository: subject.repository, reference: tag,
-                               shortTag: tag, refName: "\(self.source.host)/\(subject.repository):\(tag)")
+                               shortTag: tag, sourceHost: self.source.host)
         }
         return found.compactMap { $0 }
     }

@@ -65,7 +65,7 @@ extension EditionDiscovery {
             let repository = "\(catalog)/\(name)"
             result.plugins[name] = [version]
             result.images.append(BundleImage(tar: "plugin-\(name).tar", layout: "deckhouse-cli/plugins/\(name)", repository: repository,
-                                             reference: version, shortTag: version, refName: "\(source.host)/\(repository):\(version)"))
+                                             reference: version, shortTag: version, sourceHost: source.host))
         }
     }
 

@@ -25,7 +25,8 @@ struct TarPlan: Sendable {
     var sources: [EntrySource]
     var images: Int
     /// For each reference in this tar, the blob entries it needs (for images done/total).
-    var imageBlobs: [(refName: String, entries: [Int])]
+    /// (The image's position in the plan's references: its ref name is made only when it is reported.)
+    var imageBlobs: [(image: Int, entries: [Int])]
 }
 
 /// The whole pull, planned: every tar, every entry.
@@ -81,10 +82,11 @@ public struct BundlePuller: Sendable {
         var (fetched, descriptors) = try await concurrentFetch(keys, spool: spool)
 
         var byTar: [String: [String: LayoutContent]] = [:]
-        for image in images {
+        for (position, image) in images.enumerated() {
             guard let tree = fetched[ManifestKey(repository: image.repository, reference: image.reference)] else { continue }
             // Mutated in place: a copy taken out and put back copied the layout on every image.
-            byTar[image.tar, default: [:]][image.layout, default: LayoutContent(path: image.layout)].add(image: image, tree: tree, descriptors: descriptors)
+            byTar[image.tar, default: [:]][image.layout, default: LayoutContent(path: image.layout)]
+                .add(image, at: position, tree: tree, descriptors: descriptors)
         }
         // From here on each image needs only its blobs' digests (shared with the trees, not
         // copied); the trees and the descriptor table go before the tars are laid out.
@@ -100,18 +102,18 @@ public struct BundlePuller: Sendable {
             for path in layouts.keys.sorted() {
                 guard let content = layouts.removeValue(forKey: path) else { continue }
                 let prefix = path.isEmpty ? "" : path + "/"
-                for (name, sized) in try content.entries(prefix: prefix, spool: spool) {
+                for (name, sized) in try content.entries(prefix: prefix, spool: spool, images: images) {
                     entries.append((name, sized.size))
                     sources.append(sized.source)
                 }
             }
             let layout = try TarLayout(entries: entries, contentTag: try Self.contentTag(sources))
-            var imageBlobs: [(String, [Int])] = []
+            var imageBlobs: [(Int, [Int])] = []
             for (position, image) in images.enumerated() where image.tar == name {
                 guard let digests = imageDigests[position] else { continue }
                 let prefix = image.layout.isEmpty ? "" : image.layout + "/"
                 let needed = digests.compactMap { layout.index(of: "\(prefix)blobs/sha256/\($0.hex)") }
-                imageBlobs.append((image.refName, needed))
+                imageBlobs.append((position, needed))
             }
             tars.append(TarPlan(name: name, layout: layout, sources: sources,
                                 images: images.reduce(0) { $0 + ($1.tar == name ? 1 : 0) }, imageBlobs: imageBlobs))
@@ -128,8 +130,7 @@ public struct BundlePuller: Sendable {
             switch source {
             case let .bytes(bytes): hasher.update(bytes)
             case let .spooled(spool, extent):
-                try spool.read(extent, into: &scratch)
-                hasher.update(scratch)
+                try spool.read(extent, pieceSize: 1 << 20, into: &scratch) { hasher.update($0) }
             case .blob: break
             }
         }
@@ -253,7 +254,7 @@ public struct BundlePuller: Sendable {
         }
         alreadyPresent += resumedBytes
         progress.plan(blobs: jobs.count, bytes: jobs.reduce(0) { $0 + $1.descriptor.size } - resumedBytes, images: tracker.total)
-        for reference in tracker.alreadyComplete { progress.imageDone(reference) }
+        for image in tracker.alreadyComplete { progress.imageDone(plan.references[image].refName) }
         try await forEachConcurrently(units, limit: self.jobs) { unit in
             let finished: BlobJob?
             switch unit {
@@ -264,7 +265,7 @@ public struct BundlePuller: Sendable {
                 finished = try await blob.run(part: part, client: self.client, progress: self.progress) ? blob.job : nil
             }
             if let job = finished {
-                for reference in tracker.finished(tar: job.writer.finalPath, entry: job.entry) { self.progress.imageDone(reference) }
+                for image in tracker.finished(tar: job.writer.finalPath, entry: job.entry) { self.progress.imageDone(plan.references[image].refName) }
             }
         }
         for (tar, writer) in pending {
@@ -298,13 +299,11 @@ public struct BundlePuller: Sendable {
             return !writer.isComplete(index)
         }
         var scratch: [UInt8] = []
-        try writer.writeEntries(small) { index in
+        try writer.writeEntries(small) { index, write in
             switch tar.sources[index] {
-            case let .bytes(bytes): return bytes
-            case let .spooled(spool, extent):
-                try spool.read(extent, into: &scratch)
-                return scratch
-            case .blob: return []
+            case let .bytes(bytes): try write(bytes)
+            case let .spooled(spool, extent): try spool.read(extent, pieceSize: 1 << 20, into: &scratch, write)
+            case .blob: break // filtered out above
             }
         }
     }
@@ -401,44 +400,47 @@ struct ManifestRef: Sendable {
 
 /// Counts references whose every blob is written, for "images done/total".
 final class ImageTracker: Sendable {
-    // Images are counted by their position, not their ref name: two images may share one (a
-    // channel alias and its version in one repository), and each must be counted once.
+    // Images are counted by their position in the plan's references, not their ref name: two
+    // images may share one (a channel alias and its version in one repository), and each must
+    // be counted once. Positions, not names, so 20,000 references cost no string each.
+    private struct Key: Hashable {
+        var tar: String    // the writer's path, shared, not a new string per key
+        var entry: Int
+    }
     private struct State {
         var remaining: [Int: Int] = [:]             // image -> blobs still missing
-        var waiting: [String: [Int]] = [:]          // "tar#entry" -> images needing it
+        var waiting: [Key: [Int]] = [:]             // tar entry -> images needing it
     }
     private let state: Mutex<State>
-    private let references: [String]
     let total: Int
-    let alreadyComplete: [String]
+    /// Positions of the images whose blobs were all on disk already.
+    let alreadyComplete: [Int]
 
     init(pending: [(TarPlan, TarFileWriter)]) {
         var state = State()
-        var references: [String] = []
-        var complete: [String] = []
+        var total = 0
+        var complete: [Int] = []
         for (tar, writer) in pending {
-            for (reference, entries) in tar.imageBlobs {
-                let image = references.count
-                references.append(reference)
+            for (image, entries) in tar.imageBlobs {
+                total += 1
                 let missing = Set(entries.filter { !writer.isComplete($0) })
-                if missing.isEmpty { complete.append(reference); continue }
+                if missing.isEmpty { complete.append(image); continue }
                 state.remaining[image] = missing.count
-                for entry in missing { state.waiting["\(writer.finalPath)#\(entry)", default: []].append(image) }
+                for entry in missing { state.waiting[Key(tar: writer.finalPath, entry: entry), default: []].append(image) }
             }
         }
         self.state = Mutex(state)
-        self.references = references
-        self.total = references.count
+        self.total = total
         self.alreadyComplete = complete
     }
 
-    /// References completed by this entry.
-    func finished(tar: String, entry: Int) -> [String] {
+    /// Positions of the images completed by this entry.
+    func finished(tar: String, entry: Int) -> [Int] {
         state.withLock { state in
-            var done: [String] = []
-            for image in state.waiting.removeValue(forKey: "\(tar)#\(entry)") ?? [] {
+            var done: [Int] = []
+            for image in state.waiting.removeValue(forKey: Key(tar: tar, entry: entry)) ?? [] {
                 state.remaining[image, default: 1] -= 1
-                if state.remaining[image] == 0 { done.append(references[image]) }
+                if state.remaining[image] == 0 { done.append(image) }
             }
             return done
         }
@@ -448,16 +450,18 @@ final class ImageTracker: Sendable {
 /// The content of one OCI layout: its index.json descriptors and every blob it holds.
 struct LayoutContent {
     var path: String
-    var references: [(refName: String, shortTag: String, descriptor: ManifestRef)] = []
+    /// The images' positions in the plan's references: ref names and short tags are made only
+    /// when index.json is written (a string each for 20,000 references, held all plan long).
+    var references: [(image: Int, descriptor: ManifestRef)] = []
     var manifestBytes: [Digest: ManifestSpool.Extent] = [:]
     var blobs: [Digest: (repository: String, descriptor: Descriptor)] = [:]
 
-    /// Ref names already in `references` (a linear search made planning quadratic).
-    var refNames: Set<String> = []
+    /// The references already in `references` (a linear search made planning quadratic).
+    var refKeys: Set<BundleImage.LayoutKey> = []
 
-    mutating func add(image: BundleImage, tree: ManifestTree, descriptors: [Digest: Descriptor]) {
-        if refNames.insert(image.refName).inserted {
-            references.append((image.refName, image.shortTag, tree.top))
+    mutating func add(_ image: BundleImage, at position: Int, tree: ManifestTree, descriptors: [Digest: Descriptor]) {
+        if refKeys.insert(image.layoutKey).inserted {
+            references.append((position, tree.top))
         }
         for manifest in tree.manifests { manifestBytes[manifest.digest] = manifest.bytes }
         for digest in tree.blobDigests where manifestBytes[digest] == nil {
@@ -466,7 +470,7 @@ struct LayoutContent {
     }
 
     /// Entries in a stable order: blobs by digest, then oci-layout and index.json.
-    func entries(prefix: String, spool: ManifestSpool) throws -> [(String, EntrySourceSized)] {
+    func entries(prefix: String, spool: ManifestSpool, images: [BundleImage]) throws -> [(String, EntrySourceSized)] {
         var all: [(String, EntrySourceSized)] = []
         for digest in Set(manifestBytes.keys).union(blobs.keys).sorted() {
             let name = "\(prefix)blobs/sha256/\(digest.hex)"
@@ -477,7 +481,7 @@ struct LayoutContent {
             }
         }
         all.append(("\(prefix)oci-layout", EntrySourceSized(.bytes(Array(#"{"imageLayoutVersion":"1.0.0"}"#.utf8)))))
-        all.append(("\(prefix)index.json", EntrySourceSized(.spooled(spool, try spool.appendInPieces { try writeIndexJSON(to: $0) }))))
+        all.append(("\(prefix)index.json", EntrySourceSized(.spooled(spool, try spool.appendInPieces { try writeIndexJSON(images: images, to: $0) }))))
         return all
     }
 
@@ -485,12 +489,13 @@ struct LayoutContent {
     /// with the source reference and the tag to push as annotations. Handed to `emit` in pieces
     /// of about 64 KiB: with 20,000 references it is 8 MB, and building a string per descriptor
     /// and joining them held it three times over.
-    func writeIndexJSON(to emit: ([UInt8]) throws -> Void) throws {
+    func writeIndexJSON(images: [BundleImage], to emit: ([UInt8]) throws -> Void) throws {
         var out: [UInt8] = []
         out.reserveCapacity(80 * 1024)
         out += Array("{\"schemaVersion\":2,\"mediaType\":\"\(MediaType.ociLayout.rawValue)\",\"manifests\":[".utf8)
         // Positions sorted, not a sorted copy of the references.
-        for (position, index) in references.indices.sorted(by: { references[$0].refName < references[$1].refName }).enumerated() {
+        let refNames = references.map { images[$0.image].refName }
+        for (position, index) in references.indices.sorted(by: { refNames[$0] < refNames[$1] }).enumerated() {
             let ref = references[index]
             if out.count >= 64 * 1024 {
                 try emit(out)
@@ -502,9 +507,9 @@ struct LayoutContent {
             out += ",\"digest\":".utf8
             appendJSON(ref.descriptor.digest.string, to: &out)
             out += ",\"size\":\(ref.descriptor.size),\"annotations\":{\"io.deckhouse.image.short_tag\":".utf8
-            appendJSON(ref.shortTag, to: &out)
+            appendJSON(images[ref.image].shortTag, to: &out)
             out += ",\"org.opencontainers.image.ref.name\":".utf8
-            appendJSON(ref.refName, to: &out)
+            appendJSON(refNames[index], to: &out)
             out += "}}".utf8
         }
         out += "]}".utf8

@@ -57,7 +57,7 @@ final class ManifestSpool: Sendable {
 
     /// One entry written in pieces by `body` (each piece handed to the closure it is given):
     /// the pieces must follow each other, so nothing else may append meanwhile.
-    func appendInPieces(_ body: ((([UInt8]) throws -> Void)) throws -> Void) throws -> Extent {
+    func appendInPieces(_ body: (([UInt8]) throws -> Void) throws -> Void) throws -> Extent {
         var whole: Extent?
         try body { piece in
             let extent = try self.append(piece)
@@ -70,29 +70,29 @@ final class ManifestSpool: Sendable {
         return whole ?? Extent(offset: state.withLock { $0.size }, length: 0)
     }
 
-    /// The bytes of `range`.
-    func read(_ range: Extent) throws -> [UInt8] {
-        var bytes: [UInt8] = []
-        try read(range, into: &bytes)
-        return bytes
-    }
-
-    /// The bytes of `range` into `bytes`, reusing its storage (one buffer for a tar's
-    /// thousands of manifests).
-    func read(_ range: Extent, into bytes: inout [UInt8]) throws {
+    /// The bytes of `range` handed to `body` in pieces of at most `pieceSize`, each read into
+    /// `scratch` (reused): index.json of 20,000 references is 8 MB, and reading it whole made
+    /// the end of every large pull 8 MB heavier.
+    func read(_ range: Extent, pieceSize: Int, into scratch: inout [UInt8], _ body: ([UInt8]) throws -> Void) throws {
         let descriptor = state.withLock { $0.descriptor }
-        bytes.removeAll(keepingCapacity: true)
-        bytes.append(contentsOf: repeatElement(0, count: range.length))
-        var done = 0
-        while done < range.length {
-            let count = bytes.withUnsafeMutableBytes {
-                pread(descriptor, $0.baseAddress! + done, $0.count - done, off_t(range.offset) + off_t(done))
+        var start = 0
+        repeat {
+            let length = min(pieceSize, range.length - start)
+            scratch.removeAll(keepingCapacity: true)
+            scratch.append(contentsOf: repeatElement(0, count: length))
+            var done = 0
+            while done < length {
+                let count = scratch.withUnsafeMutableBytes {
+                    pread(descriptor, $0.baseAddress! + done, length - done, off_t(range.offset) + off_t(start + done))
+                }
+                if count < 0 && errno == EINTR { continue }
+                guard count > 0 else {
+                    throw MirrorError.failed("cannot read the plan's manifests back from their temporary file: \(count < 0 ? String(cString: strerror(errno)) : "it is shorter than written")")
+                }
+                done += count
             }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else {
-                throw MirrorError.failed("cannot read the plan's manifests back from their temporary file: \(count < 0 ? String(cString: strerror(errno)) : "it is shorter than written")")
-            }
-            done += count
-        }
+            try body(scratch)
+            start += length
+        } while start < range.length
     }
 }
