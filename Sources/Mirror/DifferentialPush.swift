@@ -114,9 +114,9 @@ extension BundlePusher {
         let more = users.count > 3 ? " and \(users.count - 3) more image\(users.count - 3 == 1 ? "" : "s")" : ""
         let bytes = missing.reduce(Int64(0)) { $0 + $1.need.descriptor.size }
         let first = missing[0].need
-        let place = "\(client.host)/\(first.repositories.first ?? first.holderRepository)"
+        let places = Set(first.repositories + [first.holderRepository]).sorted().map { "\(client.host)/\($0)" }
         return "\(target) lacks \(missing.count) of the \(total) blobs this differential bundle left out (\(formatBytes(bytes)); "
-            + "e.g. \(first.descriptor.digest), looked for in \(place) and \(client.host)/\(first.holderRepository)), "
+            + "e.g. \(first.descriptor.digest), looked for in \(places.joined(separator: " and "))), "
             + "needed by \(shown)\(more); nothing was pushed. Push it into the registry its inventory was taken of "
             + "(see its \(DifferentialBundle.fileName)), or bring a full bundle (pull without --against) or one cut against "
             + "an inventory of this registry taken now (dkp-mirror inventory --registry TARGET)"
