@@ -200,7 +200,25 @@ import TestSupport
         let refused = try await PullTests.pull(site.source, into: into, ["--deckhouse-tag", "v1.70.1", "--against", badInventory.path])
         #expect(refused.status == 2 && refused.stderrString.contains(badInventory.path), "\(refused.stderrString)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: into.path).filter { !$0.hasPrefix(".") }.isEmpty)
+        try await Self.checkRerunsAndFingerprints(site)
         withExtendedLifetime((site.source, site.target)) {}
+    }
+
+    /// The same --against again resumes (nothing downloaded); no --against into the same
+    /// directory is another pull (the left-out set is in the tars' fingerprints): refused, and
+    /// with --force the bundle becomes the full one, left-out list gone.
+    static func checkRerunsAndFingerprints(_ site: Site) async throws {
+        let same = try await PullTests.pull(site.source, into: site.differential, ["--deckhouse-tag", "v1.70.1", "--against", site.inventory])
+        #expect(same.status == 0 && same.stdoutString.contains("\"bytesTransferred\" : 0"), "\(same.stdoutString)\(same.stderrString)")
+        let full = try await PullTests.pull(site.source, into: site.differential, ["--deckhouse-tag", "v1.70.1"])
+        #expect(full.status == 2 && full.stderrString.contains("holds a bundle of another pull"), "\(full.stderrString)")
+        let forced = try await PullTests.pull(site.source, into: site.differential, ["--deckhouse-tag", "v1.70.1", "--force"])
+        #expect(forced.status == 0, "\(forced.stderrString)")
+        let names = try FileManager.default.contentsOfDirectory(atPath: site.differential.path)
+        #expect(!names.contains(DifferentialBundle.fileName), "\(names)")
+        #expect(try Self.tarBytes(site.differential) == Self.tarBytes(site.full))
+        let verified = try await CLITests.run(["verify", site.differential.path])
+        #expect(verified.status == 0 && !verified.stdoutString.contains("differential"), "\(verified.stdoutString)")
     }
 
     /// A copy of a bundle directory (tars, SHA256SUMS, the left-out list).
