@@ -202,12 +202,7 @@ struct PullCommand: AsyncParsableCommand {
             }
             await client.shutdown()
             let summary = PullSummary(found: found, result: result, bundleBytes: plan.totalBytes)
-            if result.leftOutBlobs > 0 {
-                writeErr("differential bundle: \(result.leftOutBlobs) blobs (\(formatBytes(result.leftOutBytes))) left out, listed in "
-                         + "\(DifferentialBundle.fileName); push it with dkp-mirror push into the registry the inventory was taken of (d8 cannot push it)\n")
-            } else if againstInventories != nil {
-                writeErr("nothing of this pull is in the inventories given with --against: the bundle is complete\n")
-            }
+            if againstInventories != nil { Self.noteDifferential(result) }
             if common.json {
                 try printJSON(PullOutput(result: result, summary: summary))
             } else {
@@ -221,6 +216,16 @@ struct PullCommand: AsyncParsableCommand {
             await client.shutdown()
             throw error
         }
+    }
+
+    /// What `--against` left out, or that it left out nothing.
+    static func noteDifferential(_ result: PullResult) {
+        guard result.leftOutBlobs > 0 else {
+            writeErr("nothing of this pull is in the inventories given with --against: the bundle is complete\n")
+            return
+        }
+        writeErr("differential bundle: \(result.leftOutBlobs) blobs (\(formatBytes(result.leftOutBytes))) left out, listed in "
+                 + "\(DifferentialBundle.fileName); push it with dkp-mirror push into the registry the inventory was taken of (d8 cannot push it)\n")
     }
 
     private func makeSelection() throws -> PullSelection {

@@ -221,6 +221,22 @@ import TestSupport
         #expect(verified.status == 0 && !verified.stdoutString.contains("differential"), "\(verified.stdoutString)")
     }
 
+    @Test func theLeftOutListIsAnInventoryWithADifferentialSource() throws {
+        let digest = try Digest(sha256Hex: String(repeating: "ab", count: 32))
+        let list = Inventory(source: .differential("against registry r.example:5000/system/deckhouse (created 2026-12-02T12:00:00Z, sha256 00ff)"),
+                             blobs: [digest: .init(size: 42, repository: "modules/console")])
+        let bytes = list.serialized()
+        let text = String(decoding: bytes, as: UTF8.self)
+        #expect(text.hasPrefix("dkp-mirror-inventory 1\n# dkp-mirror left-out blobs: this bundle is DIFFERENTIAL."))
+        #expect(text.contains("\nsource differential against registry r.example:5000/system/deckhouse (created 2026-12-02T12:00:00Z, sha256 00ff)\n"))
+        #expect(text.contains("\nblob \(digest) 42 modules/console\n"))
+        #expect(try Inventory(parsing: bytes) == list)
+        // An inventory of a registry still reads as before.
+        let site = Inventory(source: .registry("r.example:5000/system/deckhouse"), blobs: [digest: .init(size: 42, repository: "")])
+        #expect(try Inventory(parsing: site.serialized()) == site)
+        #expect(!String(decoding: site.serialized(), as: UTF8.self).contains("DIFFERENTIAL"))
+    }
+
     /// A copy of a bundle directory (tars, SHA256SUMS, the left-out list).
     static func copy(_ bundle: URL) throws -> URL {
         let copy = try TestRegistry.temporaryDirectory("dkp-diff-copy")
