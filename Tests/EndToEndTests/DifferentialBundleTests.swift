@@ -119,9 +119,24 @@ import TestSupport
         #expect(verified.stdoutString.contains("bundle OK") && verified.stdoutString.contains("differential bundle: \(leftOut.blobs.count) blobs"),
                 "\(verified.stdoutString)")
 
+        // One left-out blob only in the repository the list names, not in another one whose
+        // images need it: push mounts it from there (the registry's link of it is removed).
+        let (shared, sharedEntry) = try #require(leftOut.blobs.first { digest, entry in
+            (full[digest.hex]?.layouts.count ?? 0) > 1 && full[digest.hex]?.layouts.contains(entry.repository) == true
+        })
+        let elsewhere = try #require(full[shared.hex]?.layouts.sorted().first { $0 != sharedEntry.repository })
+        try FileManager.default.removeItem(at: site.target.storageDirectory.appendingPathComponent(
+            "docker/registry/v2/repositories/system/deckhouse/\(elsewhere)/_layers/sha256/\(shared.hex)"))
+
         // Push completes the site: every reference at the digest of the full bundle.
         let pushed = try await PushTests.push(site.differential, to: site.target, password: Self.password)
         #expect(pushed.status == 0, "\(pushed.stderrString)")
+        let result = try JSONDecoder().decode(PushTests.PushResult.self, from: Data(pushed.stdout))
+        #expect(result.blobsMounted >= 1 && result.failures.isEmpty, "\(pushed.stdoutString)")
+        let client = try Self.client(site.target)
+        let mounted = try await client.blobSize(repository: "system/deckhouse/\(elsewhere)", digest: shared)
+        await client.shutdown()
+        #expect(mounted == sharedEntry.size, "\(shared) mounted into \(elsewhere) from \(sharedEntry.repository)")
         #expect(try await PushTests.checkTarget(site.target, password: Self.password, bundle: site.full) > 30)
         let complete = try await CLITests.run(["verify", site.differential.path, "--registry", "\(site.target.host)/system/deckhouse",
                                                "--ca-file", site.target.caFile!, "-u", "rw", "--registry-password-stdin"], stdin: Self.password)
