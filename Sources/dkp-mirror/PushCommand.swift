@@ -75,7 +75,10 @@ struct PushCommand: AsyncParsableCommand {
         }
         let bundle = try openBundle(directory, files: files)
         // A differential bundle (pull --against): its list of left-out blobs; damaged is exit code 2.
-        let leftOut = try directory.flatMap { try DifferentialBundle.leftOut(inBundle: ($0 as NSString).standardizingPath) }
+        // With --file alone, the folder of the tars when they share one.
+        let folders = Set(files.map { (($0 as NSString).standardizingPath as NSString).deletingLastPathComponent })
+        let bundleFolder = directory ?? (folders.count == 1 ? folders.first.map { $0.isEmpty ? "." : $0 } : nil)
+        let leftOut = try bundleFolder.flatMap { try DifferentialBundle.leftOut(inBundle: ($0 as NSString).standardizingPath) }
 
         let configuration = try registryOptions.configuration(host: reference.host, common: common)
 

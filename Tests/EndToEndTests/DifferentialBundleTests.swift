@@ -167,6 +167,11 @@ import TestSupport
         #expect(line?.contains("needed by platform.tar:/ v1.70.1") == true, "\(line ?? "")")
         #expect(line?.contains(digest.string) == true, "\(line ?? "")")
         #expect(!pushed.stderrString.contains(Self.password))
+        // The tar alone (--file) is read with the list beside it: refused the same way.
+        let alone = try await CLITests.run(["push", "\(site.target.host)/system/deckhouse", "--file",
+                                            site.differential.appendingPathComponent("platform.tar").path, "--ca-file", site.target.caFile!,
+                                            "-u", "rw", "--registry-password-stdin", "--progress", "none"], stdin: Self.password)
+        #expect(alone.status == 1 && alone.stderrString.contains("lacks 1 of the"), "\(alone.stderrString)")
         let after = try await Self.tagSnapshot(site.target)
         #expect(after == before, "no tag appeared or changed")
         #expect(before["system/deckhouse"]?.contains("v1.70.1") == false)
