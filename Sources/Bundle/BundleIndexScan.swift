@@ -19,6 +19,7 @@ enum BundleDirectory {
     /// Files beside the tars that belong to a bundle but are not read.
     static func isCompanion(_ name: String) -> Bool {
         name == "SHA256SUMS" || name == "deckhousereleases.yaml" || name == ".dkp-mirror" || name.hasSuffix(".gostsum")
+            || name == "left-out-blobs.inventory"  // a differential bundle's list (Mirror's DifferentialBundle reads it)
     }
 
     /// The tars of `directory`; with `only`, just the tars of those names (whole or chunked),

@@ -33,6 +33,8 @@ struct TarPlan: Sendable {
 public struct BundlePlan: Sendable {
     var tars: [TarPlan]
     public var references: [BundleImage]
+    /// With `against`: the blobs left out of the tars (see `DifferentialBundle`).
+    var leftOut: LeftOutPlan?
 
     public var imageCount: Int { references.count }
     public var blobCount: Int { tars.reduce(0) { $0 + $1.sources.filter { if case .blob = $0 { return true } else { return false } }.count } }
@@ -54,6 +56,9 @@ public struct PullResult: Sendable, Codable {
     /// tokens, discovery, planning) is latency a far registry multiplies; nil when nothing was
     /// downloaded.
     public var secondsToFirstBlobByte: Double?
+    /// A differential pull: the blobs left out of the tars (listed in left-out-blobs.inventory) and their bytes.
+    public var leftOutBlobs = 0
+    public var leftOutBytes: Int64 = 0
 }
 
 /// Pulls images into d8-format tars (dkp-source-and-bundle.md §2). Plan: fetch every
@@ -75,7 +80,10 @@ public struct BundlePuller: Sendable {
 
     // MARK: plan
 
-    public func plan(_ images: [BundleImage]) async throws -> BundlePlan {
+    /// With `against` (`pull --against`), a blob that inventory lists is left out of the tars
+    /// (manifests never are): see `DifferentialBundle`.
+    public func plan(_ images: [BundleImage], against: AgainstInventories? = nil) async throws -> BundlePlan {
+        var leftOut = against.map { LeftOutPlan(against: $0.description) }
         // Fetch each distinct (repository, reference) once; aliases share their target's fetch.
         let keys = Array(Set(images.map { ManifestKey(repository: $0.repository, reference: $0.reference) })).sorted()
         let spool = try ManifestSpool()
@@ -102,12 +110,13 @@ public struct BundlePuller: Sendable {
             for path in layouts.keys.sorted() {
                 guard let content = layouts.removeValue(forKey: path) else { continue }
                 let prefix = path.isEmpty ? "" : path + "/"
-                for (name, sized) in try content.entries(prefix: prefix, spool: spool, images: images) {
-                    entries.append((name, sized.size))
+                for (entryName, sized) in try content.entries(prefix: prefix, spool: spool, images: images) {
+                    if leftOut?.leavesOut(sized.source, tar: name, inventory: against?.merged) == true { continue }
+                    entries.append((entryName, sized.size))
                     sources.append(sized.source)
                 }
             }
-            let layout = try TarLayout(entries: entries, contentTag: try Self.contentTag(sources))
+            let layout = try TarLayout(entries: entries, contentTag: try Self.contentTag(sources) + (leftOut?.fingerprintTag(tar: name) ?? ""))
             var imageBlobs: [(Int, [Int])] = []
             for (position, image) in images.enumerated() where image.tar == name {
                 guard let digests = imageDigests[position] else { continue }
@@ -118,7 +127,7 @@ public struct BundlePuller: Sendable {
             tars.append(TarPlan(name: name, layout: layout, sources: sources,
                                 images: images.reduce(0) { $0 + ($1.tar == name ? 1 : 0) }, imageBlobs: imageBlobs))
         }
-        return BundlePlan(tars: tars, references: images)
+        return BundlePlan(tars: tars, references: images, leftOut: leftOut)
     }
 
     /// Names and sizes cover the blobs; the small entries' bytes (index.json) need their own
@@ -274,6 +283,7 @@ public struct BundlePuller: Sendable {
             files += written
             progress.note("\(tar.name): written")
         }
+        files += try Self.writeLeftOut(plan, into: directory)
         try Checksums.writeSHA256SUMS(directory: directory, files: files.map { ($0 as NSString).lastPathComponent })
         if !otherPull.isEmpty {
             // The new bundle is complete and durable: only now does the old one go.
@@ -283,12 +293,14 @@ public struct BundlePuller: Sendable {
         }
         let snapshot = progress.snapshot
         let seconds = progress.elapsed.inSeconds
-        return PullResult(bundleDirectory: directory, files: files.map { ($0 as NSString).lastPathComponent },
+        var result = PullResult(bundleDirectory: directory, files: files.map { ($0 as NSString).lastPathComponent },
                           images: plan.imageCount, blobs: blobs,
                           bytesTransferred: snapshot.transferredBytes, bytesAlreadyPresent: alreadyPresent,
                           seconds: seconds, bytesPerSecond: seconds > 0 ? Double(snapshot.transferredBytes) / seconds : 0,
                           peakResidentBytes: peakResidentBytes(),
                           secondsToFirstBlobByte: progress.firstByteAt.map { ($0 - ProcessClock.started).inSeconds })
+        (result.leftOutBlobs, result.leftOutBytes) = (plan.leftOutBlobCount, plan.leftOutBytes)
+        return result
     }
 
     /// The manifests, index.json and oci-layout of a tar, from the plan into it through one

@@ -52,6 +52,7 @@ extension BundlePusher {
     /// The whole push, worked out from the index.json files and the manifests in the bundle.
     public func plan() throws -> PushPlan {
         var builder = PlanBuilder(bundle: bundle)
+        builder.leftOut = leftOut?.blobs ?? [:]
         var planned: [String: [PlannedTag]] = [:]  // layout path -> its tags
         // As verify reports them (there a problem): what the earlier copies held is not pushed.
         builder.warnings += bundle.duplicateEntries.map {
@@ -83,7 +84,9 @@ extension BundlePusher {
             }
         }
         try addDiscoveryTags(planned, to: &builder)
-        return builder.finish()
+        var plan = builder.finish()
+        for index in plan.leftOut.indices { plan.leftOut[index].holderRepository = repository(for: plan.leftOut[index].holder) }
+        return plan
     }
 
     /// `modules:<m>`, `packages:<p>`, `deckhouse-cli/plugins:<n>` for every item directory the
@@ -180,6 +183,10 @@ struct PlanBuilder {
     /// Manifest copies that fail their digest where another copy is intact.
     var damagedManifests = Set<String>()
     var summary = PushSummary()
+    /// A differential bundle's left-out blobs (`left-out-blobs.inventory`), and those the
+    /// pushed images need, each with the repositories that need it.
+    var leftOut: [Digest: Inventory.Entry] = [:]
+    var leftOutNeeds: [Digest: LeftOutNeed] = [:]
     private var modules = Set<String>(), packages = Set<String>(), plugins = Set<String>(), databases = Set<String>()
     private var versions = Set<String>()
 
@@ -190,9 +197,15 @@ struct PlanBuilder {
     mutating func add(_ tree: [BundlePusher.Node], layout: BundleIndex.Layout, repository: String, reference: String,
                       order: Int, what: String) throws {
         var located: [(Descriptor, BlobLocation)] = []
+        var listed: [(Descriptor, Inventory.Entry)] = []
         for node in tree {
             for blob in node.blobs {
                 guard let location = bundle.blob(blob.digest, in: layout) else {
+                    // Left out of a differential bundle: the target must hold it (checked before anything moves).
+                    if let entry = leftOut[blob.digest], entry.size == blob.size {
+                        listed.append((blob, entry))
+                        continue
+                    }
                     throw MirrorError.corruptBlob("\(what): blob \(blob.digest) is missing from the bundle")
                 }
                 located.append((blob, location))
@@ -204,6 +217,9 @@ struct PlanBuilder {
             push.users.insert(what)
             blobs[blob.digest] = push
             firstLayout[blob.digest] = firstLayout[blob.digest] ?? layout
+        }
+        for (blob, entry) in listed {
+            leftOutNeeds[blob.digest, default: LeftOutNeed(descriptor: blob, holder: entry.repository)].add(repository: repository, user: what)
         }
         // Depth first, so a node's children have their levels when it comes: images 0, an index one more than its deepest child.
         var levels: [Digest: Int] = [:]
@@ -251,6 +267,7 @@ struct PlanBuilder {
         let orderedTags = tags.enumerated().sorted { ($0.element.order, $0.offset) < ($1.element.order, $1.offset) }.map(\.element.put)
         return PushPlan(blobs: blobs.sorted { $0.descriptor.size > $1.descriptor.size },
                         manifests: children + orderedTags, problems: problems, warnings: warnings,
-                        damagedManifests: damagedManifests.sorted(), summary: summary)
+                        damagedManifests: damagedManifests.sorted(), summary: summary,
+                        leftOut: leftOutNeeds.values.sorted { $0.descriptor.digest < $1.descriptor.digest })
     }
 }

@@ -86,6 +86,8 @@ public struct PushPlan: Sendable {
     public var damagedManifests: [String]
     /// What is pushed, by kind.
     public var summary: PushSummary
+    /// Blobs a differential bundle left out that the pushed images need: the target must hold them.
+    var leftOut: [LeftOutNeed] = []
 
     public var blobCount: Int { blobs.count }
     public var blobBytes: Int64 { blobs.reduce(0) { $0 + $1.descriptor.size } }
@@ -109,6 +111,9 @@ public struct BundlePusher: Sendable {
     public let packagesPathSuffix: String
     public let jobs: Int
     public let progress: TransferProgress
+    /// A differential bundle's `left-out-blobs.inventory` (`DifferentialBundle.leftOut(inBundle:)`):
+    /// a blob it lists need not be in the tars, the target must hold it.
+    public var leftOut: Inventory?
 
     public init(client: RegistryClient, bundle: BundleIndex, target: Reference, modulesPathSuffix: String,
                 packagesPathSuffix: String = "/packages", jobs: Int, progress: TransferProgress) {
@@ -152,6 +157,10 @@ public struct BundlePusher: Sendable {
         let failed = Mutex<[Digest: String]>([:])
         let damagedCopies = Mutex<[String]>([])
         let counts = Mutex<(uploaded: Int, mounted: Int, present: Int)>((0, 0, 0))
+        // A differential bundle: refused here, before any upload or manifest, when the target lacks a left-out blob.
+        let leftOut = try await completeLeftOut(plan)
+        failed.withLock { $0.merge(leftOut.failed) { a, _ in a } }
+        counts.withLock { $0.mounted += leftOut.mounted; $0.present += leftOut.present }
         progress.plan(blobs: plan.blobs.count, bytes: plan.blobBytes, images: plan.referenceCount)
         let client = self.client
         let progress = self.progress

@@ -30,6 +30,8 @@ public struct VerifyReport: Sendable, Codable {
     /// What the short tag rule decided (descriptors without a short tag, a tag given two
     /// digests): what push will do with them, not damage.
     public var warnings: [String]
+    /// A differential bundle (`pull --against`): what it left out; nil for a full bundle.
+    public var differential: DifferentialSummary? = nil
     public var ok: Bool { problems.isEmpty }
 }
 
@@ -61,6 +63,7 @@ public struct BundleVerifier: Sendable {
         var references = 0
         var warnings: [String] = []
         var wanted: [(layout: BundleIndex.Layout, location: BlobLocation)] = []
+        let leftOut = LeftOutTally(directory: directory)
         for layout in bundle.layouts {
             let resolved = layout.resolvedTags()
             warnings += resolved.warnings
@@ -68,7 +71,7 @@ public struct BundleVerifier: Sendable {
             if let problem = layout.pathProblem { problems.append(VerifyProblem(check: "name", message: problem)) }
             for descriptor in layout.descriptors {
                 references += 1
-                problems += checkTree(descriptor, layout: layout)
+                problems += checkTree(descriptor, layout: layout, leftOut: leftOut)
             }
             // Every copy: a layout several tars hold has its blobs checked in each of them.
             for digest in bundle.blobs(in: layout) {
@@ -76,6 +79,9 @@ public struct BundleVerifier: Sendable {
             }
         }
         problems += duplicateEntryProblems()
+        let differential = differentialProblems(leftOut, sums: sums.expected)
+        problems += differential.problems
+        warnings += differential.warnings
 
         // One read of every byte: whole-file hashes and blob hashes from the same pieces.
         let jobs = passJobs(wanted: wanted, sums: sums.expected, gosts: gosts.expected)
@@ -111,7 +117,7 @@ public struct BundleVerifier: Sendable {
         let seconds = (ContinuousClock.now - started).inSeconds
         let offlineSeconds = seconds - deepReport.seconds  // the rate is of the read, --deep reported on its own
         let bytes = results.bytesRead
-        return VerifyReport(directory: directory, files: bundle.tars.reduce(0) { $0 + $1.files.count },
+        var report = VerifyReport(directory: directory, files: bundle.tars.reduce(0) { $0 + $1.files.count },
                             layouts: bundle.layouts.count, references: references, blobs: wanted.count,
                             bytesHashed: bytes, seconds: seconds,
                             bytesPerSecond: offlineSeconds > 0 ? Double(bytes) / offlineSeconds : 0,
@@ -120,6 +126,8 @@ public struct BundleVerifier: Sendable {
                                                      uncompressedBytes: deepReport.uncompressedBytes,
                                                      seconds: deepReport.seconds) : nil,
                             problems: problems, warnings: warnings)
+        report.differential = differential.summary
+        return report
     }
 
     static func name(_ layout: BundleIndex.Layout) -> String { layout.directory.isEmpty ? "." : layout.directory }
@@ -191,7 +199,7 @@ public struct BundleVerifier: Sendable {
     }
 
     /// A reference's manifest (and an index's children) present, intact, and every config and layer present with its size.
-    private func checkTree(_ descriptor: Descriptor, layout: BundleIndex.Layout) -> [VerifyProblem] {
+    private func checkTree(_ descriptor: Descriptor, layout: BundleIndex.Layout, leftOut: LeftOutTally) -> [VerifyProblem] {
         let tag = descriptor.annotations?["io.deckhouse.image.short_tag"] ?? descriptor.digest.hex
         let what = "\(layout.tar): \(Self.name(layout)) \(tag)"
         guard let location = bundle.blob(descriptor.digest, in: layout) else {
@@ -209,7 +217,10 @@ public struct BundleVerifier: Sendable {
         case let .image(image):
             for blob in [image.config] + image.layers {
                 guard let found = bundle.blob(blob.digest, in: layout) else {
-                    problems.append(VerifyProblem(check: "reference", message: "\(what): blob \(blob.digest) that manifest \(descriptor.digest) lists is missing"))
+                    // A differential bundle's left-out blob is absent by design.
+                    if let message = leftOut.absentMessage(blob, what: what, manifest: descriptor.digest) {
+                        problems.append(VerifyProblem(check: "reference", message: message))
+                    }
                     continue
                 }
                 if found.size != blob.size {
@@ -217,7 +228,7 @@ public struct BundleVerifier: Sendable {
                 }
             }
         case let .index(index):
-            for child in index.manifests { problems += checkTree(child, layout: layout) }
+            for child in index.manifests { problems += checkTree(child, layout: layout, leftOut: leftOut) }
         }
         return problems
     }

@@ -41,12 +41,16 @@ public struct Inventory: Sendable, Equatable {
         case registry(String)
         /// The bundle directory.
         case bundle(String)
+        /// A differential bundle's `left-out-blobs.inventory`: the text names the inventories
+        /// the pull was cut against (each one's source, created time and checksum line).
+        case differential(String)
 
-        /// `registry HOST/PATH` or `bundle DIR`, as the `source` line has it.
+        /// `registry HOST/PATH`, `bundle DIR` or `differential against ...`, as the `source` line has it.
         public var description: String {
             switch self {
             case let .registry(target): return "registry \(target)"
             case let .bundle(directory): return "bundle \(directory)"
+            case let .differential(against): return "differential \(against)"
             }
         }
     }
@@ -90,8 +94,12 @@ public struct Inventory: Sendable, Equatable {
     /// The file's bytes, checksum line included.
     public func serialized() -> [UInt8] {
         var text = "\(Self.magic) \(formatVersion)\n"
-        text += "# dkp-mirror inventory: manifest|blob DIGEST SIZE REPOSITORY ('.' is the root repository);\n"
-        text += "# the last line is the SHA-256 of every byte before it. See the README, \"Inventory files\".\n"
+        if case .differential = source {
+            text += DifferentialBundle.commentLines.map { "# \($0)\n" }.joined()
+        } else {
+            text += "# dkp-mirror inventory: manifest|blob DIGEST SIZE REPOSITORY ('.' is the root repository);\n"
+            text += "# the last line is the SHA-256 of every byte before it. See the README, \"Inventory files\".\n"
+        }
         text += "source \(Self.oneLine(source.description))\n"
         text += "created \(Self.timestamp(created))\n"
         var bytes = Array(text.utf8)

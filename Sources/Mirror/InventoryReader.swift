@@ -94,8 +94,10 @@ struct InventoryReader {
                 header.source = .registry(String(rest.dropFirst(9)))
             } else if rest.hasPrefix("bundle "), rest.count > 7 {
                 header.source = .bundle(String(rest.dropFirst(7)))
+            } else if rest.hasPrefix("differential "), rest.count > 13 {
+                header.source = .differential(String(rest.dropFirst(13)))
             } else {
-                throw error(line, "the source is '\(Self.shown(String(rest)))', not 'registry HOST/PATH' or 'bundle DIR'")
+                throw error(line, "the source is '\(Self.shown(String(rest)))', not 'registry HOST/PATH', 'bundle DIR' or 'differential ...'")
             }
         } else if text.hasPrefix("created ") {
             guard header.created == nil else { throw error(line, "a second 'created' line") }

@@ -56,8 +56,10 @@ public struct RegistryCompleteness: Sendable {
         public var warnings: [String]
         /// The rest of the bundle (nil when not asked for).
         public var bundle: BundleSection?
+        /// A differential bundle: the blobs it left out, each where its images need it.
+        public var leftOutBlobs: BundleSection?
 
-        public var ok: Bool { failures.isEmpty && (bundle?.failures.isEmpty ?? true) }
+        public var ok: Bool { failures.isEmpty && (bundle?.failures.isEmpty ?? true) && (leftOutBlobs?.failures.isEmpty ?? true) }
 
         /// The cluster's own wording: `Mode: Default`, then `N of M items processed, K items
         /// with errors`, the first five errors, `...and more`; `all M items are checked`. Then
@@ -70,6 +72,10 @@ public struct RegistryCompleteness: Sendable {
                 if bundle.failures.count > 20 {
                     lines[lines.count - 1] = "  ...and \(bundle.failures.count - 20) more (every one is in the --json report)"
                 }
+            }
+            if let leftOut = leftOutBlobs, leftOut.total > 0 {
+                lines.append("Blobs left out of this differential bundle (left-out-blobs.inventory), in the repositories that need them:")
+                lines += Self.lines(total: leftOut.total, failures: leftOut.failures, limit: 20)
             }
             return lines.joined(separator: "\n")
         }
@@ -202,6 +208,7 @@ public struct RegistryCompleteness: Sendable {
             let rest = Self.rest(of: bundlePlan, host: client.host, skipping: Set(items.map(\.image)))
             report.bundle = BundleSection(total: rest.count, failures: try await head(rest, limit: bundleJobs))
             report.warnings += bundlePlan.problems.map { "not checked: \($0)" }
+            if !bundlePlan.leftOut.isEmpty { report.leftOutBlobs = try await leftOutSection(bundlePlan) }
         }
         return report
     }

@@ -59,6 +59,7 @@ struct StateDirectory {
         var removed: [String] = []
         for name in names where !keep.contains(name) {
             let stale = BundleIndex.tarName(forBundleFile: name) != nil || name.hasSuffix(".gostsum") || name == "deckhousereleases.yaml"
+                || name == DifferentialBundle.fileName
             if stale, (try? FileManager.default.removeItem(atPath: bundle + "/" + name)) != nil { removed.append(name) }
         }
         let planned = Set(plan.tars.map(\.name))

@@ -99,6 +99,9 @@ struct PullCommand: AsyncParsableCommand {
     @Flag(help: "Also write a <file>.gostsum (GOST R 34.11-2012, Streebog-256) beside each tar or chunk, as d8 does.")
     var gostDigest = false
 
+    @Option(name: .customLong("against"), help: ArgumentHelp("A differential bundle: leave out every blob this inventory (dkp-mirror inventory) lists; repeatable. The bundle lists them in left-out-blobs.inventory; only dkp-mirror push can push it.", valueName: "FILE"))
+    var against: [String] = []
+
     @Flag(help: "Print the plan (references, blobs, bytes) and transfer nothing.")
     var dryRun = false
 
@@ -136,6 +139,8 @@ struct PullCommand: AsyncParsableCommand {
         }
         var edition = EditionSource(root)
         var selection = try makeSelection()
+        // Read before any request: a damaged inventory is exit code 2, naming the file.
+        let againstInventories = against.isEmpty ? nil : try AgainstInventories.load(against)
         if detect {
             let cluster: ClusterInfo
             do {
@@ -176,7 +181,7 @@ struct PullCommand: AsyncParsableCommand {
             let found = try await discovery.discover(selection)
             for note in found.notes { writeErr("note: \(note)\n") }
             let puller = BundlePuller(client: client, jobs: common.jobs, progress: renderer.progress)
-            let plan = try await puller.plan(found.images)
+            let plan = try await puller.plan(found.images, against: againstInventories)
             if dryRun {
                 renderer.finish(success: false)
                 try printPlan(plan, found)
@@ -197,6 +202,7 @@ struct PullCommand: AsyncParsableCommand {
             }
             await client.shutdown()
             let summary = PullSummary(found: found, result: result, bundleBytes: plan.totalBytes)
+            if againstInventories != nil { Self.noteDifferential(result) }
             if common.json {
                 try printJSON(PullOutput(result: result, summary: summary))
             } else {
@@ -210,6 +216,16 @@ struct PullCommand: AsyncParsableCommand {
             await client.shutdown()
             throw error
         }
+    }
+
+    /// What `--against` left out, or that it left out nothing.
+    static func noteDifferential(_ result: PullResult) {
+        guard result.leftOutBlobs > 0 else {
+            writeErr("nothing of this pull is in the inventories given with --against: the bundle is complete\n")
+            return
+        }
+        writeErr("differential bundle: \(result.leftOutBlobs) blobs (\(formatBytes(result.leftOutBytes))) left out, listed in "
+                 + "\(DifferentialBundle.fileName); push it with dkp-mirror push into the registry the inventory was taken of (d8 cannot push it)\n")
     }
 
     private func makeSelection() throws -> PullSelection {
@@ -282,7 +298,7 @@ struct PullCommand: AsyncParsableCommand {
     }
 
     static func isBundleFile(_ name: String) -> Bool {
-        name == "SHA256SUMS" || name == ".dkp-mirror" || name == "deckhousereleases.yaml"
+        name == "SHA256SUMS" || name == ".dkp-mirror" || name == "deckhousereleases.yaml" || name == DifferentialBundle.fileName
             || [".tar", ".chunk", ".partial", ".journal", ".gostsum", ".tmp"].contains { name.hasSuffix($0) }
     }
 
@@ -292,10 +308,12 @@ struct PullCommand: AsyncParsableCommand {
                 var references: [BundleImage]; var versions: [String]; var channels: [String: String]
                 var modules: [String: [String]]; var packages: [String: [String]]; var plugins: [String: [String]]
                 var vexImages: Int; var blobs: Int; var bytes: Int64; var files: [String]
+                var leftOutBlobs: Int; var leftOutBytes: Int64
             }
             try printJSON(Output(references: plan.references, versions: found.platformVersions, channels: found.channels,
                                  modules: found.modules, packages: found.packages, plugins: found.plugins, vexImages: found.vexImages,
-                                 blobs: plan.blobCount, bytes: plan.totalBytes, files: plan.tarNames))
+                                 blobs: plan.blobCount, bytes: plan.totalBytes, files: plan.tarNames,
+                                 leftOutBlobs: plan.leftOutBlobCount, leftOutBytes: plan.leftOutBytes))
             return
         }
         for image in plan.references.sorted(by: { ($0.tar, $0.refName) < ($1.tar, $1.refName) }) {
@@ -306,6 +324,9 @@ struct PullCommand: AsyncParsableCommand {
             for (name, versions) in entries.sorted(by: { $0.key < $1.key }) { print("\(kind) \(name): \(versions.joined(separator: " "))") }
         }
         if found.vexImages > 0 { print("VEX attestations: \(found.vexImages)") }
+        if against.count > 0 {
+            print("left out (--against): \(plan.leftOutBlobCount) blobs, \(plan.leftOutBytes) bytes (\(formatBytes(plan.leftOutBytes))) the inventories list")
+        }
         print("plan: \(plan.imageCount) references, \(plan.blobCount) blobs, \(plan.totalBytes) bytes (\(formatBytes(plan.totalBytes))) in \(plan.tarNames.joined(separator: ", "))")
     }
 }

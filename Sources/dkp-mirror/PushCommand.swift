@@ -74,14 +74,20 @@ struct PushCommand: AsyncParsableCommand {
             throw UsageError("--file \(file) is not a bundle tar: give NAME.tar or one of its chunk files NAME.tar.NNNN.chunk")
         }
         let bundle = try openBundle(directory, files: files)
+        // A differential bundle (pull --against): its list of left-out blobs; damaged is exit code 2.
+        // With --file alone, the folder of the tars when they share one.
+        let folders = Set(files.map { (($0 as NSString).standardizingPath as NSString).deletingLastPathComponent })
+        let bundleFolder = directory ?? (folders.count == 1 ? folders.first.map { $0.isEmpty ? "." : $0 } : nil)
+        let leftOut = try bundleFolder.flatMap { try DifferentialBundle.leftOut(inBundle: ($0 as NSString).standardizingPath) }
 
         let configuration = try registryOptions.configuration(host: reference.host, common: common)
 
         let client = try RegistryClient(host: reference.host, configuration: configuration)
         let renderer = ProgressRenderer.start(dryRun ? .none : common.progress)
         do {
-            let pusher = BundlePusher(client: client, bundle: bundle, target: reference, modulesPathSuffix: registryOptions.modulesPathSuffix,
+            var pusher = BundlePusher(client: client, bundle: bundle, target: reference, modulesPathSuffix: registryOptions.modulesPathSuffix,
                                       packagesPathSuffix: registryOptions.packagesPathSuffix, jobs: common.jobs, progress: renderer.progress)
+            pusher.leftOut = leftOut
             let plan = try pusher.plan()
             // Refuse early, before any byte moves, when the user may not push (leaves nothing behind).
             try await checkAccess(client, repository: reference.repository)
@@ -94,6 +100,10 @@ struct PushCommand: AsyncParsableCommand {
             }
             // Known before the first upload: the operator sees at once what will be held back.
             for problem in plan.problems { writeErr("warning: held back: \(problem)\n") }
+            if let leftOut {
+                writeErr("differential bundle: \(leftOut.blobs.count) blobs (\(formatBytes(leftOut.totalBlobBytes))) left out of it; "
+                         + "checking that \(reference) holds them before anything is pushed\n")
+            }
             writeErr("pushing \(plan.referenceCount) references, \(plan.blobCount) blobs (\(formatBytes(plan.blobBytes))) into \(plan.repositories.count) repositories of \(reference)\n")
             let result = try await pusher.push(plan)
             renderer.finish(success: result.failures.isEmpty)
@@ -135,20 +145,25 @@ struct PushCommand: AsyncParsableCommand {
 
     private func printDryRun(_ plan: PushPlan, pusher: BundlePusher, client: RegistryClient) async throws {
         let (present, presentBytes) = try await pusher.present(plan)
+        let leftOut = try await pusher.leftOutStatus(plan)
         struct Output: Encodable {
             var repositories: [String]; var references: Int; var blobs: Int; var bytes: Int64
             var blobsPresent: Int; var bytesPresent: Int64; var problems: [String]; var warnings: [String]
-            var summary: PushSummary
+            var summary: PushSummary; var leftOut: LeftOutStatus
         }
         let output = Output(repositories: plan.repositories, references: plan.referenceCount, blobs: plan.blobCount,
                             bytes: plan.blobBytes, blobsPresent: present, bytesPresent: presentBytes, problems: plan.problems,
-                            warnings: plan.warnings, summary: plan.summary)
+                            warnings: plan.warnings, summary: plan.summary, leftOut: leftOut)
         if common.json {
             try printJSON(output)
         } else {
             for repository in output.repositories { print("repository \(client.host)/\(repository)") }
             print("plan: \(output.references) references, \(output.blobs) blobs (\(formatBytes(output.bytes))); already there: \(present) blobs (\(formatBytes(presentBytes))); to upload: \(formatBytes(output.bytes - presentBytes))")
             for problem in plan.problems { print("problem: \(problem)") }
+            if leftOut.blobs > 0 {
+                print("left out of the bundle (differential): \(leftOut.blobs) blobs (\(formatBytes(leftOut.bytes))) the images need; missing in the target: \(leftOut.missing)")
+            }
+            if let line = leftOut.missingLine { print("problem: \(line)") }
         }
     }
 }

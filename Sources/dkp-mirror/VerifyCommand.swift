@@ -76,6 +76,10 @@ struct VerifyCommand: AsyncParsableCommand {
                     + " (\(formatBytes(deep.compressedBytes)) -> \(formatBytes(deep.uncompressedBytes)) in \(String(format: "%.1f", deep.seconds)) s)"
                     + (deep.skipped > 0 ? ", \(deep.skipped) non-image layers skipped" : "")
             }
+            if let differential = report.differential {
+                line += "; differential bundle: \(differential.leftOutBlobs) blobs (\(formatBytes(differential.leftOutBytes))) left out, "
+                    + "listed in \(DifferentialBundle.fileName) (\(differential.source)); only dkp-mirror push can push it, into a registry holding them"
+            }
             print(report.ok ? "bundle OK: \(line)" : "bundle has \(report.problems.count) problem(s): \(line)")
         }
         if !report.ok { throw ExitCode(1) }
@@ -92,9 +96,10 @@ struct VerifyCommand: AsyncParsableCommand {
         let client = try RegistryClient(host: target.host, configuration: configuration)
         do {
             // The rest of the bundle, as push maps it (the same suffixes, the same short tag rule).
-            let plan = onlyClusterList ? nil : try BundlePusher(client: client, bundle: bundle, target: target, modulesPathSuffix: registryOptions.modulesPathSuffix,
-                                        packagesPathSuffix: registryOptions.packagesPathSuffix, jobs: common.jobs,
-                                        progress: TransferProgress()).plan()
+            var pusher = BundlePusher(client: client, bundle: bundle, target: target, modulesPathSuffix: registryOptions.modulesPathSuffix,
+                                      packagesPathSuffix: registryOptions.packagesPathSuffix, jobs: common.jobs, progress: TransferProgress())
+            pusher.leftOut = try DifferentialBundle.leftOut(inBundle: verifier.directory)
+            let plan = onlyClusterList ? nil : try pusher.plan()
             let checker = RegistryCompleteness(client: client, target: target, verifier: verifier, jobs: Self.workers(common),
                                                mode: checkMode, deployment: deployment, bundlePlan: plan, bundleJobs: common.jobs)
             let report = try await checker.check()
