@@ -101,6 +101,7 @@ public struct BundlePuller: Sendable {
         let imageDigests = images.map { fetched[ManifestKey(repository: $0.repository, reference: $0.reference)]?.blobDigests }
         fetched = [:]
         descriptors = [:]
+        releaseFreedMemory()
         var tars: [TarPlan] = []
         for name in byTar.keys.sorted() {
             var entries: [(name: String, size: Int64)] = []
@@ -127,6 +128,7 @@ public struct BundlePuller: Sendable {
             tars.append(TarPlan(name: name, layout: layout, sources: sources,
                                 images: images.reduce(0) { $0 + ($1.tar == name ? 1 : 0) }, imageBlobs: imageBlobs))
         }
+        releaseFreedMemory()
         return BundlePlan(tars: tars, references: images, leftOut: leftOut)
     }
 
@@ -249,6 +251,7 @@ public struct BundlePuller: Sendable {
             }
         }
         try Self.checkFreeSpace(directory: directory, needed: Self.bytesStillToWrite(pending))
+        releaseFreedMemory()
         let tracker = ImageTracker(pending: pending.map { ($0.0, $0.1) })
         // Large blobs go in parts (each its own unit of the one pool), the rest whole; the
         // biggest first, so the long transfers start early.

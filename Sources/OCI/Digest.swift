@@ -1,7 +1,11 @@
 /// A content digest. Only `sha256` is supported: `sha256:<64 lowercase hex digits>`.
 public struct Digest: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+    // The hash's 32 bytes as four big-endian words, inline: a hex string was 96 more bytes of
+    // heap per digest, and a large plan holds hundreds of thousands of digests.
+    private let w0, w1, w2, w3: UInt64
+
     /// The 64 lowercase hex digits of the SHA-256 hash.
-    public let hex: String
+    public var hex: String { Self.text(prefix: "", w0, w1, w2, w3) }
 
     /// The digest algorithm; always `"sha256"`.
     public var algorithm: String { Self.algorithmName }
@@ -42,7 +46,7 @@ public struct Digest: Hashable, Comparable, Sendable, Codable, CustomStringConve
         if let problem = Self.hexProblem(encoded) {
             throw OCIError.invalidDigest(string, reason: problem)
         }
-        self.hex = encoded
+        (w0, w1, w2, w3) = Self.words(ofValidHex: encoded)
     }
 
     /// Creates a digest from the 64 lowercase hex digits of a SHA-256 hash (no prefix).
@@ -50,15 +54,37 @@ public struct Digest: Hashable, Comparable, Sendable, Codable, CustomStringConve
         if let problem = Self.hexProblem(sha256Hex) {
             throw OCIError.invalidDigest(sha256Hex, reason: problem)
         }
-        self.hex = sha256Hex
+        (w0, w1, w2, w3) = Self.words(ofValidHex: sha256Hex)
     }
 
     /// `"sha256:<hex>"`.
-    public var string: String { "\(Self.algorithmName):\(hex)" }
+    public var string: String { Self.text(prefix: "\(Self.algorithmName):", w0, w1, w2, w3) }
 
     public var description: String { string }
 
-    public static func < (lhs: Digest, rhs: Digest) -> Bool { lhs.hex < rhs.hex }
+    /// The order of the hex strings (big-endian words compare as their hex does).
+    public static func < (lhs: Digest, rhs: Digest) -> Bool { (lhs.w0, lhs.w1, lhs.w2, lhs.w3) < (rhs.w0, rhs.w1, rhs.w2, rhs.w3) }
+
+    /// 64 hex digits already checked by `hexProblem`, as four words.
+    private static func words(ofValidHex hex: String) -> (UInt64, UInt64, UInt64, UInt64) {
+        var words: [UInt64] = [0, 0, 0, 0]
+        for (position, byte) in hex.utf8.enumerated() {
+            let nibble = byte <= UInt8(ascii: "9") ? byte - UInt8(ascii: "0") : byte - UInt8(ascii: "a") + 10
+            words[position / 16] = words[position / 16] << 4 | UInt64(nibble)
+        }
+        return (words[0], words[1], words[2], words[3])
+    }
+
+    /// `prefix` followed by the words' 64 lowercase hex digits.
+    private static func text(prefix: String, _ words: UInt64...) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var bytes = Array(prefix.utf8)
+        bytes.reserveCapacity(bytes.count + 64)
+        for word in words {
+            for shift in stride(from: 60, through: 0, by: -4) { bytes.append(digits[Int((word >> UInt64(shift)) & 0xF)]) }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()

@@ -180,6 +180,7 @@ struct PullCommand: AsyncParsableCommand {
             writeErr("discovering \(edition) ...\n")
             let found = try await discovery.discover(selection)
             for note in found.notes { writeErr("note: \(note)\n") }
+            releaseFreedMemory()
             let puller = BundlePuller(client: client, jobs: common.jobs, progress: renderer.progress)
             let plan = try await puller.plan(found.images, against: againstInventories)
             if dryRun {
