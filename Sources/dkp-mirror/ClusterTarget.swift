@@ -60,6 +60,9 @@ struct ClusterTarget {
         if options.registryAddress != nil { writeErr("cluster: connecting to \(host) instead (--cluster-registry-address)\n") }
 
         var configuration = registryOptions.transport.configuration(common: common, credential: registry.credential)
+        // A 401's hint then points at the secret, not at options --cluster refuses.
+        configuration.optionNames.login = "keys name"
+        configuration.optionNames.password = "password of secret d8-system/registry-user-rw (the registry module keeps them in step with the registry: is the switch to Local done far enough for the registry to run?)"
         var caFile: String?
         if let ca = registry.caPEM {
             // The Ingress's CA, with --ca-file's bundle when both are given.

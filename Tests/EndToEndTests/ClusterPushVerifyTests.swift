@@ -87,7 +87,8 @@ import TestSupport
         let refused = try await CLITests.run(["push", bundle.path, "--cluster", "--kubeconfig", config, "--progress", "none", "-v",
                                               "--cluster-registry-address", other.host, "--ca-file", other.caFile!])
         #expect(refused.status == 1)
-        #expect(refused.stderrString.contains("401") || refused.stderrString.lowercased().contains("unauthorized"), "\(refused.stderrString)")
+        #expect(refused.stderrString.contains("rejected the credentials of user 'rw'"), "\(refused.stderrString)")
+        #expect(refused.stderrString.contains("hint: check keys name and password of secret d8-system/registry-user-rw"), "\(refused.stderrString)")
         #expect(!refused.stderrString.contains(ClusterFixtures.password) && !refused.stdoutString.contains(ClusterFixtures.password))
         try await fake.shutdown()
         withExtendedLifetime((target, other)) {}
