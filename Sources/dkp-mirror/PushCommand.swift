@@ -9,7 +9,7 @@ struct PushCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "push",
         abstract: "Push a bundle into a registry, e.g. registry.<PUBLIC_DOMAIN>/system/deckhouse, straight from the tars.",
-        usage: "dkp-mirror push [BUNDLE_DIR] TARGET [--file F ...] [options]",
+        usage: "dkp-mirror push [BUNDLE_DIR] TARGET [--file F ...] [options]\n       dkp-mirror push [BUNDLE_DIR] --cluster [--kubeconfig PATH] [--file F ...] [options]",
         discussion: """
             Reads bundles written by dkp-mirror and by d8 (chunked or not, older layouts too) without \
             unpacking them. Each layout goes to TARGET/<path> (modules and packages under their path \
@@ -24,7 +24,11 @@ struct PushCommand: AsyncParsableCommand {
             it: nothing is left behind (d8 pushes a d8WriteCheck tag and leaves it); with \
             MIRROR_BYPASS_ACCESS_CHECKS=1 a failed check is a warning and the push goes on. A summary \
             (platform versions, modules, packages, plugins, security databases, VEX attestations, \
-            blobs, bytes, time) ends on stderr; --json puts the same on stdout.
+            blobs, bytes, time) ends on stderr; --json puts the same on stdout. With --cluster the \
+            target, the read-write user and the CA come from the cluster (--kubeconfig): \
+            registry.<PUBLIC_DOMAIN>/system/deckhouse from ModuleConfig global's publicDomainTemplate, \
+            secret d8-system/registry-user-rw, ca.crt of the TLS secret of the Ingress serving that host \
+            (else the system's trust and --ca-file); the password is never printed.
             """)
 
     @Argument(help: ArgumentHelp("[BUNDLE_DIR] TARGET: the bundle directory (optional with --file), then HOST[:PORT]/PATH, e.g. registry.example.com/system/deckhouse.",

@@ -9,7 +9,7 @@ import Registry
 struct VerifyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Check a bundle offline, or with --registry that a registry holds every image the bundle requires.",
+        abstract: "Check a bundle offline, or with --registry (--cluster: the cluster's own registry and item list) that a registry holds every image the bundle requires.",
         discussion: """
             Offline: SHA256SUMS, every tar readable, every layout's oci-layout and index.json, every \
             blob's digest and size, every manifest's config, layers and children present, every digest \
@@ -22,7 +22,8 @@ struct VerifyCommand: AsyncParsableCommand {
             and reports in the cluster's words, starting with Mode: Default or Mode: Relax; then checks \
             the rest of the bundle as push maps it (every tag of every layout, children by digest, \
             discovery tags: each there with the bundle's digest) and reports it in the same shape, \
-            unless --only-cluster-list. Descriptors \
+            unless --only-cluster-list. --cluster takes TARGET, its read-write user and CA from the cluster as \
+            push --cluster does, and the item list from the running Deployment (--kubeconfig). Descriptors \
             without a short tag, and tags given two digests, are reported as warnings (what push will \
             do with them). --deep also decompresses every image layer and checks \
             its SHA-256 against the image config's rootfs.diff_ids. Each byte of the bundle is read once; \
