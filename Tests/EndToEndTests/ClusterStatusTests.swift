@@ -87,15 +87,19 @@ import TestSupport
         let config = try VerifyClusterListTests.kubeconfig(fake)
         let checked = try ClusterFixtures.text("registry-state-images-checked.json")
         let done = try ClusterFixtures.text("registry-state-done.json")
-        // The cluster moves on while status waits: images checked after ~0.6 s, done after ~1.2 s.
+        // The cluster moves on while status waits: images checked after two reads of the state, done two reads later.
+        @Sendable func reads() -> Int { fake.requests.filter { $0.path == ClusterFixtures.registryStatePath }.count }
+        @Sendable func waitForReads(_ count: Int) async throws {
+            while reads() < count { try await Task.sleep(for: .milliseconds(20)) }
+        }
         let mover = Task {
-            try await Task.sleep(for: .milliseconds(600))
+            try await waitForReads(2)
             fake.update { $0.extraObjects[ClusterFixtures.registryStatePath] = checked }
-            try await Task.sleep(for: .milliseconds(600))
+            try await waitForReads(reads() + 2)
             fake.update { $0.extraObjects[ClusterFixtures.registryStatePath] = done }
         }
         let out = try await CLITests.run(["status", "--kubeconfig", config, "--wait", "--wait-timeout", "30s", "--poll-interval", "100ms"])
-        try await mover.value
+        mover.cancel()
         #expect(out.status == 0, "\(out.stdoutString) \(out.stderrString)")
         let text = out.stdoutString
         #expect(text.components(separatedBy: "mode: Direct\n").count == 2, "printed once: \(text)")
