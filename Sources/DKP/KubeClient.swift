@@ -104,21 +104,8 @@ public final class KubeClient: Sendable {
 
     /// Secret `d8-system/deckhouse-registry`, values base64-decoded.
     public func deckhouseRegistrySecret() async throws -> KubeSecret {
-        let what = "secret d8-system/deckhouse-registry"
-        let bytes = try await get("/api/v1/namespaces/d8-system/secrets/deckhouse-registry", what: what,
-                                  notFoundHint: "the cluster does not say which registry it uses")
-        let raw = try decode(KubeSecret.Raw.self, from: bytes, what: what)
-        var data: [String: [UInt8]] = [:]
-        for (key, value) in raw.data ?? [:] {
-            guard let decoded = Data(base64Encoded: value.filter { !$0.isWhitespace }) else {
-                throw ClusterError.unexpectedResponse(what: what, detail: "the value of key \(key) is not base64")
-            }
-            data[key] = Array(decoded)
-        }
-        for (key, value) in raw.stringData ?? [:] where data[key] == nil {
-            data[key] = Array(value.utf8)
-        }
-        return KubeSecret(name: raw.metadata?.name ?? "deckhouse-registry", data: data)
+        try await secret(namespace: "d8-system", name: "deckhouse-registry",
+                         notFoundHint: "the cluster does not say which registry it uses")
     }
 
     /// ModuleConfig `deckhouse` (cluster-scoped).

@@ -68,7 +68,7 @@ struct DKPMirror: AsyncParsableCommand {
         commandName: "dkp-mirror",
         abstract: "Mirror Deckhouse Kubernetes Platform images for air-gapped clusters.",
         version: BuildInfo.versionLine,
-        subcommands: [PullCommand.self, VerifyCommand.self, PushCommand.self, InventoryCommand.self, CopyCommand.self, InspectCommand.self, TagsCommand.self, DetectCommand.self])
+        subcommands: [PullCommand.self, VerifyCommand.self, PushCommand.self, StatusCommand.self, InventoryCommand.self, CopyCommand.self, InspectCommand.self, TagsCommand.self, DetectCommand.self])
 }
 
 /// Ctrl-C (SIGINT) and SIGTERM: the first one cancels the running command (transfers stop,

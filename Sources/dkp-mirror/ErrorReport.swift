@@ -29,6 +29,9 @@ struct ErrorReport: Equatable {
             self.init(failure: error.failure, hint: error.hint)
         case let error as BundleError:
             self.init(bundle: error)
+        case let error as ClusterError:
+            // Its messages already say what to do; a registry's hint for "not found" would mislead.
+            self.init(failure: error.description, hint: nil)
         case let DKPError.suspended(message):
             self.init(splitting: message, fallback: "pass --ignore-suspend to mirror the suspended channel anyway")
         case let MirrorError.corruptBlob(message):

@@ -9,7 +9,7 @@ struct PushCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "push",
         abstract: "Push a bundle into a registry, e.g. registry.<PUBLIC_DOMAIN>/system/deckhouse, straight from the tars.",
-        usage: "dkp-mirror push [BUNDLE_DIR] TARGET [--file F ...] [options]",
+        usage: "dkp-mirror push [BUNDLE_DIR] TARGET [--file F ...] [options]\n       dkp-mirror push [BUNDLE_DIR] --cluster [--kubeconfig PATH] [--file F ...] [options]",
         discussion: """
             Reads bundles written by dkp-mirror and by d8 (chunked or not, older layouts too) without \
             unpacking them. Each layout goes to TARGET/<path> (modules and packages under their path \
@@ -24,7 +24,11 @@ struct PushCommand: AsyncParsableCommand {
             it: nothing is left behind (d8 pushes a d8WriteCheck tag and leaves it); with \
             MIRROR_BYPASS_ACCESS_CHECKS=1 a failed check is a warning and the push goes on. A summary \
             (platform versions, modules, packages, plugins, security databases, VEX attestations, \
-            blobs, bytes, time) ends on stderr; --json puts the same on stdout.
+            blobs, bytes, time) ends on stderr; --json puts the same on stdout. With --cluster the \
+            target, the read-write user and the CA come from the cluster (--kubeconfig): \
+            registry.<PUBLIC_DOMAIN>/system/deckhouse from ModuleConfig global's publicDomainTemplate, \
+            secret d8-system/registry-user-rw, ca.crt of the TLS secret of the Ingress serving that host \
+            (else the system's trust and --ca-file); the password is never printed.
             """)
 
     @Argument(help: ArgumentHelp("[BUNDLE_DIR] TARGET: the bundle directory (optional with --file), then HOST[:PORT]/PATH, e.g. registry.example.com/system/deckhouse.",
@@ -39,10 +43,28 @@ struct PushCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "Registry") var registryOptions: TargetRegistryOptions
 
+    @OptionGroup(title: "Cluster") var clusterOptions: ClusterTargetOptions
+
+    @Option(help: ArgumentHelp("With --cluster: the kubeconfig file (default: the first existing file of $KUBECONFIG, else ~/.kube/config).", valueName: "PATH"))
+    var kubeconfig: String?
+
     @OptionGroup var common: CommonOptions
 
-    /// BUNDLE_DIR (nil with --file alone), TARGET, and the tars given one by one.
-    func arguments() throws -> (directory: String?, target: String, files: [String]) {
+    /// BUNDLE_DIR (nil with --file alone), TARGET (nil with --cluster), and the tars given one by one.
+    func arguments() throws -> (directory: String?, target: String?, files: [String]) {
+        if clusterOptions.cluster {
+            try ClusterTarget.checkUsage(registryOptions, target: positionals.count > 1 ? positionals[1] : nil, command: "push")
+            guard let first = positionals.first else {
+                guard !files.isEmpty else { throw UsageError("push --cluster needs the bundle: push BUNDLE_DIR --cluster, or push --cluster --file F") }
+                return (nil, nil, files)
+            }
+            var isDirectory: ObjCBool = false
+            let exists = FileManager.default.fileExists(atPath: first, isDirectory: &isDirectory)
+            return exists && !isDirectory.boolValue ? (nil, nil, [first] + files) : (first, nil, files)
+        }
+        if kubeconfig != nil || clusterOptions.registryAddress != nil {
+            throw UsageError("--kubeconfig and --cluster-registry-address go with --cluster")
+        }
         switch positionals.count {
         case 2:
             var isDirectory: ObjCBool = false
@@ -66,9 +88,12 @@ struct PushCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (directory, targetText, files) = try arguments()
-        let reference = try parseTarget(targetText, what: "TARGET", insecure: registryOptions.transport.insecure)
-        guard reference.tag == nil, reference.digest == nil else {
-            throw UsageError("TARGET \(targetText) names an image; give HOST[:PORT]/PATH, e.g. registry.example.com/system/deckhouse")
+        var cleanup: ClusterTarget?
+        if let targetText {
+            let reference = try parseTarget(targetText, what: "TARGET", insecure: registryOptions.transport.insecure)
+            guard reference.tag == nil, reference.digest == nil else {
+                throw UsageError("TARGET \(targetText) names an image; give HOST[:PORT]/PATH, e.g. registry.example.com/system/deckhouse")
+            }
         }
         for file in files where BundleIndex.tarName(forFile: (file as NSString).lastPathComponent) == nil {
             throw UsageError("--file \(file) is not a bundle tar: give NAME.tar or one of its chunk files NAME.tar.NNNN.chunk")
@@ -80,8 +105,24 @@ struct PushCommand: AsyncParsableCommand {
         let bundleFolder = directory ?? (folders.count == 1 ? folders.first.map { $0.isEmpty ? "." : $0 } : nil)
         let leftOut = try bundleFolder.flatMap { try DifferentialBundle.leftOut(inBundle: ($0 as NSString).standardizingPath) }
 
-        let configuration = try registryOptions.configuration(host: reference.host, common: common)
+        let reference: Reference
+        let configuration: RegistryConfiguration
+        if let targetText {
+            reference = try parseTarget(targetText, what: "TARGET", insecure: registryOptions.transport.insecure)
+            configuration = try registryOptions.configuration(host: reference.host, common: common)
+        } else {
+            let found = try await ClusterTarget.resolve(kubeconfig: kubeconfig, options: clusterOptions,
+                                                        registryOptions: registryOptions, common: common)
+            reference = found.reference
+            configuration = found.configuration
+            cleanup = found
+        }
+        defer { cleanup?.cleanup() }
+        try await push(reference: reference, configuration: configuration, bundle: bundle, leftOut: leftOut)
+    }
 
+    private func push(reference: Reference, configuration: RegistryConfiguration, bundle: BundleIndex,
+                      leftOut: Inventory?) async throws {
         let client = try RegistryClient(host: reference.host, configuration: configuration)
         let renderer = ProgressRenderer.start(dryRun ? .none : common.progress)
         do {

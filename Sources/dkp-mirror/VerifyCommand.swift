@@ -9,7 +9,7 @@ import Registry
 struct VerifyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Check a bundle offline, or with --registry that a registry holds every image the bundle requires.",
+        abstract: "Check a bundle offline, or with --registry (--cluster: the cluster's own registry and item list) that a registry holds every image the bundle requires.",
         discussion: """
             Offline: SHA256SUMS, every tar readable, every layout's oci-layout and index.json, every \
             blob's digest and size, every manifest's config, layers and children present, every digest \
@@ -22,7 +22,8 @@ struct VerifyCommand: AsyncParsableCommand {
             and reports in the cluster's words, starting with Mode: Default or Mode: Relax; then checks \
             the rest of the bundle as push maps it (every tag of every layout, children by digest, \
             discovery tags: each there with the bundle's digest) and reports it in the same shape, \
-            unless --only-cluster-list. Descriptors \
+            unless --only-cluster-list. --cluster takes TARGET, its read-write user and CA from the cluster as \
+            push --cluster does, and the item list from the running Deployment (--kubeconfig). Descriptors \
             without a short tag, and tags given two digests, are reported as warnings (what push will \
             do with them). --deep also decompresses every image layer and checks \
             its SHA-256 against the image config's rootfs.diff_ids. Each byte of the bundle is read once; \
@@ -39,7 +40,7 @@ struct VerifyCommand: AsyncParsableCommand {
     @Flag(help: "Also decompress every layer (gzip, zstd) and check it against its image config's rootfs.diff_ids.")
     var deep = false
 
-    @Option(help: ArgumentHelp("With --registry: take the deckhouse Deployment (containers, initContainers, the running version) from this cluster.", valueName: "PATH"))
+    @Option(help: ArgumentHelp("With --registry: take the deckhouse Deployment (containers, initContainers, the running version) from this cluster; with --cluster, the kubeconfig of the cluster (default: $KUBECONFIG, else ~/.kube/config).", valueName: "PATH"))
     var kubeconfig: String?
 
     @Option(help: ArgumentHelp("With --registry: default (every image the cluster needs) or relax (only the deckhouse container's image, as the cluster checks on an edition switch).", valueName: "MODE"))
@@ -49,18 +50,34 @@ struct VerifyCommand: AsyncParsableCommand {
     var onlyClusterList = false
 
     @OptionGroup(title: "Registry") var registryOptions: TargetRegistryOptions
+    @OptionGroup(title: "Cluster") var clusterOptions: ClusterTargetOptions
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
         let directory = (bundleDirectory as NSString).standardizingPath
         let bundle = try openBundle(directory)
         let verifier = BundleVerifier(bundle: bundle, directory: directory)
-        if registry == nil, kubeconfig != nil || checkMode != .default || onlyClusterList {
-            throw UsageError("--kubeconfig, --check-mode and --only-cluster-list go with --registry TARGET")
+        if clusterOptions.cluster {
+            try ClusterTarget.checkUsage(registryOptions, target: registry.map { "--registry \($0)" }, command: "verify")
+            if deep { throw UsageError("--deep checks the bundle's layers offline; it does not go with --cluster") }
+            // The cluster's registry, and the cluster's own item list from its running Deployment.
+            let found = try await ClusterTarget.resolve(kubeconfig: kubeconfig, options: clusterOptions,
+                                                        registryOptions: registryOptions, common: common)
+            defer { found.cleanup() }
+            try await checkRegistry(found.reference, configuration: found.configuration, bundle: bundle, verifier: verifier)
+            return
+        }
+        if registry == nil, kubeconfig != nil || checkMode != .default || onlyClusterList || clusterOptions.registryAddress != nil {
+            throw UsageError("--kubeconfig, --check-mode and --only-cluster-list go with --registry TARGET or --cluster")
         }
         if let registry {
             if deep { throw UsageError("--deep checks the bundle's layers offline; it does not go with --registry") }
-            try await checkRegistry(registry, bundle: bundle, verifier: verifier)
+            let target = try parseTarget(registry, what: "--registry", insecure: registryOptions.transport.insecure)
+            guard target.tag == nil, target.digest == nil else {
+                throw UsageError("--registry \(registry) names an image; give HOST[:PORT]/PATH")
+            }
+            let configuration = try registryOptions.configuration(host: target.host, common: common)
+            try await checkRegistry(target, configuration: configuration, bundle: bundle, verifier: verifier)
             return
         }
         let report = await verifier.verify(deep: deep)
@@ -85,14 +102,12 @@ struct VerifyCommand: AsyncParsableCommand {
         if !report.ok { throw ExitCode(1) }
     }
 
-    private func checkRegistry(_ text: String, bundle: BundleIndex, verifier: BundleVerifier) async throws {
-        let target = try parseTarget(text, what: "--registry", insecure: registryOptions.transport.insecure)
-        guard target.tag == nil, target.digest == nil else {
-            throw UsageError("--registry \(text) names an image; give HOST[:PORT]/PATH")
-        }
+    private func checkRegistry(_ target: Reference, configuration: RegistryConfiguration, bundle: BundleIndex,
+                               verifier: BundleVerifier) async throws {
         var deployment: RegistryCompleteness.Deployment?
-        if let kubeconfig { deployment = try await Self.deployment(kubeconfig: kubeconfig, network: common.network) }
-        let configuration = try registryOptions.configuration(host: target.host, common: common)
+        if kubeconfig != nil || clusterOptions.cluster {
+            deployment = try await Self.deployment(kubeconfig: kubeconfig, network: common.network)
+        }
         let client = try RegistryClient(host: target.host, configuration: configuration)
         do {
             // The rest of the bundle, as push maps it (the same suffixes, the same short tag rule).
@@ -120,7 +135,7 @@ struct VerifyCommand: AsyncParsableCommand {
     }
 
     /// The images of deployment d8-system/deckhouse of the cluster `path` points at.
-    static func deployment(kubeconfig path: String, network: NetworkOptions) async throws -> RegistryCompleteness.Deployment {
+    static func deployment(kubeconfig path: String?, network: NetworkOptions) async throws -> RegistryCompleteness.Deployment {
         do {
             let config = try Kubeconfig.load(path: path, context: nil)
             let deployment = try await KubeClient.with(kubeconfig: config, proxies: network.proxies, trustRoots: network.trustRoots) {

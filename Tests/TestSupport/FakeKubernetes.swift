@@ -21,6 +21,8 @@ public struct FakeClusterObjects: Sendable {
     public var moduleConfigExists = true
     /// Paths answered with 403 Forbidden.
     public var forbiddenPaths: Set<String> = []
+    /// More objects by API path (e.g. recordings from testdata/cluster), answered 200 as given.
+    public var extraObjects: [String: String] = [:]
 
     public init() {}
 
@@ -42,6 +44,7 @@ public struct FakeClusterObjects: Sendable {
             return (403, Self.status(code: 403, reason: "Forbidden",
                                      message: "\(resource) \"\(name)\" is forbidden: User \"system:serviceaccount:default:reader\" cannot get resource \"\(resource.split(separator: ".").first ?? "")\" in API group \"\" in the namespace \"d8-system\""))
         }
+        if let body = extraObjects[path] { return (200, body) }
         switch path {
         case Self.deploymentPath:
             guard let image = deckhouseImage else { return Self.notFound("deployments.apps", "deckhouse") }
@@ -260,7 +263,8 @@ public final class FakeKubernetesTLS: Sendable {
         do {
             let certificates = try await FakeKubernetesCertificates.make(in: directory)
             let www = directory.appendingPathComponent("www")
-            for path in [FakeClusterObjects.deploymentPath, FakeClusterObjects.secretPath, FakeClusterObjects.moduleConfigPath] {
+            for path in [FakeClusterObjects.deploymentPath, FakeClusterObjects.secretPath, FakeClusterObjects.moduleConfigPath]
+                + objects.extraObjects.keys.sorted() {
                 let answer = objects.answer(path: path)
                 guard answer.status == 200 else { continue }
                 let file = www.appendingPathComponent(String(path.dropFirst()))
@@ -278,6 +282,13 @@ public final class FakeKubernetesTLS: Sendable {
             try? FileManager.default.removeItem(at: directory)
             throw error
         }
+    }
+
+    /// Serves `body` at `path` from now on (s_server -WWW reads the file on each request).
+    public func serve(path: String, body: String) throws {
+        let file = directory.appendingPathComponent("www").appendingPathComponent(String(path.dropFirst()))
+        try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try body.write(to: file, atomically: true, encoding: .utf8)
     }
 
     /// Starts s_server on `port`; its pid once it accepts, nil if it exited (port taken).
