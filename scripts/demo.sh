@@ -13,7 +13,7 @@
 #   6. a differential update of that site (the target, on v1.69.3) to v1.70.1: its inventory
 #      taken with push's credentials, `pull --against` it (only the blobs the site lacks; the
 #      full v1.70.1 bundle pulled too, to compare sizes), verify offline, push, then the
-#      completeness check for v1.70.1 (about 20 s more than the steps before it).
+#      completeness check for v1.70.1 (about 30 s more than the steps before it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
