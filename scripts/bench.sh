@@ -22,7 +22,11 @@
 #      on (nginx's default) and off, ours against skopeo (buffering on): wall and peak RSS;
 #   9. only with BENCH_SCALE=N (seeding takes about 2 minutes per 1,000): memory at scale, a
 #      pinned platform pull of an edition whose controller lists N more digest images (they
-#      share one config and layer, so it is the plan, not the data, that grows): peak RSS.
+#      share one config and layer, so it is the plan, not the data, that grows): peak RSS;
+#  10. bytes shipped for the update v1.69.3 -> v1.70.1 of a site holding v1.69.3: the full
+#      v1.70.1 bundle, the differential one (`pull --against` the site's inventory) and an
+#      unpinned `pull --since-version v1.69.3` (d8's way), with their ratio to the full bundle;
+#      then verify, push and verify --registry of the differential bundle.
 # Pull and push are fair: `sync` before every timed run, each tool twice in A B B A order,
 # the best of each kept (both figures are printed, so the noise shows).
 # Wall time and peak RSS come from GNU time; "disk written" is the bytes the process dirtied
@@ -30,7 +34,8 @@
 # Environment: BENCH_LAYERS (default 512M,256M,128M,64M,48M,16M: 1 GiB), BENCH_JOBS (8),
 #   BENCH_BASE_LAYER (1600M), BENCH_IMAGE_LAYER (12M), BENCH_SWEEP ("1 4 8 16"; empty skips it),
 #   BENCH_WAN (1; 0 skips section 7), BENCH_WAN_BASE_LAYER (128M), BENCH_INGRESS (1; 0 skips 8),
-#   BENCH_SCALE (0: skips 9; 10000 is the figure issue 11 asks for).
+#   BENCH_SCALE (0: skips 9; 10000 is the figure issue 11 asks for), BENCH_DIFF (1; 0 skips 10;
+#   `only` seeds the edition and runs section 10 alone, about 3 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -46,7 +51,7 @@ bin=$(swift build -c release --show-bin-path)
 work=$(mktemp -d /tmp/dkp-bench.XXXXXX)
 cleanup() {
   for r in source ours theirs push-ours-1 push-ours-2 push-theirs-1 push-theirs-2 sweep-1 sweep-4 sweep-8 sweep-16 \
-           ingress-on ingress-off ingress-skopeo wan-push-ours wan-push-theirs scale; do
+           ingress-on ingress-off ingress-skopeo wan-push-ours wan-push-theirs scale diff-site; do
     scripts/registry.sh stop "$work/$r" >/dev/null 2>&1 || true
     scripts/ingress.sh stop "$work/$r-nginx" >/dev/null 2>&1 || true
   done
@@ -60,6 +65,93 @@ rows=()
 wan_pids=()
 row() { rows+=("$(printf '| %-34s | %12s | %12s | %8s |' "$@")"); }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+# timed LABEL CMD...: runs CMD under GNU time (after a sync, so no run pays for the one before
+# it); sets T_WALL (s), T_RSS (MB) and T_WRITTEN (bytes).
+timed() {
+  local label=$1; shift
+  sync
+  /usr/bin/time -f '%e %M %O' -o "$work/time" "$@" >"$work/$label.out" 2>"$work/$label.err" || { cat "$work/$label.err" >&2; exit 1; }
+  read -r T_WALL T_RSS_KB T_BLOCKS <"$work/time"
+  T_RSS=$(awk -v k="$T_RSS_KB" 'BEGIN { printf "%.0f", k / 1024 }')
+  T_WRITTEN=$((T_BLOCKS * 512))
+}
+
+# 10. Bytes shipped for the update v1.69.3 -> v1.70.1 of a site (a TLS + htpasswd registry
+# pushed from the pinned v1.69.3 bundle): the full v1.70.1 bundle, the differential bundle
+# (`pull --against` the site's inventory) and the d8 way, an unpinned pull with `--since-version
+# v1.69.3` (a pinned tag ignores --since-version). Bytes are every file of the bundle directory
+# an operator carries (tars, SHA256SUMS, left-out-blobs.inventory). Then the differential bundle
+# is verified, pushed into the site and the site checked complete (verify --registry).
+# Sets diff_rows. Uses $SRC_HOST/deckhouse/ee and the v1.69.3 bundle $work/bundle of section 3;
+# with BENCH_DIFF=only it seeds and pulls them itself, then runs nothing else.
+diff_rows=()
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+dir_bytes() { find "$1" -maxdepth 1 -type f ! -name '.*' -printf '%s\n' | awk '{ t += $1 } END { printf "%d", t }'; }
+bench_diff() {
+  local args=(--source "$SRC_HOST/deckhouse/ee" --insecure -j "$JOBS" --progress none)
+  if [ ! -d "$work/bundle" ]; then
+    echo "pulling the v1.69.3 bundle the site is built from ..." >&2
+    "$bin/dkp-mirror" pull "$work/bundle" "${args[@]}" --deckhouse-tag v1.69.3 2>"$work/diff-old.err" || { cat "$work/diff-old.err" >&2; exit 1; }
+  fi
+  echo "10: a site on v1.69.3, its inventory, the v1.70.1 bundles ..." >&2
+  scripts/registry.sh start "$work/diff-site" --tls --user "rw:$password" >"$work/diff-site.env"; read_env SITE "$work/diff-site.env"
+  local site=(--ca-file "$SITE_CA" -u rw -p "$password")
+  timed diff-site-push "$bin/dkp-mirror" push "$work/bundle" "$SITE_HOST/system/deckhouse" "${site[@]}" -j "$JOBS" --progress none
+  timed diff-inventory "$bin/dkp-mirror" inventory --registry "$SITE_HOST/system/deckhouse" "${site[@]}" -o "$work/site.inventory" --progress none
+  local inventory_wall=$T_WALL inventory_bytes; inventory_bytes=$(stat -c %s "$work/site.inventory")
+  "$bin/dkp-mirror" pull "$work/diff-since" "${args[@]}" --since-version v1.69.3 --dry-run --json >"$work/diff-since-plan.json"
+  local since_versions; since_versions=$(jq -r '.versions | join(" ")' "$work/diff-since-plan.json")
+  timed diff-full "$bin/dkp-mirror" pull "$work/diff-full" "${args[@]}" --deckhouse-tag v1.70.1
+  local full_wall=$T_WALL full_bytes; full_bytes=$(dir_bytes "$work/diff-full")
+  # What the site lacks, from the full bundle's own entries: every blobs/sha256/<hex> entry of
+  # each tar whose digest the inventory lists neither as a manifest nor as a blob.
+  local lacks
+  lacks=$(for t in "$work"/diff-full/*.tar; do tar -tvf "$t" | awk -v tar="${t##*/}" '$6 ~ /blobs\/sha256\/[0-9a-f]+$/ {
+      n = split($6, p, "/"); print tar, "sha256:" p[n], $3 }'; done \
+    | awk 'NR == FNR { if ($1 == "blob" || $1 == "manifest") have[$2] = 1; next }
+           !($2 in have) && !(($1, $2) in seen) { seen[$1, $2] = 1; t += $3 } END { printf "%d", t }' "$work/site.inventory" -)
+  timed diff-pull "$bin/dkp-mirror" pull "$work/diff-bundle" "${args[@]}" --deckhouse-tag v1.70.1 --against "$work/site.inventory"
+  local diff_wall=$T_WALL diff_bytes; diff_bytes=$(dir_bytes "$work/diff-bundle")
+  timed diff-since "$bin/dkp-mirror" pull "$work/diff-since" "${args[@]}" --since-version v1.69.3
+  local since_wall=$T_WALL since_bytes; since_bytes=$(dir_bytes "$work/diff-since")
+  rm -rf "$work/diff-since" "$work/diff-full"
+  timed diff-verify "$bin/dkp-mirror" verify "$work/diff-bundle"
+  timed diff-push "$bin/dkp-mirror" push "$work/diff-bundle" "$SITE_HOST/system/deckhouse" "${site[@]}" -j "$JOBS" --progress none
+  local push_wall=$T_WALL
+  timed diff-check "$bin/dkp-mirror" verify "$work/diff-bundle" --registry "$SITE_HOST/system/deckhouse" "${site[@]}"
+  diff_rows+=("$(printf '| %-52s | %13s | %9s | %7s | %6s |' "full v1.70.1 bundle (--deckhouse-tag v1.70.1)" "$full_bytes" "$(mib "$full_bytes")" "1.00" "$full_wall")")
+  diff_rows+=("$(printf '| %-52s | %13s | %9s | %7s | %6s |' "differential (--deckhouse-tag v1.70.1 --against)" "$diff_bytes" "$(mib "$diff_bytes")" "$(ratio "$diff_bytes" "$full_bytes")" "$diff_wall")")
+  diff_rows+=("$(printf '| %-52s | %13s | %9s | %7s | %6s |' "--since-version v1.69.3 (unpinned, d8's way)" "$since_bytes" "$(mib "$since_bytes")" "$(ratio "$since_bytes" "$full_bytes")" "$since_wall")")
+  diff_rows+=("$(printf '| %-52s | %13s | %9s | %7s | %6s |' "  entries of the full bundle the site lacks" "$lacks" "$(mib "$lacks")" "$(ratio "$lacks" "$full_bytes")" "-")")
+  diff_rows+=("$(printf '| %-52s | %13s | %9s | %7s | %6s |' "  site inventory file" "$inventory_bytes" "$(mib "$inventory_bytes")" "-" "$inventory_wall")")
+  local since_summary; since_summary=$(grep -m1 '^  platform:' "$work/diff-since.err" | sed 's/^ *//')
+  diff_notes=("--since-version v1.69.3 (no --deckhouse-tag): versions $since_versions (${since_summary:-?}), with modules, packages, security databases and installer as a range pull has them."
+              "entries the site lacks: blobs/sha256 entries of the full v1.70.1 tars whose digest the site's inventory does not list (per tar); the differential bundle carries $((diff_bytes - lacks)) bytes more (every manifest, index.json, tar headers, SHA256SUMS, the left-out list)."
+              "the differential bundle verified offline, pushed into the site in $push_wall s, and verify --registry found the site complete.")
+}
+print_diff() {
+  [ ${#diff_rows[@]} -gt 0 ] || return 0
+  echo
+  echo "Update v1.69.3 -> v1.70.1 of a site pushed from the v1.69.3 bundle: bytes carried across the gap (one run each, -j $JOBS):"
+  printf '| %-52s | %13s | %9s | %7s | %6s |\n' "bundle" "bytes" "MiB" "/ full" "pull s"
+  printf '|%s|%s|%s|%s|%s|\n' "------------------------------------------------------" "---------------" "-----------" "---------" "--------"
+  printf '%s\n' "${diff_rows[@]}"
+  printf '%s\n' "${diff_notes[@]}"
+}
+
+if [ "${BENCH_DIFF:-1}" = only ]; then
+  scripts/registry.sh start "$work/source" >"$work/source.env"; read_env SRC "$work/source.env"
+  password=$(openssl rand -hex 12)
+  echo "seeding a synthetic edition (base layer ${BENCH_BASE_LAYER:-1600M}, image layers ${BENCH_IMAGE_LAYER:-12M}) ..." >&2
+  "$bin/dkp-dev" seed-edition "$SRC_HOST/deckhouse/ee" --insecure --base-layer "${BENCH_BASE_LAYER:-1600M}" \
+    --image-layer "${BENCH_IMAGE_LAYER:-12M}" >/dev/null
+  bench_diff
+  echo
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+  print_diff
+  exit 0
+fi
 
 # 1. Hashing.
 ours_sha=$("$bin/dkp-dev" hash-bench --total 4G)
@@ -75,17 +167,6 @@ echo "seeding a synthetic image with layers $LAYERS ..." >&2
 "$bin/dkp-dev" seed-image "$SRC_HOST/bench/image:v1" --insecure --layers "$LAYERS" >/dev/null
 bytes=$(awk -v list="$LAYERS" 'BEGIN { n = split(list, a, ","); for (i = 1; i <= n; i++) { v = a[i]; u = substr(v, length(v)); m = 1;
   if (u == "K") m = 1024; else if (u == "M") m = 1048576; else if (u == "G") m = 1073741824; if (m > 1) v = substr(v, 1, length(v) - 1); t += v * m } printf "%d", t }')
-
-# timed LABEL CMD...: runs CMD under GNU time (after a sync, so no run pays for the one before
-# it); sets T_WALL (s), T_RSS (MB) and T_WRITTEN (bytes).
-timed() {
-  local label=$1; shift
-  sync
-  /usr/bin/time -f '%e %M %O' -o "$work/time" "$@" >"$work/$label.out" 2>"$work/$label.err" || { cat "$work/$label.err" >&2; exit 1; }
-  read -r T_WALL T_RSS_KB T_BLOCKS <"$work/time"
-  T_RSS=$(awk -v k="$T_RSS_KB" 'BEGIN { printf "%.0f", k / 1024 }')
-  T_WRITTEN=$((T_BLOCKS * 512))
-}
 
 mkdir -p "$work/certs"; cp "$THEIRS_CA" "$work/certs/ca.crt"
 timed skopeo skopeo copy --src-tls-verify=false --dest-cert-dir "$work/certs" --dest-creds "rw:$password" \
@@ -328,6 +409,9 @@ if [ "${BENCH_SCALE:-0}" != 0 ]; then
   rm -rf "$work/scale-bundle"
 fi
 
+# 10. Bytes shipped for an update (defined above).
+if [ "${BENCH_DIFF:-1}" != 0 ]; then bench_diff; fi
+
 # Both copies must have produced the same manifest digest.
 d1=$("$bin/dkp-mirror" inspect "$OURS_HOST/bench/image:v1" --ca-file "$OURS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')
 d2=$("$bin/dkp-mirror" inspect "$THEIRS_HOST/bench/image:v1" --ca-file "$THEIRS_CA" -u rw -p "$password" | awk '/^digest/ {print $2}')
@@ -355,6 +439,7 @@ if [ ${#ingress_rows[@]} -gt 0 ]; then
   printf '|%s|%s|%s|%s|\n' "------------------------------------" "--------------" "--------------" "----------"
   printf '%s\n' "${ingress_rows[@]}"
 fi
+print_diff
 if [ ${#sweep[@]} -gt 0 ]; then
   echo
   echo "dkp-mirror at each -j ($((bundle_bytes / 1048576)) MiB bundle; push into a fresh registry each time):"

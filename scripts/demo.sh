@@ -9,7 +9,11 @@
 #   4. push: the bundle, straight from its tars, into a TLS + password registry that plays
 #      registry.<PUBLIC_DOMAIN>/system/deckhouse (rw user), then again (nothing to send);
 #      then the completeness check again: all items are there;
-#   5. copy: an image registry to registry into the same target.
+#   5. copy: an image registry to registry into the same target;
+#   6. a differential update of that site (the target, on v1.69.3) to v1.70.1: its inventory
+#      taken with push's credentials, `pull --against` it (only the blobs the site lacks; the
+#      full v1.70.1 bundle pulled too, to compare sizes), verify offline, push, then the
+#      completeness check for v1.70.1 (about 30 s more than the steps before it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -110,5 +114,37 @@ D8_MIRROR_REGISTRY_PASSWORD=not-the-password "$bin/dkp-mirror" push "$work/bundl
   "$DST_HOST/system/deckhouse" --ca-file "$DST_CA" --progress none
 echo "exit code: $?"
 set -e
+
+step "differential update: the site (the target) holds v1.69.3; take its inventory with push's credentials"
+"$bin/dkp-mirror" inventory --registry "$DST_HOST/system/deckhouse" --ca-file "$DST_CA" -o "$work/site.inventory" --progress none
+head -3 "$work/site.inventory" | sed 's/^/  /'
+
+step "plan v1.70.1 against the site's inventory (--dry-run): what is left out"
+"$bin/dkp-mirror" pull "$work/diff" --source "$SRC_HOST/deckhouse/ee" --insecure --deckhouse-tag v1.70.1 \
+  --against "$work/site.inventory" --dry-run | tail -2
+
+step "pull v1.70.1 against the inventory: every manifest, only the blobs the site lacks"
+"$bin/dkp-mirror" pull "$work/diff" --source "$SRC_HOST/deckhouse/ee" --insecure --deckhouse-tag v1.70.1 \
+  --against "$work/site.inventory" --progress none
+ls "$work/diff" | sed 's/^/  /'
+
+step "pull the full v1.70.1 bundle too, to compare sizes"
+"$bin/dkp-mirror" pull "$work/full" --source "$SRC_HOST/deckhouse/ee" --insecure --deckhouse-tag v1.70.1 --progress none 2>"$work/full.err"
+grep '^pulled' "$work/full.err"
+# bundle_bytes DIR: bytes of every file an operator carries (tars, SHA256SUMS, left-out-blobs.inventory).
+bundle_bytes() { find "$1" -maxdepth 1 -type f ! -name '.*' -printf '%s\n' | awk '{ t += $1 } END { printf "%d", t }'; }
+diff_bytes=$(bundle_bytes "$work/diff"); full_bytes=$(bundle_bytes "$work/full")
+awk -v d="$diff_bytes" -v f="$full_bytes" 'BEGIN { printf "differential v1.70.1 bundle: %d bytes (%.1f MiB); full v1.70.1 bundle: %d bytes (%.1f MiB); %.1f%% of it\n", d, d / 1048576, f, f / 1048576, d / f * 100 }'
+
+step "verify the differential bundle offline: what it carries checks out, what it leaves out is listed"
+"$bin/dkp-mirror" verify "$work/diff"
+
+step "push the differential bundle into the site (it checks first that the site holds every left-out blob)"
+"$bin/dkp-mirror" push "$work/diff" "$DST_HOST/system/deckhouse" --ca-file "$DST_CA" --progress none
+
+step "check the site: v1.70.1 complete, left-out blobs included"
+"$bin/dkp-mirror" verify "$work/diff" --registry "$DST_HOST/system/deckhouse" --ca-file "$DST_CA"
+"$bin/dkp-mirror" inspect "$SRC_HOST/deckhouse/ee:v1.70.1" --insecure | head -1 | sed 's/^/source /'
+"$bin/dkp-mirror" inspect "$DST_HOST/system/deckhouse:v1.70.1" --ca-file "$DST_CA" -u rw -p "$password" | head -1 | sed 's/^/site   /'
 
 step "done"
