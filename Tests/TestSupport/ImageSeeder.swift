@@ -135,11 +135,39 @@ public struct BytesSequence: AsyncSequence, Sendable {
     }
 }
 
-/// Peak resident memory (VmHWM) of this test process in bytes.
-public func testProcessPeakResidentBytes() -> Int64 {
+/// Resident memory of this test process (VmRSS) in bytes.
+public func testProcessResidentBytes() -> Int64 {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
         return (line.split(separator: " ").dropFirst().first.flatMap { Int64($0) } ?? 0) * 1024
     }
     return 0
+}
+
+/// Runs `body` while sampling this process's resident memory every 10 ms, and returns how far
+/// it rose above where it stood at the start. The test process's lifetime peak (VmHWM) would
+/// also count every suite that runs in parallel with the caller; the rise during `body` counts
+/// what `body` holds (plus whatever the other suites add at that moment, which is small beside
+/// the sizes these checks are about).
+public func residentGrowth(during body: () async throws -> Void) async rethrows -> Int64 {
+    let start = testProcessResidentBytes()
+    let highest = LockedMaximum(start)
+    let sampler = Task.detached {
+        while !Task.isCancelled {
+            highest.raise(to: testProcessResidentBytes())
+            try? await Task.sleep(nanoseconds: 10_000_000)
+        }
+    }
+    defer { sampler.cancel() }
+    try await body()
+    highest.raise(to: testProcessResidentBytes())
+    return highest.value - start
+}
+
+private final class LockedMaximum: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current: Int64
+    init(_ value: Int64) { current = value }
+    func raise(to value: Int64) { lock.lock(); current = max(current, value); lock.unlock() }
+    var value: Int64 { lock.lock(); defer { lock.unlock() }; return current }
 }
