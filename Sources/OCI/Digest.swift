@@ -58,7 +58,7 @@ public struct Digest: Hashable, Comparable, Sendable, Codable, CustomStringConve
     }
 
     /// `"sha256:<hex>"`.
-    public var string: String { Self.text(prefix: "\(Self.algorithmName):", w0, w1, w2, w3) }
+    public var string: String { Self.text(prefix: "sha256:", w0, w1, w2, w3) }
 
     public var description: String { string }
 
@@ -75,15 +75,22 @@ public struct Digest: Hashable, Comparable, Sendable, Codable, CustomStringConve
         return (words[0], words[1], words[2], words[3])
     }
 
-    /// `prefix` followed by the words' 64 lowercase hex digits.
-    private static func text(prefix: String, _ words: UInt64...) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var bytes = Array(prefix.utf8)
-        bytes.reserveCapacity(bytes.count + 64)
-        for word in words {
-            for shift in stride(from: 60, through: 0, by: -4) { bytes.append(digits[Int((word >> UInt64(shift)) & 0xF)]) }
+    /// `prefix` followed by the words' 64 lowercase hex digits, made in place: one allocation
+    /// (entry names and index.json call this for every blob and reference of a plan).
+    private static func text(prefix: StaticString, _ a: UInt64, _ b: UInt64, _ c: UInt64, _ d: UInt64) -> String {
+        let head = prefix.utf8CodeUnitCount
+        return String(unsafeUninitializedCapacity: head + 64) { out in
+            prefix.withUTF8Buffer { for (i, byte) in $0.enumerated() { out[i] = byte } }
+            var position = head
+            for word in [a, b, c, d] {
+                for shift in stride(from: 60, through: 0, by: -4) {
+                    let nibble = UInt8((word >> UInt64(shift)) & 0xF)
+                    out[position] = nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
+                    position += 1
+                }
+            }
+            return position
         }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     public init(from decoder: any Decoder) throws {
