@@ -29,6 +29,8 @@ let package = Package(
 
         // Value types of the OCI specs; no I/O.
         .target(name: "OCI"),
+        // The one bounded pool of concurrent work (discovery, plan, pull, push, copy, verify).
+        .target(name: "BoundedPool"),
         // Hashing and byte plumbing.
         .target(name: "Streams", dependencies: ["CCrypto", "CZstd", "OCI"]),
         // How to reach a host: proxies (HTTP(S)_PROXY, NO_PROXY, --proxy), the system's CA
@@ -53,7 +55,7 @@ let package = Package(
         .target(name: "Bundle", dependencies: ["OCI", "Streams", "CArchive", "CWriteback"]),
         // Deckhouse knowledge: editions, channels, versions, images_digests.json, modules, cluster detection.
         .target(name: "DKP", dependencies: [
-            "OCI", "Streams", "Registry", "Bundle", "Network",
+            "BoundedPool", "OCI", "Streams", "Registry", "Bundle", "Network",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Version", package: "Version"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -62,7 +64,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Engines: copy, pull (and later push, verify).
-        .target(name: "Mirror", dependencies: ["OCI", "Streams", "Registry", "Bundle", "DKP",
+        .target(name: "Mirror", dependencies: ["BoundedPool", "OCI", "Streams", "Registry", "Bundle", "DKP",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "dkp-mirror", dependencies: [

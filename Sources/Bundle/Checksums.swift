@@ -19,55 +19,80 @@ public enum Checksums {
     /// references; at 1 MiB still 3 MB.
     public static let readSize = 256 << 10
 
-    /// The SHA-256 of a whole file, read in 256 KiB pieces (memory stays at one piece).
-    public static func sha256(ofFile path: String) throws(BundleError) -> Digest {
+    /// The hashes of one file from a single read: its SHA-256 and, when asked, its Streebog-256
+    /// (GOST R 34.11-2012) as lowercase hex, as d8's `.gostsum` files hold it.
+    public struct FileDigests: Sendable {
+        public let sha256: Digest
+        public let streebog256Hex: String?
+    }
+
+    /// The hashes of a whole file, read once in 256 KiB pieces (memory stays at one piece).
+    public static func digests(ofFile path: String, streebog: Bool) throws(BundleError) -> FileDigests {
         let reader: ChunkedFileReader
         do {
             reader = try ChunkedFileReader(path: path, chunkSize: readSize)
         } catch {
             throw Self.map(error, path: path)
         }
-        let hasher = SHA256()
+        let sha256 = SHA256()
+        let gost = streebog ? Streebog256() : nil
         while true {
             let piece: UnsafeRawBufferPointer?
             do { piece = try reader.next() } catch { throw Self.map(error, path: path) }
             guard let piece else { break }
-            hasher.update(piece)
+            sha256.update(piece)
+            gost?.update(piece)
         }
-        return hasher.finalize()
+        return FileDigests(sha256: sha256.finalize(), streebog256Hex: gost?.finalizeHex())
     }
 
-    /// The SHA-256 of several files, hashed in parallel on all cores (bundle files are tens of
+    /// The hashes of several files, hashed in parallel on all cores (bundle files are tens of
     /// GB; one core hashes ~1-2 GB/s, a disk array reads faster). Results in input order.
-    public static func sha256(ofFiles paths: [String]) throws(BundleError) -> [Digest] {
-        let results = Mutex([Result<Digest, BundleError>?](repeating: nil, count: paths.count))
+    public static func digests(ofFiles paths: [String], streebog: Bool) throws(BundleError) -> [FileDigests] {
+        let results = Mutex([Result<FileDigests, BundleError>?](repeating: nil, count: paths.count))
         DispatchQueue.concurrentPerform(iterations: paths.count) { i in
-            let result: Result<Digest, BundleError>
-            do throws(BundleError) { result = .success(try sha256(ofFile: paths[i])) } catch { result = .failure(error) }
+            let result: Result<FileDigests, BundleError>
+            do throws(BundleError) { result = .success(try digests(ofFile: paths[i], streebog: streebog)) } catch { result = .failure(error) }
             results.withLock { $0[i] = result }
         }
-        var digests = [Digest]()
-        digests.reserveCapacity(paths.count)
+        var all = [FileDigests]()
+        all.reserveCapacity(paths.count)
         for result in results.withLock({ $0 }) {
             guard let result else { throw .corrupt(file: "SHA256SUMS", detail: "a file was not hashed") }
-            digests.append(try result.get())
+            all.append(try result.get())
         }
-        return digests
+        return all
+    }
+
+    /// The SHA-256 of a whole file.
+    public static func sha256(ofFile path: String) throws(BundleError) -> Digest {
+        try digests(ofFile: path, streebog: false).sha256
+    }
+
+    /// The SHA-256 of several files, in parallel, in input order.
+    public static func sha256(ofFiles paths: [String]) throws(BundleError) -> [Digest] {
+        try digests(ofFiles: paths, streebog: false).map(\.sha256)
     }
 
     /// Writes `directory/SHA256SUMS` for `files` (names relative to `directory`, or paths
     /// inside it): `<hex>  <name>` lines sorted by name, written atomically (`.partial`,
-    /// fsync, rename) so a half-written checksum file never exists.
-    public static func writeSHA256SUMS(directory: String, files: [String]) throws(BundleError) {
+    /// fsync, rename) so a half-written checksum file never exists. With `gostsums`, the same
+    /// read of each file also gives its Streebog-256, written to `<file>.gostsum` (hex, no
+    /// newline, as d8 writes it), atomically too.
+    public static func writeSHA256SUMS(directory: String, files: [String], gostsums: Bool = false) throws(BundleError) {
         let names = try files.map { (file: String) throws(BundleError) -> String in try relativeName(file, in: directory) }
         let sorted = Array(Set(names)).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
-        let digests = try sha256(ofFiles: sorted.map { TarIO.joinPath(directory, $0) })
+        let paths = sorted.map { TarIO.joinPath(directory, $0) }
+        let hashed = try digests(ofFiles: paths, streebog: gostsums)
         var text = ""
-        for (name, digest) in zip(sorted, digests) {
-            text += line(digest: digest, name: name)
+        for (name, digest) in zip(sorted, hashed) {
+            text += line(digest: digest.sha256, name: name)
+        }
+        for (path, digest) in zip(paths, hashed) {
+            if let hex = digest.streebog256Hex { try AtomicFile.write(path + ".gostsum", Array(hex.utf8)) }
         }
         let target = TarIO.joinPath(directory, "SHA256SUMS")
-        try TarIO.writeFileAtomically(target, Array(text.utf8), temporarySuffix: ".partial")
+        try AtomicFile.write(target, Array(text.utf8), temporarySuffix: ".partial")
     }
 
     /// One line as `sha256sum` prints it; names with a backslash or newline are escaped and
@@ -100,40 +125,5 @@ extension String {
     /// Replaces every occurrence of `target` (no Foundation needed).
     fileprivate func replacingAll(_ target: String, with replacement: String) -> String {
         split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
-    }
-}
-
-extension Checksums {
-    /// Streebog-256 (GOST R 34.11-2012) of a file as lowercase hex, as d8's `.gostsum` files hold it.
-    public static func streebog256Hex(ofFile path: String) throws(BundleError) -> String {
-        let reader: ChunkedFileReader
-        do { reader = try ChunkedFileReader(path: path, chunkSize: Checksums.readSize) } catch {
-            throw .io(path: path, operation: "open", errno: ENOENT)
-        }
-        let hasher = Streebog256()
-        do {
-            while let chunk = try reader.next() { hasher.update(chunk) }
-        } catch {
-            throw .io(path: path, operation: "read", errno: EIO)
-        }
-        return hasher.finalizeHex()
-    }
-
-    /// Writes `<file>.gostsum` (hex, no newline) beside each file, atomically, hashing in parallel.
-    public static func writeGostsums(_ paths: [String]) throws(BundleError) {
-        let failures = Mutex<[BundleError]>([])
-        DispatchQueue.concurrentPerform(iterations: paths.count) { i in
-            do throws(BundleError) {
-                let hex = try streebog256Hex(ofFile: paths[i])
-                let target = paths[i] + ".gostsum"
-                guard FileManager.default.createFile(atPath: target + ".tmp", contents: Data(hex.utf8)),
-                      rename(target + ".tmp", target) == 0 else {
-                    throw BundleError.io(path: target, operation: "write", errno: errno)
-                }
-            } catch {
-                failures.withLock { $0.append(error) }
-            }
-        }
-        if let first = failures.withLock({ $0.first }) { throw first }
     }
 }

@@ -346,7 +346,7 @@ public final class TarFileWriter: Sendable {
         for (index, list) in ranges.sorted(by: { $0.key < $1.key }) {
             for range in list { text += "\(index):\(range.lowerBound)-\(range.upperBound)\n" }
         }
-        try TarIO.writeFileAtomically(path, Array(text.utf8))
+        try AtomicFile.write(path, Array(text.utf8))
     }
 
     /// Whether all bytes of `entry` lie in files marked intact.

@@ -64,36 +64,4 @@ public enum TarIO {
             result += buffer[0..<n]
         }
     }
-
-    /// Writes `path` so that it appears complete or not at all: `<path><temporarySuffix>`,
-    /// fsync, rename, fsync of the directory.
-    /// Writes `path` whole or not at all: a temporary file, fsync, rename, fsync of the directory.
-    public static func writeFileAtomically(
-        _ path: String, _ bytes: [UInt8], temporarySuffix: String = ".tmp"
-    ) throws(BundleError) {
-        let temporary = path + temporarySuffix
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw BundleError.write(path: temporary, operation: "create", errno: errno) }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, bytes.count - written) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let code = errno
-                close(fd)
-                throw BundleError.write(path: temporary, operation: "write", errno: code)
-            }
-            written += n
-        }
-        if fsync(fd) != 0 {
-            let code = errno
-            close(fd)
-            throw BundleError.write(path: temporary, operation: "fsync", errno: code)
-        }
-        close(fd)
-        guard rename(temporary, path) == 0 else {
-            throw .io(path: temporary, operation: "rename to \(path)", errno: errno)
-        }
-        try syncDirectory(of: path)
-    }
 }

@@ -19,9 +19,7 @@ public enum ImageFiles {
                             manifest fetched: FetchedManifest) async throws -> [String: [UInt8]] {
         var manifest = fetched
         if case let .index(index) = manifest.document {
-            let child = index.manifests.first { $0.platform?.os == "linux" && $0.platform?.architecture == "amd64" }
-                ?? index.manifests.first
-            guard let child else { return [:] }
+            guard let child = index.deckhousePlatformChild else { return [:] }
             manifest = try await client.manifest(repository: repository, reference: child.digest.string)
         }
         guard case let .image(image) = manifest.document else { return [:] }
@@ -42,26 +40,5 @@ struct ByteArrays<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where
         mutating func next() async throws -> [UInt8]? {
             try await base.next().map { Array($0.readableBytesView) }
         }
-    }
-}
-
-/// Runs `body` over `items` with at most `limit` at once, keeping the results in order.
-func concurrentMap<T: Sendable, R: Sendable>(_ items: [T], limit: Int,
-                                             _ body: @escaping @Sendable (T) async throws -> R) async throws -> [R] {
-    try await withThrowingTaskGroup(of: (Int, R).self) { group in
-        var results = [R?](repeating: nil, count: items.count)
-        var next = 0
-        func add() {
-            guard next < items.count else { return }
-            let index = next, item = items[next]
-            group.addTask { (index, try await body(item)) }
-            next += 1
-        }
-        for _ in 0..<max(1, limit) { add() }
-        while let (index, result) = try await group.next() {
-            results[index] = result
-            add()
-        }
-        return results.compactMap { $0 }
     }
 }

@@ -1,3 +1,4 @@
+import BoundedPool
 import Bundle
 import DKP
 import Foundation
@@ -126,16 +127,13 @@ public struct BundlePusher: Sendable {
         self.progress = progress
     }
 
-    /// TARGET/P, with the leading `modules` of P replaced by the modules path suffix and a
-    /// leading `packages` by the packages path suffix ("/" or "" puts them right under TARGET).
+    /// Where each layout goes in the target (`LayoutRepositories`, the rule verify shares).
+    public var layoutRepositories: LayoutRepositories {
+        LayoutRepositories(root: target.repository, modulesPathSuffix: modulesPathSuffix, packagesPathSuffix: packagesPathSuffix)
+    }
+
     public func repository(for layoutPath: String) -> String {
-        let parts = layoutPath.split(separator: "/").map(String.init)
-        let suffix: String? = parts.first == "modules" ? modulesPathSuffix : parts.first == "packages" ? packagesPathSuffix : nil
-        if let suffix {
-            let inner = suffix.split(separator: "/").joined(separator: "/")
-            return ([target.repository] + (inner.isEmpty ? [] : [inner]) + parts.dropFirst()).joined(separator: "/")
-        }
-        return ([target.repository] + parts).joined(separator: "/")
+        layoutRepositories.repository(for: layoutPath)
     }
 
     /// For `--dry-run`: how many of the plan's blobs (and bytes) the target already holds.

@@ -314,7 +314,7 @@ public struct BundleVerifier: Sendable {
     private func readFiles(_ paths: Set<String>, image descriptor: Descriptor, layout: BundleIndex.Layout) async throws -> [String: [UInt8]] {
         guard let location = bundle.blob(descriptor.digest, in: layout) else { return [:] }
         var document = try ManifestDocument.parse(try bundle.readSmall(location), contentType: descriptor.mediaType)
-        if case let .index(index) = document, let child = index.manifests.first(where: { $0.platform?.architecture == "amd64" }) ?? index.manifests.first,
+        if case let .index(index) = document, let child = index.deckhousePlatformChild,
            let childLocation = bundle.blob(child.digest, in: layout) {
             document = try ManifestDocument.parse(try bundle.readSmall(childLocation), contentType: child.mediaType)
         }

@@ -1,3 +1,4 @@
+import BoundedPool
 import Foundation
 import NIOCore
 import OCI

@@ -118,7 +118,7 @@ public struct Inventory: Sendable, Equatable {
 
     /// Writes the file whole or not at all (a temporary file, fsync, rename, fsync of the directory).
     public func write(to path: String) throws {
-        try TarIO.writeFileAtomically(path, serialized(), temporarySuffix: ".tmp-\(getpid())")
+        try AtomicFile.write(path, serialized(), temporarySuffix: ".tmp-\(getpid())")
     }
 
     /// `2026-12-02T12:00:00Z`.

@@ -1,3 +1,4 @@
+import BoundedPool
 import Bundle
 import Foundation
 import OCI

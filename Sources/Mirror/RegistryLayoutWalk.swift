@@ -1,3 +1,5 @@
+import BoundedPool
+import Bundle
 import DKP
 import Foundation
 import OCI
@@ -66,17 +68,12 @@ extension RegistryInventory {
 
     /// `/modules` -> `modules`; "" for a suffix of slashes only.
     func suffixPath(_ suffix: String) -> String {
-        suffix.split(separator: "/").joined(separator: "/")
+        LayoutRepositories.path(ofSuffix: suffix)
     }
 
-    /// The bundle layout path of a registry path below TARGET: the inverse of push's mapping,
-    /// so `mods/console` with `--modules-path-suffix /mods` is `modules/console`.
+    /// The bundle layout path of a registry path below TARGET: the inverse of push's mapping.
     func layoutPath(forRegistryPath path: String) -> String {
-        for (suffix, layout) in [(suffixPath(modulesPathSuffix), "modules"), (suffixPath(packagesPathSuffix), "packages")]
-        where !suffix.isEmpty && suffix != layout {
-            if path == suffix { return layout }
-            if path.hasPrefix(suffix + "/") { return layout + path.dropFirst(suffix.count) }
-        }
-        return path
+        LayoutRepositories(root: target.repository, modulesPathSuffix: modulesPathSuffix, packagesPathSuffix: packagesPathSuffix)
+            .layoutPath(forRegistryPath: path)
     }
 }

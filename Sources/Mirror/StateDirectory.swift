@@ -72,10 +72,9 @@ struct StateDirectory {
 
     func markCompleted(tar: String, fingerprint: String, chunkSize: Int64?, files: [String]) throws {
         let done = Done(fingerprint: fingerprint, chunkSize: chunkSize, files: files.map { ($0 as NSString).lastPathComponent })
-        let data = try JSONEncoder().encode(done)
-        let target = "\(path)/\(tar).done"
-        try data.write(to: URL(fileURLWithPath: target + ".tmp"))
-        _ = rename(target + ".tmp", target)
+        // Durable before the tar counts as finished: a power cut must not leave a record
+        // that is half written, nor one that claims a tar whose rename was lost.
+        try AtomicFile.write("\(path)/\(tar).done", Array(try JSONEncoder().encode(done)))
     }
 }
 

@@ -268,3 +268,12 @@ public enum ManifestDocument: Hashable, Sendable {
         OCIError.display(text.trimmingCharacters(in: .whitespacesAndNewlines), limit: 240)
     }
 }
+
+extension ImageIndex {
+    /// The child whose files stand for the image (images_digests.json, version.json): its
+    /// linux/amd64 manifest, as Deckhouse builds and runs it, else the first. The one platform
+    /// rule of the program: pull and verify read the same child.
+    public var deckhousePlatformChild: Descriptor? {
+        manifests.first { $0.platform?.os == "linux" && $0.platform?.architecture == "amd64" } ?? manifests.first
+    }
+}

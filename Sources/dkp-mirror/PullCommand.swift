@@ -191,15 +191,11 @@ struct PullCommand: AsyncParsableCommand {
             }
             writeErr("pulling \(plan.imageCount) references, \(plan.blobCount) blobs, \(formatBytes(plan.totalBytes)) into \(directory)\n")
             let result = try await puller.pull(plan, into: directory, chunkSize: chunkSize.map { Int64(($0 * 1e9).rounded()) },
-                                               resume: !noPullResume, replacing: force)
+                                               resume: !noPullResume, replacing: force, gostsums: gostDigest)
             renderer.finish()
-            if gostDigest {
-                writeErr("writing GOST digests ...\n")
-                try Checksums.writeGostsums(result.files.map { directory + "/" + $0 })
-            }
             // deckhousereleases.yaml only for range pulls (d8: a pinned bundle relies on its channel aliases).
             if selection.pinnedTag == nil && !found.releases.isEmpty {
-                try TarIO.writeFileAtomically(directory + "/deckhousereleases.yaml", Array(try DeckhouseReleases.yaml(found.releases).utf8))
+                try AtomicFile.write(directory + "/deckhousereleases.yaml", Array(try DeckhouseReleases.yaml(found.releases).utf8))
             }
             await client.shutdown()
             let summary = PullSummary(found: found, result: result, bundleBytes: plan.totalBytes)

@@ -46,6 +46,30 @@ import TestSupport
     }
 }
 
+extension SecondPullTests {
+    /// `--gost-digest` hashes each file for SHA256SUMS and its `.gostsum` in one read; a
+    /// forced replacement keeps the new bundle's `.gostsum` files and drops the old one's.
+    @Test func aForcedReplacementWithGostDigestsKeepsExactlyTheNewDigests() async throws {
+        let (registry, _) = try await PullTests.seededEdition()
+        let directory = try TestRegistry.temporaryDirectory("dkp-second-pull-gost")
+        let first = try await PullTests.pull(registry, into: directory, ["--deckhouse-tag", "v1.69.3", "--gost-digest"])
+        #expect(first.status == 0, "\(first.stderrString)")
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("module-commander.tar.gostsum").path))
+
+        let forced = try await PullTests.pull(registry, into: directory, ["--deckhouse-tag", "v1.70.1", "-i", "console",
+                                                                          "--no-security-db", "--gost-digest", "--force"])
+        #expect(forced.status == 0, "\(forced.stderrString)")
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        let files = names.filter { $0.hasSuffix(".tar") || $0.hasSuffix(".chunk") }
+        #expect(files.contains("module-console.tar") && !files.contains("module-commander.tar"), "\(files)")
+        #expect(Set(names.filter { $0.hasSuffix(".gostsum") }) == Set(files.map { $0 + ".gostsum" }), "\(names.sorted())")
+        let verified = try await CLITests.run(["verify", directory.path])
+        #expect(verified.status == 0, "\(verified.stdoutString)")
+        #expect(!verified.stdoutString.contains("does not match"), "\(verified.stdoutString)")
+        withExtendedLifetime(registry) {}
+    }
+}
+
 /// Messages that name the thing and what to do, before any work (issue 11, item 0).
 @Suite struct PullInputMessageTests {
     @Test func aDirectoryThisUserCannotWriteIsRefusedBeforeDiscovery() async throws {
