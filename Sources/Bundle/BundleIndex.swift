@@ -264,37 +264,15 @@ public struct BundleIndex: Sendable {
     public func read(
         _ location: BlobLocation, pieceSize: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, pieceSize), alignment: 16)
-        defer { buffer.deallocate() }
-        for segment in location.segments {
-            let fd = openReadOnly(segment.path)
-            guard fd >= 0 else { throw BundleError.io(path: segment.path, operation: "open", errno: errno) }
-            defer { close(fd) }
-            var done: Int64 = 0
-            while done < segment.length {
-                let want = Int(min(Int64(buffer.count), segment.length - done))
-                let n = pread(fd, buffer.baseAddress, want, off_t(segment.offset + done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw BundleError.io(path: segment.path, operation: "read", errno: errno)
-                }
-                if n == 0 {
-                    throw BundleError.corrupt(
-                        file: segment.path,
-                        detail: "it ends at \(segment.offset + done) bytes, inside blob \(location.digest) "
-                            + "(the file got shorter after the bundle was opened)")
-                }
-                try body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                done += Int64(n)
-            }
-        }
+        let reader = BlobSegmentReader(location, pieceSize: pieceSize)
+        while let piece = try reader.next() { try body(piece) }
     }
 
     /// [offset, offset+length) of the concatenated `files` mapped onto the files.
     static func segments(offset: Int64, length: Int64, files: [String], sizes: [Int64])
-        -> [(path: String, offset: Int64, length: Int64)]
+        -> [FileSegment]
     {
-        var result = [(path: String, offset: Int64, length: Int64)]()
+        var result = [FileSegment]()
         var start: Int64 = 0
         var position = offset
         var remaining = length
@@ -302,7 +280,7 @@ public struct BundleIndex: Sendable {
             let end = start + size
             if remaining > 0, position >= start, position < end {
                 let piece = min(remaining, end - position)
-                result.append((path, position - start, piece))
+                result.append(FileSegment(path: path, offset: position - start, length: piece))
                 position += piece
                 remaining -= piece
             }
@@ -329,9 +307,9 @@ public struct BlobLocation: Sendable {
     public let size: Int64
     /// The pieces of the blob in order: file path, offset in that file, length. More than one
     /// when the blob spans chunk files; none for an empty blob.
-    public let segments: [(path: String, offset: Int64, length: Int64)]
+    public let segments: [FileSegment]
 
-    public init(tar: String, entry: String = "", digest: Digest, size: Int64, segments: [(path: String, offset: Int64, length: Int64)]) {
+    public init(tar: String, entry: String = "", digest: Digest, size: Int64, segments: [FileSegment]) {
         self.tar = tar
         self.entry = entry
         self.digest = digest

@@ -331,22 +331,15 @@ struct LayerBytes: AsyncSequence, Sendable {
     typealias Element = [UInt8]
     let location: BlobLocation?
 
-    func makeAsyncIterator() -> Iterator { Iterator(segments: location?.segments ?? []) }
+    func makeAsyncIterator() -> Iterator {
+        Iterator(reader: location.map { BlobSegmentReader($0) })
+    }
 
     struct Iterator: AsyncIteratorProtocol {
-        var segments: [(path: String, offset: Int64, length: Int64)]
-        var reader: ChunkedFileReader?
+        let reader: BlobSegmentReader?
 
         mutating func next() async throws -> [UInt8]? {
-            while true {
-                if reader == nil {
-                    guard !segments.isEmpty else { return nil }
-                    let s = segments.removeFirst()
-                    reader = try ChunkedFileReader(path: s.path, offset: s.offset, length: s.length)
-                }
-                if let chunk = try reader?.next() { return Array(chunk) }
-                reader = nil
-            }
+            try reader?.next().map { Array($0) }
         }
     }
 }

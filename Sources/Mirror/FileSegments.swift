@@ -1,3 +1,4 @@
+import Bundle
 import Foundation
 import NIOCore
 import OCI
@@ -9,7 +10,7 @@ import Streams
 /// completes with corrupt bytes.
 struct FileSegmentsSequence: AsyncSequence, Sendable {
     typealias Element = ByteBuffer
-    let segments: [(path: String, offset: Int64, length: Int64)]
+    let segments: [FileSegment]
     let descriptor: Descriptor
     /// Where the bytes come from, for errors (`platform.tar: blobs/sha256/<hex>`).
     let what: String
@@ -31,8 +32,7 @@ struct FileSegmentsSequence: AsyncSequence, Sendable {
 
     struct Iterator: AsyncIteratorProtocol {
         let sequence: FileSegmentsSequence
-        var segment = 0
-        var reader: ChunkedFileReader?
+        let reader: BlobSegmentReader
         let verifier: BlobVerifier
         var done = false
         /// Read into in turn. A buffer is reused once the upload has written it out (this
@@ -42,46 +42,41 @@ struct FileSegmentsSequence: AsyncSequence, Sendable {
 
         init(sequence: FileSegmentsSequence) {
             self.sequence = sequence
+            self.reader = BlobSegmentReader(segments: sequence.segments, digest: sequence.descriptor.digest, pieceSize: FileSegmentsSequence.readSize)
             self.verifier = BlobVerifier(digest: sequence.descriptor.digest, size: sequence.descriptor.size)
         }
 
         mutating func next() async throws -> ByteBuffer? {
             guard !done else { return nil }
-            while true {
-                if reader == nil {
-                    guard segment < sequence.segments.count else {
-                        done = true
-                        try finish()  // an empty blob, or segments shorter than the blob
-                        return nil
-                    }
-                    let s = sequence.segments[segment]
-                    reader = try ChunkedFileReader(path: s.path, offset: s.offset, length: s.length, chunkSize: FileSegmentsSequence.readSize)
-                }
-                guard let reader else { continue }  // invariant: set just above
-                var buffer = try await Self.reusable(&ring[turn])
-                buffer.clear(minimumCapacity: FileSegmentsSequence.readSize)
-                let count = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: FileSegmentsSequence.readSize) { destination in
+            var buffer = try await Self.reusable(&ring[turn])
+            buffer.clear(minimumCapacity: FileSegmentsSequence.readSize)
+            let reader = self.reader
+            let count: Int
+            do {
+                count = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: FileSegmentsSequence.readSize) { destination in
                     try reader.next(into: destination)
                 }
-                if count == 0 {
-                    ring[turn] = buffer
-                    self.reader = nil
-                    segment += 1
-                    continue
-                }
-                try buffer.withUnsafeReadableBytes { try verifier.consume($0) }
-                if segment == sequence.segments.count - 1 && reader.remaining == 0 {
-                    // The last bytes: check the digest before handing them over, so a registry
-                    // never receives a whole blob with wrong bytes (it would answer before the
-                    // upload learns why, and keep nothing useful).
-                    done = true
-                    try finish()
-                }
-                sequence.onBytes?(count)
-                ring[turn] = buffer
-                turn = (turn + 1) % ring.count
-                return buffer
+            } catch let BundleError.corrupt(file, detail) {
+                // A copy cut short is damaged like one with wrong bytes: another copy may be intact.
+                throw MirrorError.corruptBlob("\(sequence.what) is corrupt: \(file): \(detail)")
             }
+            ring[turn] = buffer
+            if count == 0 {
+                done = true
+                try finish()  // an empty blob, or segments shorter than the blob
+                return nil
+            }
+            try buffer.withUnsafeReadableBytes { try verifier.consume($0) }
+            if reader.remaining == 0 {
+                // The last bytes: check the digest before handing them over, so a registry
+                // never receives a whole blob with wrong bytes (it would answer before the
+                // upload learns why, and keep nothing useful).
+                done = true
+                try finish()
+            }
+            sequence.onBytes?(count)
+            turn = (turn + 1) % ring.count
+            return buffer
         }
 
         func finish() throws {

@@ -60,7 +60,7 @@ public final class ChunkedFileReader {
                 if errno == EINTR { continue }
                 throw .io(path: path, operation: "read", errno: errno)
             }
-            if n == 0 { throw .io(path: path, operation: "read (file ended early)", errno: EIO) }
+            if n == 0 { throw .fileEndedEarly(path: path, offset: offset + Int64(filled)) }
             filled += n
         }
         offset += Int64(filled)
