@@ -28,75 +28,14 @@ extension EditionDiscovery {
         result.channels = read.states.reduce(into: [:]) { $0[$1.key.rawValue] = $1.value.version.tag }
         let known = selection.proxyRegistry ? [] : try await client.tags(repository: channelRepository).compactMap(Version.init(tag:))
 
-        var selected: [String] = []
-        /// Channel -> the source tag of release-channel that the bundle tags with that channel.
-        var channelImages: [ReleaseChannel: String] = [:]
-        /// Channel -> version whose install image the bundle tags `install:<channel>`.
-        var installAliases: [ReleaseChannel: String] = [:]
-
+        let choice: PlatformChoice
         if let wanted = selection.pinnedTag {
-            let tag: String
-            if let channel = ReleaseChannel(rawValue: wanted) {
-                guard let state = read.states[channel] else {
-                    if let failure = read.failures[channel] { throw DKPError.invalidSource(failure) }
-                    throw DKPError.notFound("release channel \(wanted) is not published in \(source); \(describe(read.states, known))")
-                }
-                tag = state.version.tag
-            } else {
-                tag = wanted
-            }
-            // A channel pin takes the channel's own image; a version pin, that version's.
-            let aliasSource = wanted
-            guard try await client.manifestDescriptor(repository: source.root.repository, reference: tag) != nil else {
-                throw DKPError.notFound("\(source):\(wanted) does not exist; \(describe(read.states, known))")
-            }
-            let matched = read.states.filter { $0.key.rawValue == wanted || $0.value.version.tag == tag }.map(\.key)
-            try checkSuspended(matched, read, selection)
-            selected = [tag]
-            // The pinned version's channel image answers on every default channel, so a cluster on
-            // any channel sees it (as d8 retags it).
-            if try await client.manifestDescriptor(repository: channelRepository, reference: aliasSource) != nil {
-                for channel in ReleaseChannel.standard { channelImages[channel] = aliasSource }
-            } else {
-                result.notes.append("\(source.host)/\(channelRepository):\(aliasSource) does not exist: the bundle has no release channels")
-            }
-            for channel in ReleaseChannel.standard { installAliases[channel] = tag }
+            choice = try await choosePinned(wanted, selection, read, known: known, notes: &result.notes)
         } else {
-            if let (channel, failure) = read.failures.sorted(by: { $0.key.rawValue < $1.key.rawValue }).first {
-                throw DKPError.invalidSource("release channel \(channel.rawValue): \(failure)")
-            }
-            let missing = ReleaseChannel.standard.filter { read.states[$0] == nil }
-            if !read.hasLTS && !missing.isEmpty {
-                throw DKPError.notFound("\(source)/release-channel lacks channel(s) \(missing.map(\.rawValue).joined(separator: ", ")) and has no lts: "
-                                        + "an edition publishes all five channels or lts; \(describe(read.states, known)); pin one with --deckhouse-tag")
-            }
-            var channels = read.states
-            var versions: Set<Version>
-            if let constraint = selection.includePlatform {
-                let candidates = selection.proxyRegistry
-                    ? try await probeVersions(constraint) { try await self.client.manifestDescriptor(repository: channelRepository, reference: $0.tag) != nil }
-                    : known.filter { constraint.matches($0) }
-                versions = Self.latestPatches(candidates.filter { version in selection.sinceVersion.map { version >= $0 } ?? true }, anchors: constraint.anchors)
-                channels = channels.filter { constraint.matches($0.value.version) }
-            } else {
-                guard let low = selection.sinceVersion ?? channels[.rockSolid]?.version ?? channels.values.map(\.version).min(),
-                      let high = channels[.alpha]?.version ?? channels.values.map(\.version).max() else {
-                    throw DKPError.invalidSource("\(source)/release-channel has no readable channel images; is \(source) a DKP edition?")
-                }
-                if selection.sinceVersion != nil { channels = channels.filter { $0.value.version >= low } }
-                versions = Self.latestPatches(known.filter { $0 >= low && $0 <= high })
-            }
-            try checkSuspended(Array(channels.keys), read, selection)
-            for state in channels.values { versions.insert(state.version) }
-            guard !versions.isEmpty else {
-                throw DKPError.notFound("no platform version of \(source) matches --include-platform \(selection.includePlatform?.description ?? ""); \(describe(read.states, known))")
-            }
-            selected = versions.sorted().map(\.tag)
-            for (channel, state) in channels {
-                channelImages[channel] = channel.rawValue
-                installAliases[channel] = state.version.tag
-            }
+            choice = try await chooseRange(selection, read, known: known)
         }
+        let selected = choice.selected
+        let channelImages = choice.channelImages, installAliases = choice.installAliases
         result.platformVersions = selected
 
         let range = selection.pinnedTag == nil
@@ -119,6 +58,91 @@ extension EditionDiscovery {
             result.images.append(image(tar: "platform.tar", layout: "install", tag: version, shortTag: channel.rawValue))
         }
         return subjects
+    }
+
+    /// The versions a pull takes, and the channel and install aliases it gives them.
+    struct PlatformChoice {
+        var selected: [String] = []
+        /// Channel -> the source tag of release-channel that the bundle tags with that channel.
+        var channelImages: [ReleaseChannel: String] = [:]
+        /// Channel -> version whose install image the bundle tags `install:<channel>`.
+        var installAliases: [ReleaseChannel: String] = [:]
+    }
+
+    /// `--deckhouse-tag`: one version (or a channel's), retagged on every default channel.
+    private func choosePinned(_ wanted: String, _ selection: PullSelection, _ read: ChannelRead, known: [Version],
+                              notes: inout [String]) async throws -> PlatformChoice {
+        let channelRepository = source.repository("release-channel")
+        var choice = PlatformChoice()
+        let tag: String
+        if let channel = ReleaseChannel(rawValue: wanted) {
+            guard let state = read.states[channel] else {
+                if let failure = read.failures[channel] { throw DKPError.invalidSource(failure) }
+                throw DKPError.notFound("release channel \(wanted) is not published in \(source); \(describe(read.states, known))")
+            }
+            tag = state.version.tag
+        } else {
+            tag = wanted
+        }
+        // A channel pin takes the channel's own image; a version pin, that version's.
+        let aliasSource = wanted
+        guard try await client.manifestDescriptor(repository: source.root.repository, reference: tag) != nil else {
+            throw DKPError.notFound("\(source):\(wanted) does not exist; \(describe(read.states, known))")
+        }
+        let matched = read.states.filter { $0.key.rawValue == wanted || $0.value.version.tag == tag }.map(\.key)
+        try checkSuspended(matched, read, selection)
+        choice.selected = [tag]
+        // The pinned version's channel image answers on every default channel, so a cluster on
+        // any channel sees it (as d8 retags it).
+        if try await client.manifestDescriptor(repository: channelRepository, reference: aliasSource) != nil {
+            for channel in ReleaseChannel.standard { choice.channelImages[channel] = aliasSource }
+        } else {
+            notes.append("\(source.host)/\(channelRepository):\(aliasSource) does not exist: the bundle has no release channels")
+        }
+        for channel in ReleaseChannel.standard { choice.installAliases[channel] = tag }
+        return choice
+    }
+
+    /// A range: the channels' versions and, with `--include-platform` or `--since-version`, the
+    /// latest patch of each minor in between.
+    private func chooseRange(_ selection: PullSelection, _ read: ChannelRead, known: [Version]) async throws -> PlatformChoice {
+        let channelRepository = source.repository("release-channel")
+        var choice = PlatformChoice()
+        if let (channel, failure) = read.failures.sorted(by: { $0.key.rawValue < $1.key.rawValue }).first {
+            throw DKPError.invalidSource("release channel \(channel.rawValue): \(failure)")
+        }
+        let missing = ReleaseChannel.standard.filter { read.states[$0] == nil }
+        if !read.hasLTS && !missing.isEmpty {
+            throw DKPError.notFound("\(source)/release-channel lacks channel(s) \(missing.map(\.rawValue).joined(separator: ", ")) and has no lts: "
+                                    + "an edition publishes all five channels or lts; \(describe(read.states, known)); pin one with --deckhouse-tag")
+        }
+        var channels = read.states
+        var versions: Set<Version>
+        if let constraint = selection.includePlatform {
+            let candidates = selection.proxyRegistry
+                ? try await probeVersions(constraint) { try await self.client.manifestDescriptor(repository: channelRepository, reference: $0.tag) != nil }
+                : known.filter { constraint.matches($0) }
+            versions = Self.latestPatches(candidates.filter { version in selection.sinceVersion.map { version >= $0 } ?? true }, anchors: constraint.anchors)
+            channels = channels.filter { constraint.matches($0.value.version) }
+        } else {
+            guard let low = selection.sinceVersion ?? channels[.rockSolid]?.version ?? channels.values.map(\.version).min(),
+                  let high = channels[.alpha]?.version ?? channels.values.map(\.version).max() else {
+                throw DKPError.invalidSource("\(source)/release-channel has no readable channel images; is \(source) a DKP edition?")
+            }
+            if selection.sinceVersion != nil { channels = channels.filter { $0.value.version >= low } }
+            versions = Self.latestPatches(known.filter { $0 >= low && $0 <= high })
+        }
+        try checkSuspended(Array(channels.keys), read, selection)
+        for state in channels.values { versions.insert(state.version) }
+        guard !versions.isEmpty else {
+            throw DKPError.notFound("no platform version of \(source) matches --include-platform \(selection.includePlatform?.description ?? ""); \(describe(read.states, known))")
+        }
+        choice.selected = versions.sorted().map(\.tag)
+        for (channel, state) in channels {
+            choice.channelImages[channel] = channel.rawValue
+            choice.installAliases[channel] = state.version.tag
+        }
+        return choice
     }
 
     /// A pull that would include a suspended channel stops, unless `--ignore-suspend`.

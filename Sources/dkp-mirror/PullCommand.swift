@@ -157,21 +157,7 @@ struct PullCommand: AsyncParsableCommand {
         }
         let directory = try prepareDirectory()
 
-        var configuration = transport.configuration(common: common, credential: nil)
-        configuration.optionNames.login = "--source-login"
-        configuration.optionNames.password = "--source-password"
-        let license = self.license ?? ProcessInfo.processInfo.environment["D8_MIRROR_LICENSE_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        if let license {
-            configuration.credential = .licenseKey(license)
-            configuration.optionNames.login = "--license"
-            configuration.optionNames.password = "D8_MIRROR_LICENSE_TOKEN"
-        } else {
-            configuration.credential = try resolveCredential(
-                host: edition.host, login: sourceLogin, password: sourcePassword, passwordStdin: false,
-                names: ("--source-login", "--source-password", "--source-password"),
-                environment: ("D8_MIRROR_SOURCE_LOGIN", "D8_MIRROR_SOURCE_PASSWORD"))
-        }
-
+        let configuration = try sourceConfiguration(host: edition.host)
         let client = try RegistryClient(host: edition.host, configuration: configuration)
         let renderer = ProgressRenderer.start(dryRun ? .none : common.progress)
         do {
@@ -203,16 +189,41 @@ struct PullCommand: AsyncParsableCommand {
             if common.json {
                 try printJSON(PullOutput(result: result, summary: summary))
             } else {
-                writeErr("pulled \(result.images) references, \(result.blobs) blobs into \(result.files.count) file(s): \(formatBytes(result.bytesTransferred)) downloaded"
-                         + (result.bytesAlreadyPresent > 0 ? ", \(formatBytes(result.bytesAlreadyPresent)) already on disk" : "")
-                         + " in \(String(format: "%.1f", result.seconds)) s (\(formatBytes(Int64(result.bytesPerSecond)))/s), peak memory \(formatBytes(result.peakResidentBytes))\n")
-                writeErr(summary.text(verbose: verboseSummary))
+                Self.printResult(result, summary, verbose: verboseSummary)
             }
         } catch {
             renderer.finish(success: false)
             await client.shutdown()
             throw error
         }
+    }
+
+    /// The source's credential: the license key (flag or D8_MIRROR_LICENSE_TOKEN), else a login
+    /// and password, else what the Docker config holds for the host.
+    private func sourceConfiguration(host: String) throws -> RegistryConfiguration {
+        var configuration = transport.configuration(common: common, credential: nil)
+        configuration.optionNames.login = "--source-login"
+        configuration.optionNames.password = "--source-password"
+        let license = self.license ?? ProcessInfo.processInfo.environment["D8_MIRROR_LICENSE_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        if let license {
+            configuration.credential = .licenseKey(license)
+            configuration.optionNames.login = "--license"
+            configuration.optionNames.password = "D8_MIRROR_LICENSE_TOKEN"
+        } else {
+            configuration.credential = try resolveCredential(
+                host: host, login: sourceLogin, password: sourcePassword, passwordStdin: false,
+                names: ("--source-login", "--source-password", "--source-password"),
+                environment: ("D8_MIRROR_SOURCE_LOGIN", "D8_MIRROR_SOURCE_PASSWORD"))
+        }
+
+        return configuration
+    }
+
+    private static func printResult(_ result: PullResult, _ summary: PullSummary, verbose: Bool) {
+        writeErr("pulled \(result.images) references, \(result.blobs) blobs into \(result.files.count) file(s): \(formatBytes(result.bytesTransferred)) downloaded"
+                 + (result.bytesAlreadyPresent > 0 ? ", \(formatBytes(result.bytesAlreadyPresent)) already on disk" : "")
+                 + " in \(String(format: "%.1f", result.seconds)) s (\(formatBytes(Int64(result.bytesPerSecond)))/s), peak memory \(formatBytes(result.peakResidentBytes))\n")
+        writeErr(summary.text(verbose: verbose))
     }
 
     /// What `--against` left out, or that it left out nothing.
