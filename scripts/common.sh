@@ -8,7 +8,7 @@ fi
 # Packages the build and the tests need: the C libraries, the real registry, htpasswd
 # (bcrypt users), openssl (test CAs), curl (probes in scripts/registry.sh), tinyproxy (the real
 # HTTP proxy of scripts/proxy.sh).
-BASE_PACKAGES=(pkg-config libarchive-dev libzstd-dev libssl-dev docker-registry apache2-utils openssl curl iproute2 tinyproxy nginx-light)
+BASE_PACKAGES=(pkg-config libarchive-dev libzstd-dev zstd libssl-dev docker-registry apache2-utils openssl curl iproute2 tinyproxy nginx-light)
 
 # What scripts/package.sh needs on top: dpkg-shlibdeps (dpkg-dev, which brings binutils' strip).
 PACKAGE_PACKAGES=(dpkg-dev binutils)
