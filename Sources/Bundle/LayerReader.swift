@@ -1,54 +1,6 @@
 import CArchive
 import Foundation
 
-/// libarchive's view of the handoff: the read callback copies each chunk into a buffer
-/// owned here, which stays valid until the next callback as libarchive requires.
-private final class ReadSource {
-    let handoff: ChunkHandoff
-    private var buffer: UnsafeMutableRawPointer?
-    private var bufferSize = 0
-
-    init(handoff: ChunkHandoff) {
-        self.handoff = handoff
-    }
-
-    deinit {
-        buffer?.deallocate()
-    }
-
-    /// Returns the byte count placed at `*out`, 0 at the end, -1 on failure.
-    func read(_ out: UnsafeMutablePointer<UnsafeRawPointer?>?) -> Int {
-        switch handoff.take() {
-        case .end:
-            return 0
-        case .failed:
-            return -1
-        case .chunk(let chunk):
-            if chunk.count > bufferSize {
-                buffer?.deallocate()
-                buffer = .allocate(byteCount: chunk.count, alignment: 16)
-                bufferSize = chunk.count
-            }
-            guard let buffer else { return -1 }
-            chunk.withUnsafeBytes { bytes in
-                if let base = bytes.baseAddress {
-                    buffer.copyMemory(from: base, byteCount: bytes.count)
-                }
-            }
-            out?.pointee = UnsafeRawPointer(buffer)
-            return chunk.count
-        }
-    }
-}
-
-private func readCallback(
-    _ archive: OpaquePointer?, _ clientData: UnsafeMutableRawPointer?, _ out: UnsafeMutablePointer<UnsafeRawPointer?>?
-) -> la_ssize_t {
-    guard let clientData else { return -1 }
-    let source = Unmanaged<ReadSource>.fromOpaque(clientData).takeUnretainedValue()
-    return la_ssize_t(source.read(out))
-}
-
 private let fileTypeMask: UInt32 = 0o170000
 private let fileTypeRegular: UInt32 = 0o100000
 private let fileTypeSymlink: UInt32 = 0o120000
@@ -94,19 +46,25 @@ struct LayerReader {
         }
         defer { archive_read_free(archive) }
         archive_read_support_filter_gzip(archive)
-        archive_read_support_filter_zstd(archive)
         archive_read_support_filter_xz(archive)
         archive_read_support_format_tar(archive)
         archive_read_support_format_empty(archive)
 
-        let source = ReadSource(handoff: handoff)
+        // zstd is decoded by the source (Streams' ZstdDecoder), gzip and xz by libarchive's filters.
+        let source = LayerReadSource(handoff: handoff)
         let client = Unmanaged.passUnretained(source).toOpaque()
         return try withExtendedLifetime(source) {
-            guard archive_read_open(archive, client, nil, readCallback, nil) == ARCHIVE_OK else {
-                throw LayerError.malformedLayer(Self.message(archive))
+            do {
+                guard archive_read_open(archive, client, nil, layerReadCallback, nil) == ARCHIVE_OK else {
+                    throw LayerError.malformedLayer(Self.message(archive))
+                }
+                try readEntries(archive)
+                return result()
+            } catch {
+                // libarchive only saw a failed read: the decoder's error says what is wrong.
+                if let failure = source.zstdFailure { throw LayerError.malformedLayer(failure.description) }
+                throw error
             }
-            try readEntries(archive)
-            return result()
         }
     }
 
