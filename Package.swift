@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // GOST R 34.11-2012 (Streebog) for `.gostsum` files.
+        .systemLibrary(name: "CRHash", pkgConfig: "librhash", providers: [.apt(["librhash-dev"])]),
         // libc's sync_file_range(2), which the Glibc module hides.
         .systemLibrary(name: "CWriteback"),
 
@@ -32,7 +34,7 @@ let package = Package(
         // The one bounded pool of concurrent work (discovery, plan, pull, push, copy, verify).
         .target(name: "BoundedPool"),
         // Hashing and byte plumbing.
-        .target(name: "Streams", dependencies: ["CCrypto", "CZstd", "OCI"]),
+        .target(name: "Streams", dependencies: ["CCrypto", "CRHash", "CZstd", "OCI"]),
         // How to reach a host: proxies (HTTP(S)_PROXY, NO_PROXY, --proxy), the system's CA
         // certificates as Go finds them (SSL_CERT_FILE, SSL_CERT_DIR), one HTTP client per route.
         .target(name: "Network", dependencies: [

@@ -5,10 +5,11 @@ if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
   export PATH=/opt/swift/usr/bin:$PATH
 fi
 
-# Packages the build and the tests need: the C libraries, the real registry, htpasswd
+# Packages the build and the tests need: the C libraries (librhash for Streebog), the zstd CLI
+# (the zstd decoder tests compare against it), the real registry, htpasswd
 # (bcrypt users), openssl (test CAs), curl (probes in scripts/registry.sh), tinyproxy (the real
 # HTTP proxy of scripts/proxy.sh).
-BASE_PACKAGES=(pkg-config libarchive-dev libzstd-dev libssl-dev docker-registry apache2-utils openssl curl iproute2 tinyproxy nginx-light)
+BASE_PACKAGES=(pkg-config libarchive-dev libzstd-dev zstd librhash-dev libssl-dev docker-registry apache2-utils openssl curl iproute2 tinyproxy nginx-light)
 
 # What scripts/package.sh needs on top: dpkg-shlibdeps (dpkg-dev, which brings binutils' strip).
 PACKAGE_PACKAGES=(dpkg-dev binutils)

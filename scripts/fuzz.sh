@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
-ensure_packages pkg-config libarchive-dev libzstd-dev libssl-dev
+ensure_packages pkg-config libarchive-dev libzstd-dev librhash-dev libssl-dev
 
 SECONDS_PER_TARGET=${1:-60}
 TARGETS=${FUZZ_TARGETS:-reference manifest layout-index www-authenticate link tar}

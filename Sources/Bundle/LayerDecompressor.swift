@@ -7,10 +7,10 @@ import CArchive
 import OCI
 import Streams
 
-/// Decompresses a layer of the bundle as it streams out of the tar (libarchive's raw format
-/// with its gzip or zstd filter, one reused buffer each way) and hashes the result: the
-/// layer's diff_id, which its image config lists in `rootfs.diff_ids`. Nothing is held
-/// whole in memory and nothing is written.
+/// Decompresses a layer of the bundle as it streams out of the tar (gzip: libarchive's raw
+/// format with its gzip filter; zstd: Streams' `ZstdDecoder`; one reused buffer each way) and
+/// hashes the result: the layer's diff_id, which its image config lists in `rootfs.diff_ids`.
+/// Nothing is held whole in memory and nothing is written.
 public enum LayerDecompressor {
     public struct Result: Sendable, Equatable {
         /// SHA-256 of the decompressed bytes.
@@ -37,8 +37,7 @@ public enum LayerDecompressor {
             archive_read_support_filter_gzip(archive)
             expected = ARCHIVE_FILTER_GZIP
         case .zstd:
-            archive_read_support_filter_zstd(archive)
-            expected = ARCHIVE_FILTER_ZSTD
+            return try zstdDiffID(of: location)
         case .none:
             expected = ARCHIVE_FILTER_NONE
         case .unknown:
@@ -88,6 +87,41 @@ public enum LayerDecompressor {
             }
             return Result(diffID: hasher.finalize(), size: size)
         }
+    }
+
+    /// zstd layers go through Streams' `ZstdDecoder` rather than libarchive's zstd filter: the
+    /// same libzstd without libarchive's copy into the caller's buffer, measured a few percent
+    /// faster (README, Performance). The errors read as libarchive's path words them.
+    private static func zstdDiffID(of location: BlobLocation) throws -> Result {
+        let source = SegmentSource(location: location)
+        let decoder = try ZstdDecoder(outputSize: ZstdDecoder.recommendedOutputSize)
+        let hasher = SHA256()
+        var piece: UnsafeRawPointer?
+        var first = true
+        while true {
+            let count = source.next(&piece)
+            if let failure = source.failure { throw failure }
+            guard count > 0, let piece else { break }
+            let bytes = UnsafeRawBufferPointer(start: piece, count: count)
+            // A first piece shorter than a magic number (a tiny chunk segment) is left to libzstd.
+            if first, count >= 4, !ZstdDecoder.looksLikeZstd(bytes) {
+                throw LayerError.malformedLayer(
+                    "its media type says zstd but its bytes are not zstd data (they start \(source.firstBytes))")
+            }
+            first = false
+            do {
+                try decoder.decode(bytes) { hasher.update($0) }
+            } catch let error as ZstdError {
+                throw LayerError.malformedLayer("decompressing failed after \(decoder.decodedBytes) bytes: \(error)")
+            }
+        }
+        if first { throw LayerError.malformedLayer("the layer is empty, not zstd data") }
+        do {
+            try decoder.finish()
+        } catch let error as ZstdError {
+            throw LayerError.malformedLayer("decompressing failed after \(decoder.decodedBytes) bytes: \(error)")
+        }
+        return Result(diffID: hasher.finalize(), size: decoder.decodedBytes)
     }
 
     private static func message(_ archive: OpaquePointer) -> String {

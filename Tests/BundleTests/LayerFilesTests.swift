@@ -141,6 +141,18 @@ extension LayerTests {
             }
         }
 
+        /// zstd layers are decoded by Streams' ZstdDecoder: its reason reaches the error, not a bare read failure.
+        @Test func truncatedZstdLayerSaysWhy() async throws {
+            let layer = try Self.sampleLayer(.zstd)
+            let truncated = Array(layer.prefix(layer.count / 2))
+            await #expect {
+                try await LayerFiles.scan(layer: LayerChunks(truncated, chunkSizes: [3, 4096]), wanted: ["zzz"])
+            } throws: { error in
+                guard case LayerError.malformedLayer(let message) = error else { return false }
+                return message.contains("zstd stream ends inside a frame") && message.contains("truncated")
+            }
+        }
+
         @Test(arguments: [0, 1, 5000, 40_000])
         func producerErrorSurfaces(failAfter: Int) async throws {
             let layer = try Self.sampleLayer(.gzip)

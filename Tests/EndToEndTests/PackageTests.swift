@@ -175,7 +175,7 @@ import TestSupport
         #expect(text.contains("Package: dkp-mirror\n"))
         #expect(text.contains("Version: \(packages.version)\n"))
         let depends = text.split(separator: "\n").first { $0.hasPrefix("Depends: ") }.map(String.init) ?? ""
-        for library in ["libarchive13", "libzstd1", "libssl3", "libstdc++6", "libc6"] {
+        for library in ["libarchive13", "libzstd1", "librhash0", "libssl3", "libstdc++6", "libc6"] {
             #expect(depends.contains(library), "Depends names \(library): \(depends)")
         }
         for toolchain in ["swift", "foundation", "dispatch"] {
