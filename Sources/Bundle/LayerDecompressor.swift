@@ -130,62 +130,30 @@ public enum LayerDecompressor {
     }
 }
 
-/// The compressed bytes of a blob, out of its segments with positioned reads, for libarchive.
+/// The compressed bytes of a blob, out of its segments (`BlobSegmentReader`), in the shape
+/// libarchive's read callback wants: a pointer and a count, -1 with the failure kept.
 private final class SegmentSource {
-    let location: BlobLocation
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: LayerDecompressor.inputSize, alignment: 4096)
-    var segment = 0
-    var done: Int64 = 0
-    var descriptor: Int32 = -1
+    let reader: BlobSegmentReader
     var failure: (any Error)?
     var firstBytes = ""
 
-    init(location: BlobLocation) { self.location = location }
-
-    deinit {
-        if descriptor >= 0 { close(descriptor) }
-        buffer.deallocate()
-    }
+    init(location: BlobLocation) { reader = BlobSegmentReader(location, pieceSize: LayerDecompressor.inputSize) }
 
     func next(_ out: UnsafeMutablePointer<UnsafeRawPointer?>?) -> Int {
-        while segment < location.segments.count {
-            let piece = location.segments[segment]
-            if done >= piece.length {
-                if descriptor >= 0 { close(descriptor) }
-                descriptor = -1
-                done = 0
-                segment += 1
-                continue
-            }
-            if descriptor < 0 {
-                descriptor = open(piece.path, O_RDONLY | O_CLOEXEC)
-                guard descriptor >= 0 else {
-                    failure = BundleError.io(path: piece.path, operation: "open", errno: errno)
-                    return -1
-                }
-            }
-            let want = Int(min(Int64(buffer.count), piece.length - done))
-            let n = pread(descriptor, buffer.baseAddress, want, off_t(piece.offset + done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                failure = BundleError.io(path: piece.path, operation: "read", errno: errno)
-                return -1
-            }
-            if n == 0 {
-                failure = BundleError.corrupt(file: piece.path, detail: "it ends inside blob \(location.digest)")
-                return -1
-            }
-            if firstBytes.isEmpty {
-                firstBytes = UnsafeRawBufferPointer(rebasing: buffer[0..<min(n, 4)]).map { byte in
-                    let hex = String(byte, radix: 16)
-                    return hex.count == 1 ? "0" + hex : hex
-                }.joined(separator: " ")
-            }
-            done += Int64(n)
-            out?.pointee = UnsafeRawPointer(buffer.baseAddress)
-            return n
+        let piece: UnsafeRawBufferPointer?
+        do { piece = try reader.next() } catch {
+            failure = error
+            return -1
         }
-        return 0
+        guard let piece, let base = piece.baseAddress else { return 0 }
+        if firstBytes.isEmpty {
+            firstBytes = piece.prefix(4).map { byte in
+                let hex = String(byte, radix: 16)
+                return hex.count == 1 ? "0" + hex : hex
+            }.joined(separator: " ")
+        }
+        out?.pointee = base
+        return piece.count
     }
 }
 
