@@ -55,11 +55,18 @@ let package = Package(
         ]),
         // The bundle on disk: tar layout and writing, chunk files, reading tars and image layers.
         .target(name: "Bundle", dependencies: ["OCI", "Streams", "CArchive", "CWriteback"]),
-        // Deckhouse knowledge: editions, channels, versions, images_digests.json, modules, cluster detection.
+        // Deckhouse knowledge: editions, channels, versions, images_digests.json, modules, plugins.
         .target(name: "DKP", dependencies: [
-            "BoundedPool", "OCI", "Streams", "Registry", "Bundle", "Network",
+            "BoundedPool", "OCI", "Registry", "Bundle",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Version", package: "Version"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        // The running cluster: kubeconfig, a small Kubernetes API client, detection of the tag
+        // and edition, the registry module's state, user and Ingress (`status`, `--cluster`).
+        .target(name: "Cluster", dependencies: [
+            "DKP", "OCI", "Registry", "Network",
+            .product(name: "Yams", package: "Yams"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -68,18 +75,27 @@ let package = Package(
         // Engines: copy, pull (and later push, verify).
         .target(name: "Mirror", dependencies: ["BoundedPool", "OCI", "Streams", "Registry", "Bundle", "DKP",
             .product(name: "NIOCore", package: "swift-nio"),
-            .product(name: "Logging", package: "swift-log")]),
+            .product(name: "Version", package: "Version")]),
         .executableTarget(name: "dkp-mirror", dependencies: [
-            "Mirror", "Registry", "OCI", "DKP", "Bundle", "Network",
+            "Mirror", "Registry", "OCI", "DKP", "Cluster", "Bundle", "Network",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Version", package: "Version"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
         // Development helpers for the demo and the benchmark: seeding synthetic images, micro-benchmarks.
         .executableTarget(name: "dkp-dev", dependencies: [
-            "Registry", "OCI", "Streams", "Bundle", "TestSupport",
+            "Registry", "OCI", "Streams", "Bundle", "DevSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Synthetic sources for the demo, the benchmark and the tests: the edition seeder (a DKP
+        // edition as the real registry shapes it), seeded images, the fault and WAN proxy.
+        .target(name: "DevSupport", dependencies: [
+            "OCI", "Streams", "Registry", "Bundle",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
 
         // Fuzz harnesses of the parsers that read outside input (references, manifests, index.json,
@@ -89,8 +105,9 @@ let package = Package(
 
         // Test helpers: real registries started by scripts/registry.sh, a token issuer,
         // a fault-injecting TCP proxy.
+        // DevSupport is re-exported, so a test imports TestSupport alone.
         .target(name: "TestSupport", dependencies: [
-            "CCrypto", "OCI", "Streams", "Registry", "Bundle",
+            "CCrypto", "OCI", "Streams", "Registry", "Bundle", "DevSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -101,9 +118,9 @@ let package = Package(
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "OCI", "Streams", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "BundleTests", dependencies: ["Bundle", "Streams", "OCI", "TestSupport"]),
-        .testTarget(name: "DKPTests", dependencies: ["DKP", "Network", "Registry", "Bundle", "OCI", "Streams", "TestSupport",
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "DKP", "Network", "Registry", "Bundle", "OCI", "Streams", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "EndToEndTests", dependencies: ["OCI", "Registry", "Network", "TestSupport", "Mirror", "Streams",
+        .testTarget(name: "EndToEndTests", dependencies: ["OCI", "Registry", "TestSupport", "Mirror", "Streams",
             .product(name: "NIOCore", package: "swift-nio")]),
     ],
     swiftLanguageModes: [.v6]

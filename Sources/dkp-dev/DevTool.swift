@@ -3,7 +3,7 @@ import Foundation
 import OCI
 import Registry
 import Streams
-import TestSupport
+import DevSupport
 
 /// Helpers for the demo and the benchmark; not part of the product.
 @main

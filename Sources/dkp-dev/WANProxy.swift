@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import TestSupport
+import DevSupport
 
 /// A far, thin network in front of a local registry, for the benchmark: the test suite's
 /// FaultProxy with latency on every read, a per-connection rate and a shared link rate.

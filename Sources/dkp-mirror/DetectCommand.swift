@@ -1,4 +1,5 @@
 import ArgumentParser
+import Cluster
 import DKP
 import Foundation
 import Logging

@@ -1,4 +1,5 @@
 import Bundle
+import Cluster
 import DKP
 import Foundation
 import Mirror

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Bundle
+import Cluster
 import DKP
 import Foundation
 import Mirror

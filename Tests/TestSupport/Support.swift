@@ -1,3 +1,4 @@
+@_exported import DevSupport
 import CCrypto
 import Foundation
 
@@ -46,28 +47,6 @@ public enum RepoPaths {
     public static var testdata: URL {
         root.appendingPathComponent("testdata")
     }
-}
-
-/// Errors thrown by the test support helpers.
-public struct TestSupportError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
-
-/// A value guarded by a lock.
-final class TSLocked<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-
-    init(_ value: Value) { self.value = value }
-
-    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(&value)
-    }
-
-    var current: Value { withLock { $0 } }
 }
 
 /// Runs programs without blocking Swift concurrency's threads.

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Network
 import NIOSSL
+import DKP
 import OCI
 import Registry
 
@@ -68,75 +69,43 @@ public enum ClusterDetector {
         }
     }
 
-    /// Detects with an existing client (which stays open).
+    /// Detects with an existing client (which stays open). The tag is the deployment image's
+    /// (or, for an image pinned by digest, the image's /deckhouse/version); the edition is the
+    /// first of: the image's /deckhouse/edition, the official registry's path, ModuleConfig
+    /// `deckhouse`. Each source that did not answer is named in the error.
     public static func detect(client: KubeClient, options: Options = Options()) async throws -> ClusterInfo {
-        let logger = options.logger
-        let deployment = try await client.deckhouseDeployment()
-        let names = deployment.containers.map(\.name)
-        guard let container = deployment.containers.first(where: { $0.name == "deckhouse" }) else {
-            throw ClusterError.noTag("deployment d8-system/deckhouse has no container named deckhouse (containers: \(names.isEmpty ? "none" : names.joined(separator: ", "))); is this a Deckhouse cluster?")
-        }
-        guard let image = container.image?.trimmingCharacters(in: .whitespaces), !image.isEmpty else {
-            throw ClusterError.noTag("container deckhouse of deployment d8-system/deckhouse has no image")
-        }
+        let image = try await deckhouseImage(client: client)
+        options.logger.debug("deckhouse image: \(image)")
         let parts = splitImage(image)
-        var tag = parts.tag
-        logger.debug("deckhouse image: \(image)")
 
         // The registry the cluster uses.
         var tried: [String] = []
         var access: RegistryAccess?
         do {
-            let secret = try await client.deckhouseRegistrySecret()
-            access = try RegistryAccess(secret: secret)
+            access = try RegistryAccess(secret: try await client.deckhouseRegistrySecret())
         } catch {
-            logger.debug("no registry settings from the cluster: \(error)")
+            options.logger.debug("no registry settings from the cluster: \(error)")
             tried.append("reading secret d8-system/deckhouse-registry: \(error)")
         }
         let reference = try? Reference(parsing: image)
         let registry = access?.registry ?? reference?.name ?? parts.name
 
-        // 1. The image's own /deckhouse/edition (and /deckhouse/version when the tag is unknown).
-        var wanted: Set<String> = ["deckhouse/edition"]
-        if tag == nil { wanted.insert("deckhouse/version") }
-        var files: [String: [UInt8]] = [:]
-        var imageProblem: String?
-        if let reference {
-            do {
-                files = try await readImageFiles(wanted, reference: reference, access: access, options: options)
-                if files["deckhouse/edition"] == nil {
-                    imageProblem = "the image has no file /deckhouse/edition"
-                }
-            } catch {
-                imageProblem = "\(error)"
-            }
-        } else {
-            imageProblem = "the image name cannot be parsed as HOST/PATH[:TAG][@DIGEST]"
+        let read = await readDeckhouseFiles(of: reference, needVersion: parts.tag == nil, access: access, options: options)
+        let tag = try parts.tag ?? tagFromVersionFile(read, image: image)
+        func found(_ edition: String, source: String) -> ClusterInfo {
+            ClusterInfo(tag: tag, edition: edition, image: image, registry: registry, editionSource: source)
         }
 
-        if tag == nil {
-            let version = files["deckhouse/version"].map {
-                String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            } ?? ""
-            if !version.isEmpty, !version.contains(where: { $0.isWhitespace }) {
-                tag = version
-            } else {
-                let why = imageProblem ?? "the image has no file /deckhouse/version"
-                throw ClusterError.noTag("container deckhouse of deployment d8-system/deckhouse runs image \(image), which is referenced by digest without a tag, so the Deckhouse version is unknown, and /deckhouse/version of the image cannot be read (\(why)); pass the version with --deckhouse-tag instead")
-            }
-        }
-        guard let tag else { throw ClusterError.noTag("cannot tell the tag of image \(image)") }
-
-        if let bytes = files["deckhouse/edition"] {
-            let text = String(decoding: bytes, as: UTF8.self)
-            if let edition = normalizeEdition(text) {
-                return ClusterInfo(tag: tag, edition: edition, image: image, registry: registry, editionSource: editionSourceImage)
+        // 1. The image's own /deckhouse/edition.
+        if let bytes = read.files["deckhouse/edition"] {
+            if let edition = normalizeEdition(String(decoding: bytes, as: UTF8.self)) {
+                return found(edition, source: editionSourceImage)
             }
             tried.append("file /deckhouse/edition of image \(image): its content is not an edition name")
         } else {
-            tried.append("file /deckhouse/edition of image \(image): \(imageProblem ?? "not found")")
+            tried.append("file /deckhouse/edition of image \(image): \(read.problem ?? "not found")")
         }
-        logger.debug("edition not read from the image: \(tried.last ?? "")")
+        options.logger.debug("edition not read from the image: \(tried.last ?? "")")
 
         // 2. The registry path, when it is the official registry's /deckhouse/<edition>.
         var candidates: [(host: String, path: String)] = []
@@ -144,7 +113,7 @@ public enum ClusterDetector {
         if let reference { candidates.append((reference.host, reference.repository)) }
         for candidate in candidates {
             if let edition = editionFromRegistryPath(host: candidate.host, path: candidate.path, official: options.officialRegistries) {
-                return ClusterInfo(tag: tag, edition: edition, image: image, registry: registry, editionSource: editionSourceRegistryPath)
+                return found(edition, source: editionSourceRegistryPath)
             }
         }
         let official = options.officialRegistries.sorted().joined(separator: ", ")
@@ -154,7 +123,7 @@ public enum ClusterDetector {
         do {
             let moduleConfig = try await client.deckhouseModuleConfig()
             if let value = moduleConfig.licenseEdition, let edition = normalizeEdition(value) {
-                return ClusterInfo(tag: tag, edition: edition, image: image, registry: registry, editionSource: editionSourceModuleConfig)
+                return found(edition, source: editionSourceModuleConfig)
             }
             tried.append("moduleconfig deckhouse: it has no .spec.settings.license.edition")
         } catch {
@@ -164,6 +133,53 @@ public enum ClusterDetector {
     }
 
     // MARK: Pieces
+
+    /// The image of container `deckhouse` of deployment `d8-system/deckhouse`.
+    static func deckhouseImage(client: KubeClient) async throws -> String {
+        let deployment = try await client.deckhouseDeployment()
+        let names = deployment.containers.map(\.name)
+        guard let container = deployment.containers.first(where: { $0.name == "deckhouse" }) else {
+            throw ClusterError.noTag("deployment d8-system/deckhouse has no container named deckhouse (containers: \(names.isEmpty ? "none" : names.joined(separator: ", "))); is this a Deckhouse cluster?")
+        }
+        guard let image = container.image?.trimmingCharacters(in: .whitespaces), !image.isEmpty else {
+            throw ClusterError.noTag("container deckhouse of deployment d8-system/deckhouse has no image")
+        }
+        return image
+    }
+
+    /// The files read out of the deckhouse image, or why they could not be.
+    struct DeckhouseFiles {
+        var files: [String: [UInt8]] = [:]
+        var problem: String?
+    }
+
+    /// Reads /deckhouse/edition (and /deckhouse/version when the tag is unknown) out of the image.
+    static func readDeckhouseFiles(of reference: Reference?, needVersion: Bool, access: RegistryAccess?,
+                                   options: Options) async -> DeckhouseFiles {
+        guard let reference else {
+            return DeckhouseFiles(problem: "the image name cannot be parsed as HOST/PATH[:TAG][@DIGEST]")
+        }
+        var wanted: Set<String> = ["deckhouse/edition"]
+        if needVersion { wanted.insert("deckhouse/version") }
+        do {
+            let files = try await readImageFiles(wanted, reference: reference, access: access, options: options)
+            return DeckhouseFiles(files: files, problem: files["deckhouse/edition"] == nil ? "the image has no file /deckhouse/edition" : nil)
+        } catch {
+            return DeckhouseFiles(problem: "\(error)")
+        }
+    }
+
+    /// The tag of an image referenced by digest alone: its /deckhouse/version.
+    static func tagFromVersionFile(_ read: DeckhouseFiles, image: String) throws -> String {
+        let version = read.files["deckhouse/version"].map {
+            String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        } ?? ""
+        guard !version.isEmpty, !version.contains(where: { $0.isWhitespace }) else {
+            let why = read.problem ?? "the image has no file /deckhouse/version"
+            throw ClusterError.noTag("container deckhouse of deployment d8-system/deckhouse runs image \(image), which is referenced by digest without a tag, so the Deckhouse version is unknown, and /deckhouse/version of the image cannot be read (\(why)); pass the version with --deckhouse-tag instead")
+        }
+        return version
+    }
 
     /// `ee`, `se-plus`: lowercased, trimmed, letters, digits and '-' only; nil otherwise.
     public static func normalizeEdition(_ text: String) -> String? {

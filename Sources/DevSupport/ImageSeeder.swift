@@ -95,17 +95,6 @@ public enum ImageSeeder {
         return SeededImage(repository: repository, tag: tag, manifestDigest: digest, manifestBytes: bytes, config: config, layers: layers)
     }
 
-    /// One small image (two layers) pushed into `registry` (which takes no password), through a
-    /// client made for it: plain HTTP, or TLS trusting `caFile`.
-    public static func seedSmallImage(registry: TestRegistry, repository: String, tag: String, caFile: String? = nil) async throws {
-        var configuration = RegistryConfiguration()
-        configuration.insecure = !registry.isTLS
-        configuration.caFile = caFile
-        _ = try await RegistryClient.with(host: registry.host, configuration: configuration) { client in
-            try await pushImage(client, repository: repository, tag: tag, layerSizes: [4096, 1024])
-        }
-    }
-
     /// An OCI index over the given images (already pushed to `repository`), tagged `tag`.
     public static func pushIndex(_ client: RegistryClient, repository: String, tag: String, images: [SeededImage]) async throws -> Digest {
         let platforms = ["amd64", "arm64", "ppc64le", "s390x"]

@@ -1,4 +1,4 @@
-import DKP
+import Cluster
 import Foundation
 import Network
 import Testing

@@ -4,7 +4,7 @@ import Registry
 import Testing
 import TestSupport
 
-@testable import DKP
+@testable import Cluster
 
 @Suite("Cluster detection: fake API server, real registries")
 struct ClusterDetectTests {

@@ -6,7 +6,7 @@ import Registry
 import Streams
 import TestSupport
 
-@testable import DKP
+@testable import Cluster
 
 /// Kubeconfig YAML with one context `dkp-test` (cluster `dkp-test-cluster`, user
 /// `dkp-test-user`); `cluster` and `user` are extra lines of those entries.

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 
-@testable import DKP
+@testable import Cluster
 
 /// Reading the recorded registry-state, the publicDomainTemplate and the Ingress list
 /// (testdata/cluster) without a server.

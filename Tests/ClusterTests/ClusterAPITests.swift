@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 
-@testable import DKP
+@testable import Cluster
 
 @Suite("Kubernetes API client against a fake API server")
 struct ClusterAPITests {

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import DKP
+@testable import Cluster
 
 @Suite("Kubeconfig discovery and parsing")
 struct ClusterKubeconfigTests {

@@ -1,0 +1,114 @@
+import Foundation
+import Network
+
+/// How to reach one Kubernetes API server, resolved from a kubeconfig file: the selected
+/// context's cluster (server, trust) and user (credentials). File references in the
+/// kubeconfig (`certificate-authority`, `client-certificate`, `client-key`, `tokenFile`) are
+/// read when it is loaded, so a missing file is reported with the kubeconfig that names it.
+///
+/// `description` never shows a secret (token, password, client key).
+public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// The file this came from.
+    public var path: String
+    public var contextName: String
+    public var clusterName: String
+    /// The kubeconfig user name (not a Kubernetes identity; it names the entry in `users`).
+    public var userName: String
+    /// `https://api.example.com:6443` (a path prefix, as proxies use, is kept).
+    public var server: String
+    /// PEM of the CA(s) to trust for the API server instead of the system's, when set.
+    public var certificateAuthorityPEM: [UInt8]?
+    /// Where the CA came from, for errors: `certificate-authority-data` or the file path.
+    public var certificateAuthoritySource: String?
+    public var insecureSkipTLSVerify: Bool
+    public var credentials: KubeCredentials
+    /// The cluster's `proxy-url`: every request to the API server goes through it (as kubectl
+    /// does), whatever the proxy variables say.
+    public var proxy: ProxyEndpoint?
+
+    public init(path: String, contextName: String, clusterName: String, userName: String, server: String,
+                certificateAuthorityPEM: [UInt8]? = nil, certificateAuthoritySource: String? = nil,
+                insecureSkipTLSVerify: Bool = false, credentials: KubeCredentials = KubeCredentials(),
+                proxy: ProxyEndpoint? = nil) {
+        self.path = path
+        self.contextName = contextName
+        self.clusterName = clusterName
+        self.userName = userName
+        self.server = server
+        self.certificateAuthorityPEM = certificateAuthorityPEM
+        self.certificateAuthoritySource = certificateAuthoritySource
+        self.insecureSkipTLSVerify = insecureSkipTLSVerify
+        self.credentials = credentials
+        self.proxy = proxy
+    }
+
+    public var description: String {
+        "Kubeconfig(\(path), context \(contextName), cluster \(clusterName) at \(server), user \(userName): \(credentials))"
+    }
+
+    public var debugDescription: String { description }
+
+    // MARK: Finding the file
+
+    /// The kubeconfig file to use: `explicitPath` if given, else the first existing file of
+    /// `$KUBECONFIG` (a ':'-separated list), else `~/.kube/config`. Throws
+    /// `ClusterError.kubeconfigNotFound` saying what was looked at.
+    public static func locate(explicitPath: String? = nil,
+                              environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+        let files = FileManager.default
+        if let explicitPath {
+            let path = expandTilde(explicitPath, environment: environment)
+            var isDirectory: ObjCBool = false
+            guard files.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                throw ClusterError.kubeconfigNotFound("kubeconfig \(explicitPath) does not exist; pass --kubeconfig with the path of the cluster's kubeconfig")
+            }
+            guard !isDirectory.boolValue else {
+                throw ClusterError.kubeconfigNotFound("kubeconfig \(explicitPath) is a directory; pass --kubeconfig with the path of a kubeconfig file")
+            }
+            return path
+        }
+        if let list = environment["KUBECONFIG"], !list.trimmingCharacters(in: .whitespaces).isEmpty {
+            let candidates = list.split(separator: ":", omittingEmptySubsequences: true).map { expandTilde(String($0), environment: environment) }
+            for candidate in candidates {
+                var isDirectory: ObjCBool = false
+                if files.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue {
+                    return candidate
+                }
+            }
+            throw ClusterError.kubeconfigNotFound("no file of $KUBECONFIG exists (\(candidates.joined(separator: ", "))); fix KUBECONFIG or pass --kubeconfig PATH")
+        }
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        let path = home + "/.kube/config"
+        guard files.fileExists(atPath: path) else {
+            throw ClusterError.kubeconfigNotFound("no kubeconfig found: \(path) does not exist and KUBECONFIG is not set; pass --kubeconfig PATH or set KUBECONFIG")
+        }
+        return path
+    }
+
+    /// Locates (see `locate`) and loads a kubeconfig, selecting `context` or else the file's
+    /// `current-context`.
+    public static func load(path: String? = nil, context: String? = nil,
+                            environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Kubeconfig {
+        let file = try locate(explicitPath: path, environment: environment)
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: file))
+        } catch {
+            throw ClusterError.invalidKubeconfig(path: file, message: "cannot be read (\(Self.shortReason(error))); check its permissions")
+        }
+        return try Kubeconfig(yaml: String(decoding: data, as: UTF8.self), path: file, context: context, environment: environment)
+    }
+
+    // MARK: Helpers
+
+    static func expandTilde(_ path: String, environment: [String: String]) -> String {
+        guard path == "~" || path.hasPrefix("~/") else { return path }
+        let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        return home + path.dropFirst()
+    }
+
+    static func shortReason(_ error: Error) -> String {
+        let text = (error as? LocalizedError)?.errorDescription ?? String(describing: error)
+        return String(text.prefix(200))
+    }
+}

@@ -1,0 +1,125 @@
+/// The credentials of a kubeconfig user. Any combination may be set (kubectl sends a
+/// client certificate during TLS and a token header together). Never printed.
+public struct KubeCredentials: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    public var token: String?
+    public var clientCertificatePEM: [UInt8]?
+    public var clientKeyPEM: [UInt8]?
+    public var basic: Credentials?
+
+    /// A username and password (basic auth); `description` hides the password.
+    public struct Credentials: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+        public var username: String
+        public var password: String
+        public init(username: String, password: String) {
+            self.username = username
+            self.password = password
+        }
+        public var description: String { "\(username):****" }
+        public var debugDescription: String { description }
+    }
+
+    public init(token: String? = nil, clientCertificatePEM: [UInt8]? = nil, clientKeyPEM: [UInt8]? = nil,
+                basic: Credentials? = nil) {
+        self.token = token
+        self.clientCertificatePEM = clientCertificatePEM
+        self.clientKeyPEM = clientKeyPEM
+        self.basic = basic
+    }
+
+    public var hasAny: Bool { token != nil || clientCertificatePEM != nil || basic != nil }
+
+    /// What kinds of credentials are set, e.g. `token, client certificate`, or `anonymous`.
+    public var kinds: String {
+        var kinds: [String] = []
+        if token != nil { kinds.append("token") }
+        if clientCertificatePEM != nil { kinds.append("client certificate") }
+        if let basic { kinds.append("basic auth as \(basic.username)") }
+        return kinds.isEmpty ? "anonymous" : kinds.joined(separator: ", ")
+    }
+
+    public var description: String { "credentials(\(kinds))" }
+    public var debugDescription: String { description }
+}
+
+/// The subset of the kubeconfig schema dkp-mirror reads; every field optional so that a
+/// missing one is reported by name rather than as a decoding failure.
+struct KubeconfigFile: Decodable {
+    var currentContext: String?
+    var clusters: [NamedCluster]?
+    var contexts: [NamedContext]?
+    var users: [NamedUser]?
+
+    enum CodingKeys: String, CodingKey {
+        case currentContext = "current-context"
+        case clusters, contexts, users
+    }
+
+    struct NamedCluster: Decodable {
+        var name: String?
+        var cluster: Cluster?
+    }
+
+    struct Cluster: Decodable {
+        var server: String?
+        var certificateAuthorityData: String?
+        var certificateAuthority: String?
+        var insecureSkipTLSVerify: Bool?
+        var proxyURL: String?
+
+        enum CodingKeys: String, CodingKey {
+            case server
+            case certificateAuthorityData = "certificate-authority-data"
+            case certificateAuthority = "certificate-authority"
+            case insecureSkipTLSVerify = "insecure-skip-tls-verify"
+            case proxyURL = "proxy-url"
+        }
+    }
+
+    struct NamedContext: Decodable {
+        var name: String?
+        var context: Context?
+    }
+
+    struct Context: Decodable {
+        var cluster: String?
+        var user: String?
+        var namespace: String?
+    }
+
+    struct NamedUser: Decodable {
+        var name: String?
+        var user: User?
+    }
+
+    struct User: Decodable {
+        var token: String?
+        var tokenFile: String?
+        var clientCertificateData: String?
+        var clientKeyData: String?
+        var clientCertificate: String?
+        var clientKey: String?
+        var username: String?
+        var password: String?
+        var exec: Exec?
+        var authProvider: AuthProvider?
+
+        init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case token, tokenFile, username, password, exec
+            case clientCertificateData = "client-certificate-data"
+            case clientKeyData = "client-key-data"
+            case clientCertificate = "client-certificate"
+            case clientKey = "client-key"
+            case authProvider = "auth-provider"
+        }
+    }
+
+    struct Exec: Decodable {
+        var command: String?
+    }
+
+    struct AuthProvider: Decodable {
+        var name: String?
+    }
+}

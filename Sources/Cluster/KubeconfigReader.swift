@@ -1,0 +1,261 @@
+import Foundation
+import Network
+import Yams
+
+extension Kubeconfig {
+    /// Parses kubeconfig YAML. `path` names the file in errors and anchors relative file
+    /// references (as kubectl resolves them: against the kubeconfig's directory).
+    public init(yaml: String, path: String, context: String? = nil,
+                environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        let reader = KubeconfigReader(path: path, environment: environment)
+        let file = try reader.decode(yaml)
+        let (contextName, contextEntry) = try reader.selectContext(context, in: file)
+        let (clusterName, cluster) = try reader.cluster(of: contextName, contextEntry, in: file)
+        let server = try reader.server(of: clusterName, cluster)
+        let proxy = try reader.proxy(of: clusterName, cluster)
+        let trust = try reader.trust(of: clusterName, cluster)
+        let userName = contextEntry.context?.user ?? ""
+        let credentials = userName.isEmpty
+            ? KubeCredentials()
+            : try reader.credentials(of: userName, context: contextName, in: file)
+        self.init(path: path, contextName: contextName, clusterName: clusterName,
+                  userName: userName.isEmpty ? "(none)" : userName,
+                  server: server.hasSuffix("/") ? String(server.dropLast()) : server,
+                  certificateAuthorityPEM: trust?.pem, certificateAuthoritySource: trust?.source,
+                  insecureSkipTLSVerify: cluster.insecureSkipTLSVerify ?? false,
+                  credentials: credentials, proxy: proxy)
+    }
+}
+
+/// The steps of reading one kubeconfig file, each failing with a message that names the
+/// context, cluster or user and the field at fault.
+struct KubeconfigReader {
+    let path: String
+    let environment: [String: String]
+
+    func fail(_ message: String) -> ClusterError { .invalidKubeconfig(path: path, message: message) }
+
+    func decode(_ yaml: String) throws -> KubeconfigFile {
+        guard !yaml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw fail("is empty; use the kubeconfig of the cluster (e.g. /etc/kubernetes/admin.conf on a master)")
+        }
+        do {
+            return try YAMLDecoder().decode(KubeconfigFile.self, from: yaml)
+        } catch let error as DecodingError {
+            throw fail(Self.describe(error))
+        } catch {
+            throw fail("is not valid YAML (\(Kubeconfig.shortReason(error)))")
+        }
+    }
+
+    /// `requested`, else the file's `current-context`, else its only context.
+    func selectContext(_ requested: String?, in file: KubeconfigFile) throws -> (String, KubeconfigFile.NamedContext) {
+        let contexts = file.contexts ?? []
+        let names = contexts.compactMap(\.name)
+        let contextName: String
+        if let requested {
+            contextName = requested
+        } else if let current = file.currentContext, !current.isEmpty {
+            contextName = current
+        } else if contexts.count == 1, let only = contexts[0].name {
+            contextName = only
+        } else {
+            throw fail("has no current-context; pass --context NAME\(names.isEmpty ? " (it defines no contexts either)" : " (contexts: \(names.joined(separator: ", ")))")")
+        }
+        guard let entry = contexts.first(where: { $0.name == contextName }) else {
+            throw fail("has no context '\(contextName)'\(names.isEmpty ? "" : " (contexts: \(names.joined(separator: ", ")))")\(requested != nil ? "; pass --context with one of them" : "; fix current-context or pass --context")")
+        }
+        return (contextName, entry)
+    }
+
+    func cluster(of contextName: String, _ context: KubeconfigFile.NamedContext,
+                 in file: KubeconfigFile) throws -> (String, KubeconfigFile.Cluster) {
+        guard let clusterName = context.context?.cluster, !clusterName.isEmpty else {
+            throw fail("context '\(contextName)' has no field context.cluster")
+        }
+        guard let entry = file.clusters?.first(where: { $0.name == clusterName }) else {
+            throw fail("context '\(contextName)' names cluster '\(clusterName)', which is not in clusters")
+        }
+        guard let cluster = entry.cluster else {
+            throw fail("cluster '\(clusterName)' has no field cluster")
+        }
+        return (clusterName, cluster)
+    }
+
+    func server(of clusterName: String, _ cluster: KubeconfigFile.Cluster) throws -> String {
+        guard let server = cluster.server?.trimmingCharacters(in: .whitespaces), !server.isEmpty else {
+            throw fail("cluster '\(clusterName)' has no field cluster.server")
+        }
+        guard let url = URL(string: server), let scheme = url.scheme?.lowercased(), scheme == "https" || scheme == "http",
+              let host = url.host, !host.isEmpty else {
+            throw fail("cluster '\(clusterName)' has server '\(server)', which is not an https:// (or http://) URL")
+        }
+        return server
+    }
+
+    func proxy(of clusterName: String, _ cluster: KubeconfigFile.Cluster) throws -> ProxyEndpoint? {
+        guard let proxyURL = cluster.proxyURL, !proxyURL.isEmpty else { return nil }
+        do {
+            return try ProxyEndpoint.parse(proxyURL, source: "proxy-url")
+        } catch let error as NetworkSettingsError {
+            throw fail("cluster '\(clusterName)': \(error)")
+        }
+    }
+
+    /// The cluster's CA, inline or from a file, and where it came from (for errors).
+    func trust(of clusterName: String, _ cluster: KubeconfigFile.Cluster) throws -> (pem: [UInt8], source: String)? {
+        let owner = "cluster '\(clusterName)'"
+        if let data = cluster.certificateAuthorityData, !data.isEmpty {
+            return (try decodeBase64(data, field: "certificate-authority-data", owner: owner),
+                    "certificate-authority-data of \(owner)")
+        }
+        if let file = cluster.certificateAuthority, !file.isEmpty {
+            return (try readFile(file, field: "certificate-authority", owner: owner),
+                    "certificate-authority \(resolve(file)) of \(owner)")
+        }
+        return nil
+    }
+
+    func credentials(of userName: String, context contextName: String, in file: KubeconfigFile) throws -> KubeCredentials {
+        guard let entry = file.users?.first(where: { $0.name == userName }) else {
+            throw fail("context '\(contextName)' names user '\(userName)', which is not in users")
+        }
+        let user = entry.user ?? KubeconfigFile.User()
+        let owner = "user '\(userName)'"
+        var credentials = KubeCredentials()
+        credentials.token = try token(of: user, owner: owner)
+        if let (certificate, key) = try clientCertificate(of: user, owner: owner) {
+            credentials.clientCertificatePEM = certificate
+            credentials.clientKeyPEM = key
+        }
+        if let username = user.username, !username.isEmpty {
+            guard let password = user.password else {
+                throw fail("\(owner) has field username but no field password")
+            }
+            credentials.basic = KubeCredentials.Credentials(username: username, password: password)
+        }
+        if !credentials.hasAny { try refuseUnsupported(user, named: userName) }
+        return credentials
+    }
+
+    func token(of user: KubeconfigFile.User, owner: String) throws -> String? {
+        if let token = user.token, !token.isEmpty {
+            return token.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard let tokenFile = user.tokenFile, !tokenFile.isEmpty else { return nil }
+        let bytes = try readFile(tokenFile, field: "tokenFile", owner: owner)
+        let token = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty else { throw fail("\(owner) field tokenFile names \(resolve(tokenFile)), which is empty") }
+        return token
+    }
+
+    /// The client certificate and key, each inline or from a file; one without the other is an error.
+    func clientCertificate(of user: KubeconfigFile.User, owner: String) throws -> ([UInt8], [UInt8])? {
+        var certificate: [UInt8]?
+        var key: [UInt8]?
+        if let data = user.clientCertificateData, !data.isEmpty {
+            certificate = try decodeBase64(data, field: "client-certificate-data", owner: owner)
+        } else if let file = user.clientCertificate, !file.isEmpty {
+            certificate = try readFile(file, field: "client-certificate", owner: owner)
+        }
+        if let data = user.clientKeyData, !data.isEmpty {
+            key = try decodeBase64(data, field: "client-key-data", owner: owner)
+        } else if let file = user.clientKey, !file.isEmpty {
+            key = try readFile(file, field: "client-key", owner: owner)
+        }
+        switch (certificate, key) {
+        case let (certificate?, key?):
+            return (certificate, key)
+        case (.some, nil):
+            throw fail("\(owner) has a client certificate but no field client-key-data (or client-key)")
+        case (nil, .some):
+            throw fail("\(owner) has a client key but no field client-certificate-data (or client-certificate)")
+        case (nil, nil):
+            return nil
+        }
+    }
+
+    /// A user with no credentials of ours: say why when it uses a plugin dkp-mirror does not run.
+    func refuseUnsupported(_ user: KubeconfigFile.User, named userName: String) throws {
+        let instead = "use a kubeconfig whose user has a token or a client certificate (e.g. /etc/kubernetes/admin.conf from a master, or a ServiceAccount token from `kubectl create token`)"
+        if let exec = user.exec {
+            let command = exec.command.map { " (command '\($0)')" } ?? ""
+            throw ClusterError.unsupportedAuthentication(path: path, message: "user '\(userName)' authenticates through an exec plugin\(command), which dkp-mirror does not run; \(instead)")
+        }
+        if let provider = user.authProvider {
+            let name = provider.name.map { " '\($0)'" } ?? ""
+            throw ClusterError.unsupportedAuthentication(path: path, message: "user '\(userName)' authenticates through auth-provider\(name), which dkp-mirror does not support; \(instead)")
+        }
+    }
+
+    // MARK: File references
+
+    /// A file reference as kubectl resolves it: `~` expanded, relative to the kubeconfig's directory.
+    func resolve(_ reference: String) -> String {
+        let expanded = Kubeconfig.expandTilde(reference, environment: environment)
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        return expanded.hasPrefix("/") ? expanded : directory + "/" + expanded
+    }
+
+    func readFile(_ reference: String, field: String, owner: String) throws -> [UInt8] {
+        let full = resolve(reference)
+        guard let data = FileManager.default.contents(atPath: full) else {
+            throw fail("\(owner) field \(field) names \(full), which does not exist or cannot be read")
+        }
+        return Array(data)
+    }
+
+    func decodeBase64(_ text: String, field: String, owner: String) throws -> [UInt8] {
+        let cleaned = text.filter { !$0.isWhitespace }
+        guard let data = Data(base64Encoded: cleaned), !data.isEmpty else {
+            throw fail("\(owner) field \(field) is not valid base64")
+        }
+        return Array(data)
+    }
+
+    // MARK: Decoding errors
+
+    /// A decoding error as "field X: problem", with the YAML path written kubectl-style.
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ keys: [CodingKey]) -> String {
+            var out = ""
+            for key in keys {
+                if let index = key.intValue {
+                    out += "[\(index)]"
+                } else {
+                    out += out.isEmpty ? key.stringValue : ".\(key.stringValue)"
+                }
+            }
+            return out.isEmpty ? "(top level)" : out
+        }
+        switch error {
+        case let .typeMismatch(type, context):
+            return "field \(path(context.codingPath)) has the wrong type (expected \(Self.typeName(type)))"
+        case let .valueNotFound(type, context):
+            return "field \(path(context.codingPath)) is missing (expected \(Self.typeName(type)))"
+        case let .keyNotFound(key, context):
+            return "field \(path(context.codingPath + [key])) is missing"
+        case let .dataCorrupted(context):
+            if context.codingPath.isEmpty {
+                return "is not valid YAML (\(String(context.debugDescription.prefix(200))))"
+            }
+            return "field \(path(context.codingPath)) is invalid (\(String(context.debugDescription.prefix(200))))"
+        @unknown default:
+            return "cannot be parsed"
+        }
+    }
+
+    static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: return "a string"
+        case is Bool.Type: return "true or false"
+        case is [Any].Type: return "a list"
+        default:
+            let name = String(describing: type)
+            // Yams reports its node kinds (`Sequence`, `Mapping`) rather than the Swift type.
+            if name.hasPrefix("Array") || name.contains("Sequence") { return "a list" }
+            if name.contains("Scalar") { return "a single value" }
+            return "a mapping"
+        }
+    }
+}
