@@ -133,30 +133,28 @@ public struct BlobDownload: AsyncSequence, Sendable {
                 headers.add(name: "Range", value: "bytes=\(from)-")
             }
             let transport = download.transport
-            let response = try await transport.send(RegistryRequest(
-                method: .GET,
-                url: "\(transport.baseURL)/v2/\(RegistryClient.escaped(download.repository))/blobs/\(download.descriptor.digest)",
-                headers: headers,
-                scopes: [.pull(download.repository)]))
-            switch response.status.code {
+            let (response, stream) = try await transport.open(RegistryOperation(
+                .GET, "\(transport.baseURL)/v2/\(RegistryClient.escaped(download.repository))/blobs/\(download.descriptor.digest)",
+                headers: headers, scopes: [.pull(download.repository)], expecting: [200, 206],
+                what: what, repository: download.repository, action: "pull"))
+            switch response.status {
             case 200 where partial:
-                await Transport.drain(response)
+                await Transport.drain(stream)
                 throw RangeNotSupported(host: transport.host)
             case 200:
                 // A full body: skip what we already have (a server that does not do ranges).
                 skip = received
             case 206 where from > 0 || partial:
-                let rangeStart = response.headers.first(name: "Content-Range").flatMap(Self.rangeStart)
-                guard rangeStart == from else {
-                    await Transport.drain(response)
+                guard response.header("Content-Range").flatMap(Self.rangeStart) == from else {
+                    await Transport.drain(stream)
                     throw RegistryError.invalidResponse(what: what, detail: "resumed at the wrong offset")
                 }
                 skip = 0
             default:
-                throw await transport.unexpected(response, method: "GET", url: "\(transport.baseURL)/v2/\(RegistryClient.escaped(download.repository))/blobs/\(download.descriptor.digest)",
-                                                 what: what, repository: download.repository, action: "pull")
+                await Transport.drain(stream)
+                throw RegistryError.invalidResponse(what: what, detail: "status 206 to a request without Range")
             }
-            body = response.body.makeAsyncIterator()
+            body = stream.makeAsyncIterator()
         }
 
         /// The first byte of `Content-Range: bytes START-END/TOTAL`.

@@ -16,19 +16,11 @@ extension RegistryClient {
             }
             let what = "a catalog page of \(host)"
             // No scope: with a Bearer challenge the registry names the one it wants (registry:catalog:*).
-            let page: (link: String?, body: ByteBuffer)? = try await transport.retrying(what) {
-                let response = try await transport.send(RegistryRequest(method: .GET, url: current, scopes: []))
-                if [401, 403, 404].contains(response.status.code) {
-                    await Transport.drain(response)
-                    return nil
-                }
-                guard response.status.code == 200 else {
-                    throw await unexpected(response, method: "GET", url: current, what: "the catalog of \(host)",
-                                           repository: "", action: "list")
-                }
-                return (response.headers.first(name: "Link"), try await transport.collect(response, upTo: 64 << 20, what: what))
-            }
-            guard let (link, body) = page else {
+            let (response, body) = try await transport.execute(
+                RegistryOperation(.GET, current, scopes: [], expecting: [200, 401, 403, 404],
+                                  what: "the catalog of \(host)", repository: "", action: "list"),
+                collectingUpTo: 64 << 20, reading: what)
+            guard response.status == 200 else {
                 // Refused halfway: a partial list would pass for a whole one.
                 if pages == 1 { return nil }
                 throw RegistryError.invalidResponse(what: "the catalog of \(host)", detail: "page \(pages) was refused after page 1 was served")
@@ -38,7 +30,7 @@ extension RegistryClient {
                 throw RegistryError.invalidResponse(what: "the catalog of \(host)", detail: "not a repository list")
             }
             repositories += decoded.repositories ?? []
-            url = link.flatMap(nextLink(fromLinkHeader:)).flatMap { Transport.resolve($0, against: current) }
+            url = response.header("Link").flatMap(nextLink(fromLinkHeader:)).flatMap { Transport.resolve($0, against: current) }
         }
         return repositories
     }

@@ -206,8 +206,13 @@ final class Transport: Sendable {
 
     // MARK: helpers
 
+    /// Reads away a response's body (a small one; a larger one is dropped with its connection).
     static func drain(_ response: HTTPClientResponse) async {
-        _ = try? await response.body.collect(upTo: 64 << 10)
+        await drain(response.body)
+    }
+
+    static func drain(_ body: HTTPClientResponse.Body) async {
+        _ = try? await body.collect(upTo: 64 << 10)
     }
 
     /// Reads an error body (up to 64 KiB) into a short human message.

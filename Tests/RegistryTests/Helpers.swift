@@ -31,6 +31,6 @@ func withClient<T: Sendable>(_ client: RegistryClient, _ body: (RegistryClient) 
 /// Drains a blob download, returning its byte count.
 func download(_ client: RegistryClient, repository: String, descriptor: Descriptor) async throws -> Int64 {
     var total: Int64 = 0
-    try await client.fetchBlob(repository: repository, descriptor: descriptor) { total += Int64($0.readableBytes) }
+    for try await chunk in client.blob(repository: repository, descriptor: descriptor) { total += Int64(chunk.readableBytes) }
     return total
 }

@@ -1,0 +1,71 @@
+import Foundation
+import NIOHTTP1
+import OCI
+import Streams
+
+extension RegistryClient {
+    static let manifestAccept: HTTPHeaders = ["Accept": MediaType.manifestAcceptTypes.map(\.rawValue).joined(separator: ", ")]
+
+    /// `manifest HOST/REPO:TAG` or `manifest HOST/REPO@DIGEST`, for errors.
+    func manifestName(_ repository: String, _ reference: String) -> String {
+        "manifest \(host)/\(repository)\(reference.hasPrefix("sha256:") ? "@" : ":")\(reference)"
+    }
+
+    /// Fetches a manifest or index by tag or digest, with every manifest media type accepted.
+    /// The digest is checked against a digest reference, or else against `Docker-Content-Digest`.
+    public func manifest(repository: String, reference: String) async throws -> FetchedManifest {
+        let what = manifestName(repository, reference)
+        let (response, body) = try await transport.execute(
+            RegistryOperation(.GET, url(repository, "manifests", reference), headers: Self.manifestAccept,
+                              scopes: [.pull(repository)], expecting: [200], what: what, repository: repository, action: "pull"),
+            collectingUpTo: ManifestDocument.maxSize)
+        let bytes = Array(body.readableBytesView)
+        let digest = SHA256.digest(of: bytes)
+        if let expected = try? Digest(parsing: reference), expected != digest {
+            throw RegistryError.digestMismatch(what: what, expected: expected, actual: digest)
+        }
+        if let announced = response.contentDigest, announced != digest {
+            throw RegistryError.digestMismatch(what: what, expected: announced, actual: digest)
+        }
+        let contentType = response.header("Content-Type").map(MediaType.init(contentType:))
+        let document: ManifestDocument
+        do {
+            document = try ManifestDocument.parse(bytes, contentType: contentType)
+        } catch {
+            throw RegistryError.invalidResponse(what: what, detail: "\(error)")
+        }
+        return FetchedManifest(bytes: bytes, mediaType: document.mediaType, digest: digest, document: document)
+    }
+
+    /// `HEAD` of a manifest: its descriptor, or nil when the registry does not have it.
+    public func manifestDescriptor(repository: String, reference: String) async throws -> Descriptor? {
+        let response = try await transport.execute(
+            RegistryOperation(.HEAD, url(repository, "manifests", reference), headers: Self.manifestAccept,
+                              scopes: [.pull(repository)], expecting: [200, 404],
+                              what: "manifest \(host)/\(repository):\(reference)", repository: repository, action: "pull"))
+        guard response.status == 200 else { return nil }
+        guard let header = response.header("Docker-Content-Digest"), let digest = try? Digest(parsing: header) else {
+            // No digest header: fall back to fetching the bytes and hashing them.
+            return try await manifest(repository: repository, reference: reference).descriptor
+        }
+        let mediaType = response.header("Content-Type").map(MediaType.init(contentType:)) ?? .ociManifest
+        return Descriptor(mediaType: mediaType, digest: digest, size: response.contentLength ?? 0)
+    }
+
+    /// Uploads manifest bytes unchanged under a tag or digest; returns their digest, checked
+    /// against the registry's `Docker-Content-Digest`.
+    @discardableResult
+    public func putManifest(repository: String, reference: String, bytes: [UInt8], mediaType: MediaType) async throws -> Digest {
+        let what = manifestName(repository, reference)
+        let digest = SHA256.digest(of: bytes)
+        let response = try await transport.execute(
+            RegistryOperation(.PUT, url(repository, "manifests", reference), headers: ["Content-Type": mediaType.rawValue],
+                              scopes: [.push(repository)], body: { .bytes(bytes) },
+                              expecting: [200, 201], what: what, repository: repository, action: "push"))
+        if let stored = response.contentDigest, stored != digest {
+            throw RegistryError.digestMismatch(what: what, expected: digest, actual: stored)
+        }
+        transport.statistics.withLockedValue { $0.bytesUploaded += Int64(bytes.count) }
+        return digest
+    }
+}
