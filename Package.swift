@@ -114,7 +114,7 @@ let package = Package(
         ], path: "Tests/TestSupport"),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
         .testTarget(name: "NetworkTests", dependencies: ["Network", "TestSupport", .product(name: "NIOSSL", package: "swift-nio-ssl")]),
-        .testTarget(name: "StreamsTests", dependencies: ["Streams", "OCI"]),
+        .testTarget(name: "StreamsTests", dependencies: ["Streams", "OCI", "DevSupport"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "OCI", "Streams", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "BundleTests", dependencies: ["Bundle", "Streams", "OCI", "TestSupport"]),

@@ -7,11 +7,11 @@ final class ProxyState: Sendable {
         var fault: FaultProxy.Fault = .none
         var generation: UInt64 = 1
         var cutsRemaining = 0
-        var cutRandom = FaultProxyRandom(seed: 0)
+        var cutRandom = SeededGenerator(seed: 0)
         var clientFault: FaultProxy.ClientFault = .none
         var clientGeneration: UInt64 = 1
         var clientCutsRemaining = 0
-        var clientRandom = FaultProxyRandom(seed: 0)
+        var clientRandom = SeededGenerator(seed: 0)
         /// `.holdAt` fired in the current client generation.
         var holding = false
         var patternMatches = 0
@@ -43,7 +43,7 @@ final class ProxyState: Sendable {
                 cutsRemaining = connections
             case .cutWithin(_, let connections, let seed):
                 cutsRemaining = connections
-                cutRandom = FaultProxyRandom(seed: seed)
+                cutRandom = SeededGenerator(seed: seed)
             case .none, .stall:
                 cutsRemaining = 0
             }
@@ -59,7 +59,7 @@ final class ProxyState: Sendable {
                 clientCutsRemaining = connections
             case .cutWithin(_, let connections, let seed):
                 clientCutsRemaining = connections
-                clientRandom = FaultProxyRandom(seed: seed)
+                clientRandom = SeededGenerator(seed: seed)
             case .none, .stall, .holdAt:
                 clientCutsRemaining = 0
             }
@@ -166,27 +166,6 @@ final class ProxyState: Sendable {
             }
             return (s.bytesPerSecond, link)
         }
-    }
-}
-
-/// A small seeded generator (FaultProxyRandom): the same seed gives the same offsets, so a failure
-/// found with random cut points reproduces.
-struct FaultProxyRandom {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func next(in range: ClosedRange<Int>) -> Int {
-        let span = UInt64(range.upperBound - range.lowerBound) &+ 1
-        guard span > 0 else { return range.lowerBound &+ Int(truncatingIfNeeded: next()) }
-        return range.lowerBound + Int(next() % span)
     }
 }
 

@@ -17,18 +17,8 @@ public struct SyntheticBlob: AsyncSequence, Sendable {
         self.seed = seed
     }
 
-    /// The pattern block for a seed (xorshift, cheap even in debug builds: 128K words).
-    static func pattern(seed: UInt64) -> [UInt8] {
-        var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-        var words = [UInt64](repeating: 0, count: block / 8)
-        for i in words.indices {
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            words[i] = state
-        }
-        return words.withUnsafeBytes { Array($0) }
-    }
+    /// The pattern block for a seed.
+    static func pattern(seed: UInt64) -> [UInt8] { SeededGenerator.bytes(block, seed: seed) }
 
     public func makeAsyncIterator() -> Iterator { Iterator(size: size, pattern: Self.pattern(seed: seed)) }
 

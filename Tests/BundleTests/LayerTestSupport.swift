@@ -126,23 +126,7 @@ final class LayerOpenCounter: @unchecked Sendable {
 enum LayerTestTools {
     /// Deterministic pseudo-random bytes (incompressible).
     static func noise(count: Int, seed: UInt64) -> [UInt8] {
-        var state = seed &+ 0x9E37_79B9_7F4A_7C15
-        var bytes = [UInt8](repeating: 0, count: count)
-        bytes.withUnsafeMutableBytes { buffer in
-            var index = 0
-            while index < count {
-                state ^= state << 13
-                state ^= state >> 7
-                state ^= state << 17
-                var word = state
-                for _ in 0..<8 where index < count {
-                    buffer[index] = UInt8(truncatingIfNeeded: word)
-                    word >>= 8
-                    index += 1
-                }
-            }
-        }
-        return bytes
+        SeededGenerator.bytes(count, seed: seed)
     }
 
     /// A field of /proc/self/status, in its unit (kB for memory, a count for Threads).

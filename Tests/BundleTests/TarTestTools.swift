@@ -15,21 +15,7 @@ enum TarTestTools {
 
     /// Deterministic pseudo-random bytes.
     static func bytes(_ count: Int, seed: UInt64) -> [UInt8] {
-        var state = seed &* 0x9E37_79B9_7F4A_7C15 &+ 0x2545_F491_4F6C_DD1D
-        var out = [UInt8](repeating: 0, count: count)
-        var index = 0
-        while index < count {
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            var word = state
-            for _ in 0..<8 where index < count {
-                out[index] = UInt8(truncatingIfNeeded: word)
-                word >>= 8
-                index += 1
-            }
-        }
-        return out
+        SeededGenerator.bytes(count, seed: seed)
     }
 
     static func read(_ path: String) throws -> [UInt8] {

@@ -14,141 +14,29 @@ enum Fixtures {
 
     static func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
-    static let ociManifest = """
-        {
-          "schemaVersion": 2,
-          "mediaType": "application/vnd.oci.image.manifest.v1+json",
-          "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": "sha256:\(hexA)",
-            "size": 7023
-          },
-          "layers": [
-            {
-              "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-              "digest": "sha256:\(hexB)",
-              "size": 32654
-            },
-            {
-              "mediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
-              "digest": "sha256:\(hexC)",
-              "size": 16724
-            }
-          ],
-          "annotations": { "com.example.key1": "value1" }
+    /// `testdata/manifests/NAME` (see testdata/README.md), as text.
+    static func manifestFile(_ name: String) -> String {
+        let testdata = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("testdata/manifests")
+        do {
+            let text = try String(contentsOf: testdata.appendingPathComponent(name), encoding: .utf8)
+            return text.hasSuffix("\n") ? String(text.dropLast()) : text
+        } catch {
+            fatalError("testdata/manifests/\(name) cannot be read (\(error)): the tests run from a checkout of the repository")
         }
-        """
+    }
 
-    static let ociIndex = """
-        {
-          "schemaVersion": 2,
-          "mediaType": "application/vnd.oci.image.index.v1+json",
-          "manifests": [
-            {
-              "mediaType": "application/vnd.oci.image.manifest.v1+json",
-              "size": 7143,
-              "digest": "sha256:\(hexA)",
-              "platform": { "architecture": "ppc64le", "os": "linux" }
-            },
-            {
-              "mediaType": "application/vnd.oci.image.manifest.v1+json",
-              "size": 7682,
-              "digest": "sha256:\(hexB)",
-              "platform": { "architecture": "arm64", "os": "linux", "variant": "v8" }
-            },
-            {
-              "mediaType": "application/vnd.oci.image.manifest.v1+json",
-              "size": 1234,
-              "digest": "sha256:\(hexC)",
-              "platform": {
-                "architecture": "amd64", "os": "windows",
-                "os.version": "10.0.17763.1457", "os.features": ["win32k"]
-              }
-            }
-          ],
-          "annotations": { "com.example.key1": "value1" }
-        }
-        """
+    static let ociManifest = manifestFile("oci-image-manifest.json")
 
-    static let dockerManifest = """
-        {
-           "schemaVersion": 2,
-           "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-           "config": {
-              "mediaType": "application/vnd.docker.container.image.v1+json",
-              "size": 7023,
-              "digest": "sha256:\(hexA)"
-           },
-           "layers": [
-              {
-                 "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                 "size": 32654,
-                 "digest": "sha256:\(hexB)"
-              },
-              {
-                 "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-                 "size": 73109,
-                 "digest": "sha256:\(hexC)",
-                 "urls": ["https://example.com/layer.tar.gz"]
-              }
-           ]
-        }
-        """
+    static let ociIndex = manifestFile("oci-image-index.json")
 
-    static let dockerManifestList = """
-        {
-          "schemaVersion": 2,
-          "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
-          "manifests": [
-            {
-              "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-              "size": 7143,
-              "digest": "sha256:\(hexA)",
-              "platform": { "architecture": "ppc64le", "os": "linux" }
-            },
-            {
-              "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-              "size": 7682,
-              "digest": "sha256:\(hexB)",
-              "platform": { "architecture": "amd64", "os": "linux", "features": ["sse4"] }
-            }
-          ]
-        }
-        """
+    static let dockerManifest = manifestFile("docker-schema2-manifest.json")
 
-    static let trivyManifest = """
-        {
-          "schemaVersion": 2,
-          "mediaType": "application/vnd.oci.image.manifest.v1+json",
-          "artifactType": "application/vnd.aquasec.trivy.config.v1+json",
-          "config": {
-            "mediaType": "application/vnd.aquasec.trivy.config.v1+json",
-            "digest": "sha256:\(hexA)",
-            "size": 2
-          },
-          "layers": [
-            {
-              "mediaType": "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip",
-              "digest": "sha256:\(hexB)",
-              "size": 61728914,
-              "annotations": { "org.opencontainers.image.title": "db.tar.gz" }
-            }
-          ],
-          "annotations": { "org.opencontainers.image.created": "2024-05-01T00:00:00Z" }
-        }
-        """
+    static let dockerManifestList = manifestFile("docker-schema2-manifest-list.json")
 
-    static let schema1 = """
-        {
-           "name": "hello-world",
-           "tag": "latest",
-           "architecture": "amd64",
-           "fsLayers": [ { "blobSum": "sha256:\(hexA)" } ],
-           "history": [],
-           "schemaVersion": 1,
-           "signatures": []
-        }
-        """
+    static let trivyManifest = manifestFile("trivy-db-artifact.json")
+
+    static let schema1 = manifestFile("docker-schema1-refused.json")
 
     /// An image manifest without a mediaType field.
     static let bareImage = """

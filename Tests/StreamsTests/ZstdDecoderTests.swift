@@ -1,3 +1,4 @@
+import DevSupport
 import Foundation
 import Streams
 import Testing
@@ -9,15 +10,12 @@ import Testing
     static func sample(_ count: Int, seed: UInt64 = 1) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(count)
-        var state = seed
+        var generator = SeededGenerator(seed: seed)
         var line = 0
         while bytes.count < count {
             line += 1
             if line % 50 == 0 {
-                for _ in 0..<200 {
-                    state = state &* 6364136223846793005 &+ 1442695040888963407
-                    bytes.append(UInt8(truncatingIfNeeded: state >> 33))
-                }
+                bytes.append(contentsOf: generator.bytes(200))
             } else {
                 bytes.append(contentsOf: Array("usr/lib/file-\(line).so mode 0644 size \(line * 37)\n".utf8))
             }

@@ -174,14 +174,14 @@ final class HTTPProxyState: Sendable {
         var responseBodyBytes = 0
         var requestBodyBytes = 0
         var log: [String] = []
-        var random: UInt64
+        var random: SeededGenerator
         var channels: [ObjectIdentifier: any Channel] = [:]
     }
 
     let locked: TSLocked<Values>
 
     init(seed: UInt64) {
-        locked = TSLocked(Values(random: seed))
+        locked = TSLocked(Values(random: SeededGenerator(seed: seed)))
     }
 
     func track(_ channel: any Channel) {
@@ -209,15 +209,7 @@ final class HTTPProxyState: Sendable {
 
     /// A byte offset in `range` that lies inside a body of `length` bytes (when known).
     func offset(in range: ClosedRange<Int>, below length: Int?) -> Int {
-        let pick = locked.withLock { s -> Int in
-            // SplitMix64: small, seedable, good enough to spread offsets.
-            s.random &+= 0x9E37_79B9_7F4A_7C15
-            var z = s.random
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            return range.lowerBound + Int(z % UInt64(range.count))
-        }
+        let pick = locked.withLock { s in s.random.next(in: range) }
         guard let length, length > 0 else { return pick }
         return min(pick, length - 1)
     }
