@@ -120,6 +120,8 @@ let package = Package(
         .testTarget(name: "BundleTests", dependencies: ["Bundle", "Streams", "OCI", "TestSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "DKP", "Network", "Registry", "Bundle", "OCI", "Streams", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio")]),
+        // The engines driven in-process (discovery, pull, verify, push), without the executable.
+        .testTarget(name: "MirrorTests", dependencies: ["Mirror", "DKP", "Registry", "Bundle", "OCI", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["OCI", "Registry", "TestSupport", "Mirror", "Streams",
             .product(name: "NIOCore", package: "swift-nio")]),
     ],

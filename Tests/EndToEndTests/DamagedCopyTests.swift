@@ -58,7 +58,7 @@ import TestSupport
         #expect(warnings.first?.contains("is corrupt: its bytes hash to") == true)
         #expect(warnings.first?.contains("is needed by") == true && warnings.first?.contains("is tried next") == true, "\(warnings)")
         #expect(output.stderrString.contains("damaged blob copies in the bundle: 1"))
-        #expect(try await PushTests.checkTarget(target, password: "pw-copies", bundle: bundle) > 40)
+        #expect(try await TargetCheck.expectComplete(target, password: "pw-copies", bundle: bundle, modules: TargetCheck.editionModules) > 40)
 
         // verify names the same copy.
         let verified = try await CLITests.run(["verify", bundle.path])

@@ -137,7 +137,7 @@ import TestSupport
         let mounted = try await client.blobSize(repository: "system/deckhouse/\(elsewhere)", digest: shared)
         await client.shutdown()
         #expect(mounted == sharedEntry.size, "\(shared) mounted into \(elsewhere) from \(sharedEntry.repository)")
-        #expect(try await PushTests.checkTarget(site.target, password: Self.password, bundle: site.full) > 30)
+        #expect(try await TargetCheck.expectComplete(site.target, password: Self.password, bundle: site.full, modules: TargetCheck.editionModules) > 30)
         let complete = try await CLITests.run(["verify", site.differential.path, "--registry", "\(site.target.host)/system/deckhouse",
                                                "--ca-file", site.target.caFile!, "-u", "rw", "--registry-password-stdin"], stdin: Self.password)
         #expect(complete.status == 0, "\(complete.stdoutString)\(complete.stderrString)")

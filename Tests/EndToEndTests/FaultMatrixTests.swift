@@ -140,7 +140,7 @@ import TestSupport
         let output = try await Self.push(bundle, to: proxy)
         #expect(output.status == 0, "\(output.stderrString)\n\(proxy.log.joined(separator: "\n"))")
         #expect(proxy.faultsInjected == 12, "\(proxy.log)")
-        #expect(try await PushTests.checkTarget(target, password: nil, bundle: bundle) > 40)
+        #expect(try await TargetCheck.expectComplete(target, password: nil, bundle: bundle, modules: TargetCheck.editionModules) > 40)
     }
 
     @Test func pushAbandonsAStalledAnswer() async throws {
@@ -151,7 +151,7 @@ import TestSupport
         let output = try await Self.push(bundle, to: proxy, Self.stallRetries, timeout: Self.stallTimeout)
         #expect(output.status == 0, "\(output.stderrString)\n\(proxy.log.joined(separator: "\n"))")
         #expect(proxy.faultsInjected == 2)
-        #expect(try await PushTests.checkTarget(target, password: nil, bundle: bundle) > 40)
+        #expect(try await TargetCheck.expectComplete(target, password: nil, bundle: bundle, modules: TargetCheck.editionModules) > 40)
     }
 
     @Test func pushThatOutlastsTheRetriesStopsClearlyThenCompletes() async throws {
@@ -168,7 +168,7 @@ import TestSupport
         #expect(rerun.status == 0, "\(rerun.stderrString)")
         let result = try JSONDecoder().decode(PushTests.PushResult.self, from: Data(rerun.stdout))
         #expect(result.blobsUploaded == 0 && result.bytesUploaded == 0, "the blobs of the failed run are not sent again")
-        #expect(try await PushTests.checkTarget(target, password: nil, bundle: bundle) > 40)
+        #expect(try await TargetCheck.expectComplete(target, password: nil, bundle: bundle, modules: TargetCheck.editionModules) > 40)
     }
 
     /// The target registry crashes (SIGKILL) once a few blobs are up and comes back a second
@@ -214,7 +214,7 @@ import TestSupport
             let rerun = try await Self.push(bundle, to: proxy)
             #expect(rerun.status == 0, "\(rerun.stderrString)")
         }
-        #expect(try await PushTests.checkTarget(target, password: nil, bundle: bundle) > 40)
+        #expect(try await TargetCheck.expectComplete(target, password: nil, bundle: bundle, modules: TargetCheck.editionModules) > 40)
     }
 
     // MARK: copy
@@ -241,22 +241,13 @@ import TestSupport
     /// `deckhouse/ee:v1.69.3` of `source` arrived in `destination` as `mirror/ee:v1.69.3` with
     /// the same digest, and every blob of it is there under its digest (a HEAD answers it).
     static func expectCopied(from source: TestRegistry, to destination: TestRegistry) async throws {
-        var configuration = RegistryConfiguration()
-        configuration.insecure = true
-        let from = try RegistryClient(host: source.host, configuration: configuration)
-        let to = try RegistryClient(host: destination.host, configuration: configuration)
+        let from = try TargetCheck.client(source)
+        let to = try TargetCheck.client(destination)
         let original = try await from.manifestDescriptor(repository: "deckhouse/ee", reference: "v1.69.3")
         let copied = try await to.manifestDescriptor(repository: "mirror/ee", reference: "v1.69.3")
         #expect(original != nil && copied?.digest == original?.digest)
         if let copied {
-            let manifest = try await to.manifest(repository: "mirror/ee", reference: copied.digest.string)
-            if case .image(let image) = manifest.document {
-                for blob in [image.config] + image.layers {
-                    #expect(try await to.blobSize(repository: "mirror/ee", digest: blob.digest) == blob.size, "\(blob.digest)")
-                }
-            } else {
-                Issue.record("v1.69.3 should be an image manifest")
-            }
+            try await TargetCheck.expectWhole(to, repository: "mirror/ee", digest: copied.digest, label: "mirror/ee:v1.69.3")
         }
         await from.shutdown()
         await to.shutdown()

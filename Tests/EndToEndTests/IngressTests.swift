@@ -32,7 +32,7 @@ import TestSupport
         #expect(!uploads.isEmpty && uploads.allSatisfy { $0.split(separator: " ")[2] == "201" }, "\(requests.suffix(20))")
         #expect(requests.contains { $0.hasPrefix("PUT /v2/system/deckhouse/manifests/") })
         // Read straight from the registry, not through nginx: every reference with its digest.
-        #expect(try await PushTests.checkTarget(target, password: "ingress-pw-5", bundle: bundle) > 40)
+        #expect(try await TargetCheck.expectComplete(target, password: "ingress-pw-5", bundle: bundle, modules: TargetCheck.editionModules) > 40)
         // The push's own memory does not follow the bodies nginx holds or streams (debug build:
         // the bench holds the release build to its 64 MB target).
         #expect(result.peakResidentBytes > 0 && result.peakResidentBytes < 150_000_000, "peak RSS \(result.peakResidentBytes)")

@@ -355,65 +355,9 @@ final class BackgroundRun {
         ["push", bundle.path, "\(host)/system/deckhouse", "--insecure", "-j", "\(jobs)"]
     }
 
-    static func plainClient(_ target: TestRegistry) throws -> RegistryClient {
-        var configuration = RegistryConfiguration()
-        configuration.insecure = true
-        return try RegistryClient(host: target.host, configuration: configuration)
-    }
-
-    /// Every index.json descriptor of the bundle, as (repository, short tag, digest, media type).
-    static func references(_ bundle: URL) async throws -> [(repository: String, tag: String, descriptor: Descriptor)] {
-        var references: [(String, String, Descriptor)] = []
-        for tar in try FileManager.default.contentsOfDirectory(atPath: bundle.path).sorted() where tar.hasSuffix(".tar") {
-            let folder = try await PullTests.extract([bundle.appendingPathComponent(tar)])
-            let enumerator = FileManager.default.enumerator(atPath: folder.path)
-            while let path = enumerator?.nextObject() as? String {
-                guard (path as NSString).lastPathComponent == "index.json" else { continue }
-                let layout = (path as NSString).deletingLastPathComponent
-                let repository = layout.isEmpty ? "system/deckhouse" : "system/deckhouse/\(layout)"
-                for descriptor in try PullTests.index(folder, layout).manifests {
-                    references.append((repository, descriptor.annotations?["io.deckhouse.image.short_tag"] ?? "", descriptor))
-                }
-            }
-        }
-        return references
-    }
-
-    /// Every tag the target has points at a manifest whose blobs and children are all there
-    /// (nothing half-pushed looks complete); with `complete`, every reference is there with
-    /// its digest. Returns how many references are present.
-    @discardableResult
-    static func checkTarget(_ target: TestRegistry, bundle: URL, complete: Bool) async throws -> Int {
-        let client = try plainClient(target)
-        var present = 0
-        for (repository, tag, descriptor) in try await references(bundle) {
-            guard let found = try await client.manifestDescriptor(repository: repository, reference: tag) else {
-                #expect(!complete, "\(repository):\(tag) missing")
-                continue
-            }
-            present += 1
-            #expect(found.digest == descriptor.digest, "\(repository):\(tag)")
-            let manifest = try await client.manifest(repository: repository, reference: descriptor.digest.string)
-            switch manifest.document {
-            case let .image(image):
-                for blob in [image.config] + image.layers {
-                    #expect(try await client.blobSize(repository: repository, digest: blob.digest) == blob.size,
-                            "\(repository):\(tag) is tagged but its blob \(blob.digest) is missing")
-                }
-            case let .index(index):
-                for child in index.manifests {
-                    #expect(try await client.manifestDescriptor(repository: repository, reference: child.digest.string) != nil,
-                            "\(repository):\(tag) is tagged but its child \(child.digest) is missing")
-                }
-            }
-        }
-        await client.shutdown()
-        return present
-    }
-
     /// The interrupted push's re-run and the checks every push scenario shares.
     static func resumeAndCheckPush(_ bundle: URL, _ target: TestRegistry, _ proxy: FaultProxy, jobs: Int, label: String) async throws {
-        try await checkTarget(target, bundle: bundle, complete: false)
+        try await TargetCheck.expectComplete(target, bundle: bundle, complete: false)
         // What is missing, as the registry answers HEADs (asked directly, not through the proxy).
         let dry = try await CLITests.run(pushArguments(bundle, target.host, jobs: jobs) + ["--dry-run", "--json"])
         #expect(dry.status == 0, "\(dry.stderrString)")
@@ -430,7 +374,7 @@ final class BackgroundRun {
         let result = try JSONDecoder().decode(PushTests.PushResult.self, from: Data(rerun.stdout))
         #expect(result.failures.isEmpty)
         #expect(result.bytesUploaded == missing, "the re-run uploads exactly the blobs the registry lacked")
-        #expect(try await checkTarget(target, bundle: bundle, complete: true) > 15)
+        #expect(try await TargetCheck.expectComplete(target, bundle: bundle, complete: true) > 15)
 
         // A push with nothing new: HEADs and manifests, what the re-run costs besides blobs.
         let idleBefore = proxy.bytesFromClient
@@ -452,7 +396,7 @@ final class BackgroundRun {
         let run = try BackgroundRun(Self.pushArguments(bundle, proxy.host, jobs: 1) + ["--progress", "json"])
         try await run.wait(until: "the first blob HEAD") { proxy.isHolding }
         Self.checkStopped(run, by: signal, took: try await run.interrupt(signal))
-        #expect(try await Self.checkTarget(target, bundle: bundle, complete: false) == 0)
+        #expect(try await TargetCheck.expectComplete(target, bundle: bundle, complete: false) == 0)
         try await Self.resumeAndCheckPush(bundle, target, proxy, jobs: 1, label: "early \(signal)")
         try await proxy.shutdown()
     }
@@ -479,7 +423,7 @@ final class BackgroundRun {
         let run = try BackgroundRun(Self.pushArguments(bundle, proxy.host, jobs: 2) + ["--progress", "json"])
         try await run.wait(until: "the first release-channel tag") { proxy.isHolding }
         // Late indeed: every blob is up and the images are tagged, no release channel yet.
-        let client = try Self.plainClient(target)
+        let client = try TargetCheck.client(target)
         #expect(try await client.manifestDescriptor(repository: "system/deckhouse", reference: "v1.69.3") != nil)
         #expect(try await client.manifestDescriptor(repository: "system/deckhouse/release-channel", reference: "alpha") == nil)
         await client.shutdown()
@@ -510,7 +454,7 @@ final class BackgroundRun {
         #expect(rerun.status == 0, "\(rerun.stderrString)")
         let result = try JSONDecoder().decode(PushTests.PushResult.self, from: Data(rerun.stdout))
         #expect(result.blobsPresent > 0, "blobs of the killed run are not sent again")
-        #expect(try await PushTests.checkTarget(target, password: "pw-kill", bundle: bundle, modules: []) > 15)
+        #expect(try await TargetCheck.expectComplete(target, password: "pw-kill", bundle: bundle) > 15)
         try await proxy.shutdown()
     }
 }

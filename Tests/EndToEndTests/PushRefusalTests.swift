@@ -46,16 +46,13 @@ import TestSupport
         #expect(second.status == 0, "\(second.stderrString)")
         let puts = Self.manifestPuts(proxy, from: before)
         #expect(puts == ["PUT /v2/system/deckhouse/manifests/v1.69.3"], "\(puts)")
-        #expect(try await PushTests.checkTarget(target, password: nil, bundle: bundle) > 40)
+        #expect(try await TargetCheck.expectComplete(target, password: nil, bundle: bundle, modules: TargetCheck.editionModules) > 40)
     }
 
     @Test func anUploadWhoseBytesFailTheirDigestIsCancelled() async throws {
         let (bundle, target, proxy) = try await FaultMatrixTests.bundleAndTarget()
         // Flip one byte inside the security databases' largest blob, in the tar itself.
-        let tar = bundle.appendingPathComponent("security.tar")
-        var bytes = try Data(contentsOf: tar)
-        bytes[bytes.count / 2] ^= 0x55
-        try bytes.write(to: tar)
+        try BundleDamage.flipByteInLargestEntry(of: bundle.appendingPathComponent("security.tar"))
         let output = try await FaultMatrixTests.push(bundle, to: proxy)
         #expect(output.status == 1, "\(output.stderrString)")
         #expect(output.stderrString.contains("corrupt"))
@@ -78,7 +75,7 @@ import TestSupport
         #expect(again.status == 0, "\(again.stderrString)")
         #expect(proxy.faultsInjected == 0, "no manifest was put again: \(proxy.log)")
         #expect(again.stdoutString.contains("\"manifestsPresent\" : \(firstPuts)"), "\(again.stdoutString.prefix(600))")
-        #expect(try await PushTests.checkTarget(target, password: nil, bundle: bundle) > 40)
+        #expect(try await TargetCheck.expectComplete(target, password: nil, bundle: bundle, modules: TargetCheck.editionModules) > 40)
     }
 }
 
@@ -97,7 +94,7 @@ import TestSupport
         #expect(pushed.status == 0, "\(pushed.stderrString)")
         let verified = try await CLITests.run(["verify", bundle.path, "--registry", url, "--insecure", "--progress", "none"])
         #expect(verified.status == 0, "\(verified.stderrString)")
-        #expect(try await PushTests.checkTarget(target, password: nil, bundle: bundle) > 40)
+        #expect(try await TargetCheck.expectComplete(target, password: nil, bundle: bundle, modules: TargetCheck.editionModules) > 40)
 
         let plain = try await CLITests.run(["push", bundle.path, url, "--progress", "none"])
         #expect(plain.status == 2 && plain.stderrString.contains("--insecure"), "\(plain.stderrString)")

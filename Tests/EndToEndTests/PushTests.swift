@@ -26,44 +26,6 @@ import TestSupport
                                stdin: password)
     }
 
-    /// Every index.json descriptor of every layout in the bundle resolves in the target by its
-    /// short tag (and digest references by digest) with the same digest.
-    /// A nil `password` reads a plain-HTTP registry without auth.
-    static func checkTarget(_ target: TestRegistry, password: String?, bundle: URL,
-                            modules: [String] = ["console", "commander", "stronghold"]) async throws -> Int {
-        var configuration = RegistryConfiguration()
-        configuration.caFile = target.caFile
-        configuration.insecure = !target.isTLS
-        configuration.credential = password.map { Credential(username: "rw", password: $0) }
-        let client = try RegistryClient(host: target.host, configuration: configuration)
-        var checked = 0
-        for tar in try FileManager.default.contentsOfDirectory(atPath: bundle.path) where tar.hasSuffix(".tar") {
-            let folder = try await PullTests.extract([bundle.appendingPathComponent(tar)])
-            let enumerator = FileManager.default.enumerator(atPath: folder.path)
-            while let path = enumerator?.nextObject() as? String {
-                guard (path as NSString).lastPathComponent == "index.json" else { continue }
-                let layout = (path as NSString).deletingLastPathComponent
-                let repository = layout.isEmpty ? "system/deckhouse" : "system/deckhouse/\(layout)"
-                let index = try PullTests.index(folder, layout)
-                for descriptor in index.manifests {
-                    let tag = descriptor.annotations?["io.deckhouse.image.short_tag"] ?? ""
-                    let found = try await client.manifestDescriptor(repository: repository, reference: tag)
-                    #expect(found?.digest == descriptor.digest, "\(repository):\(tag)")
-                    if tag == descriptor.digest.hex {
-                        #expect(try await client.manifestDescriptor(repository: repository, reference: descriptor.digest.string) != nil)
-                    }
-                    checked += 1
-                }
-            }
-        }
-        // Module discovery: TARGET/modules:<name> for every module pushed.
-        for module in modules {
-            #expect(try await client.manifestDescriptor(repository: "system/deckhouse/modules", reference: module) != nil, "modules:\(module)")
-        }
-        await client.shutdown()
-        return checked
-    }
-
     @Test func pushPulledBundleThenPushAgainSendsNothing() async throws {
         let (_, bundle) = try await Self.pulledBundle()
         let target = try await TestRegistry.start(tls: true, users: ["rw": "push-pw-81"])
@@ -74,7 +36,7 @@ import TestSupport
         #expect(result.blobsUploaded > 0)
         #expect(result.blobsMounted > 0, "shared blobs are mounted, not uploaded again")
         #expect(!(first.stdoutString + first.stderrString).contains("push-pw-81"))
-        #expect(try await Self.checkTarget(target, password: "push-pw-81", bundle: bundle) > 40)
+        #expect(try await TargetCheck.expectComplete(target, password: "push-pw-81", bundle: bundle, modules: TargetCheck.editionModules) > 40)
 
         let second = try await Self.push(bundle, to: target, password: "push-pw-81")
         #expect(second.status == 0, "\(second.stderrString)")
@@ -100,10 +62,7 @@ import TestSupport
     @Test func corruptBlobIsNotPushedTheRestIs() async throws {
         let (_, bundle) = try await Self.pulledBundle(["--no-modules", "--no-installer"])
         // Flip one byte inside the security databases' largest blob, in the tar itself.
-        let tar = bundle.appendingPathComponent("security.tar")
-        var bytes = try Data(contentsOf: tar)
-        bytes[bytes.count / 2] ^= 0x55
-        try bytes.write(to: tar)
+        try BundleDamage.flipByteInLargestEntry(of: bundle.appendingPathComponent("security.tar"))
         let target = try await TestRegistry.start(tls: true, users: ["rw": "pw-corrupt"])
         let output = try await Self.push(bundle, to: target, password: "pw-corrupt")
         #expect(output.status == 1)
@@ -187,7 +146,7 @@ import TestSupport
             let output = try await PushTests.push(directory, to: target, password: "pw-\(name)")
             #expect(output.status == 0, "\(name): \(output.stderrString)")
             // Checked against the current bundle's index.json files: the same references, the same digests.
-            #expect(try await PushTests.checkTarget(target, password: "pw-\(name)", bundle: bundle) > 40, "\(name)")
+            #expect(try await TargetCheck.expectComplete(target, password: "pw-\(name)", bundle: bundle, modules: TargetCheck.editionModules) > 40, "\(name)")
         }
     }
 }
