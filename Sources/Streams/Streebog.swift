@@ -16,8 +16,7 @@ public final class Streebog256 {
     public init() {
         _ = Self.libraryReady
         guard let context = rhash_init(UInt32(RHASH_GOST12_256.rawValue)) else {
-            // librhash fails here only when malloc does.
-            fatalError("librhash could not allocate a GOST R 34.11-2012 context")
+            fatalError("librhash could not allocate a GOST R 34.11-2012 context") // invariant: fails only when malloc does
         }
         self.context = context
     }

@@ -15,11 +15,12 @@ enum Fixtures {
     static func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
     /// `testdata/manifests/NAME` (see testdata/README.md), as text.
+    static let manifestsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("testdata/manifests")
+
     static func manifestFile(_ name: String) -> String {
-        let testdata = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("testdata/manifests")
         do {
-            let text = try String(contentsOf: testdata.appendingPathComponent(name), encoding: .utf8)
+            let text = try String(contentsOf: manifestsFolder.appendingPathComponent(name), encoding: .utf8)
             return text.hasSuffix("\n") ? String(text.dropLast()) : text
         } catch {
             fatalError("testdata/manifests/\(name) cannot be read (\(error)): the tests run from a checkout of the repository")

@@ -39,9 +39,7 @@ import Testing
     }
 
     @Test func everyManifestFixtureEitherParsesOrIsRefusedByName() throws {
-        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("testdata/manifests")
-        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }.sorted()
+        let names = try FileManager.default.contentsOfDirectory(atPath: Fixtures.manifestsFolder.path).filter { $0.hasSuffix(".json") }.sorted()
         #expect(names.count >= 8)
         for name in names {
             let bytes = Fixtures.bytes(Fixtures.manifestFile(name))
