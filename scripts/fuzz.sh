@@ -13,8 +13,8 @@
 #   tar               a whole bundle tar through BundleIndex.open and TarReader
 # The fuzz build lives in .build/fuzz (its own build path: the normal build is untouched);
 # corpora grow across runs in .build/fuzz-corpus/<harness>, crash inputs land in
-# .build/fuzz-crashes/. Seeds are generated here (valid references, manifests, indexes,
-# headers, small tars). Environment: FUZZ_TARGETS (space-separated subset), FUZZ_JOBS
+# testdata/fuzz/crashes/ (commit them: a test replays each). Seeds: testdata/fuzz/<harness>.
+# Environment: FUZZ_TARGETS (space-separated subset), FUZZ_JOBS
 # (harnesses run at once, default 1). Exit status 1 when any harness crashed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,7 @@ TARGETS=${FUZZ_TARGETS:-reference manifest layout-index www-authenticate link ta
 JOBS=${FUZZ_JOBS:-1}
 BUILD=.build/fuzz
 CORPUS=.build/fuzz-corpus
-CRASHES=.build/fuzz-crashes
+CRASHES=testdata/fuzz/crashes
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dkp-fuzz-run.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
@@ -36,68 +36,19 @@ swift build -c debug --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuz
 bin="$BUILD/debug/dkp-fuzz"
 
 # --- seeds -------------------------------------------------------------------------------
-seeds="$WORK/seeds"
+# Seeds are committed in testdata/fuzz/<harness> (valid references, manifests, indexes,
+# headers, small tars; see testdata/README.md); the tar harness also starts from every tar of
+# testdata/bundles and testdata/hostile. A crash input is written to testdata/fuzz/crashes/,
+# where the replay test (EndToEndTests/FuzzReplayTests) runs it on every test run.
+SEEDS=testdata/fuzz
 mkdir -p "$CRASHES"
-for t in $TARGETS; do mkdir -p "$seeds/$t" "$CORPUS/$t"; done
-hex_a=$(printf 'a%.0s' {1..64}); hex_b=$(printf 'b%.0s' {1..64}); hex_c=$(printf 'c%.0s' {1..64})
-seed() { printf '%s' "$2" >"$seeds/$1/$3"; }
-if [ -d "$seeds/reference" ]; then
-  n=0
-  for r in "registry.deckhouse.ru/deckhouse/ee:v1.69.3" "127.0.0.1:5000/system/deckhouse/modules/console@sha256:$hex_a" \
-           "[::1]:5000/a/b:tag@sha256:$hex_b" "localhost/x" "h.io/a-b_c.d/e__f:V1.2.3-rc.1" "sha256:$hex_c" \
-           "registry.example.com:443/deckhouse/ee/install-standalone:v1.70.1"; do
-    seed reference "$r" "r$n"; n=$((n + 1))
-  done
-fi
-manifest_body="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:$hex_a\",\"size\":7023},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:$hex_b\",\"size\":32654,\"annotations\":{\"k\":\"v\"}}],\"subject\":{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:$hex_c\",\"size\":1},\"annotations\":{\"a\":\"b\"}}"
-index_body="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:$hex_a\",\"size\":528,\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"}},{\"mediaType\":\"application/vnd.docker.distribution.manifest.v2+json\",\"digest\":\"sha256:$hex_b\",\"size\":529,\"platform\":{\"architecture\":\"arm64\",\"os\":\"linux\",\"variant\":\"v8\"}}]}"
-docker_body="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution.manifest.v2+json\",\"config\":{\"mediaType\":\"application/vnd.docker.container.image.v1+json\",\"digest\":\"sha256:$hex_a\",\"size\":1},\"layers\":[]}"
-layout_index="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.layout.v1+json\",\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:$hex_a\",\"size\":528,\"annotations\":{\"io.deckhouse.image.short_tag\":\"v1.69.3\",\"org.opencontainers.image.ref.name\":\"registry.deckhouse.ru/deckhouse/ee:v1.69.3\"}}]}"
-if [ -d "$seeds/manifest" ]; then
-  # The first byte picks the announced content type (see Harness.contentTypes).
-  seed manifest "$(printf '\001')$manifest_body" oci-manifest
-  seed manifest "$(printf '\002')$index_body" oci-index
-  seed manifest "$(printf '\003')$docker_body" docker-manifest
-  seed manifest "$(printf '\005')$index_body" json-index
-  seed manifest "$(printf '\007'){\"schemaVersion\":1,\"name\":\"a/b\",\"fsLayers\":[]}" schema1
-fi
-if [ -d "$seeds/layout-index" ]; then
-  seed layout-index "$layout_index" layout
-  seed layout-index "$index_body" index
-  seed layout-index '{"schemaVersion":2,"manifests":[]}' empty
-fi
-if [ -d "$seeds/www-authenticate" ]; then
-  seed www-authenticate 'Bearer realm="https://registry.deckhouse.ru/auth/token",service="Docker registry",scope="repository:deckhouse/ee:pull"' bearer
-  seed www-authenticate 'Basic realm="Registry Realm"' basic
-  seed www-authenticate 'Basic realm="x", Bearer realm="https://t/token",service=s,error="insufficient_scope"' two
-  seed www-authenticate 'Bearer realm="a \"quoted\" realm, with commas"' escaped
-fi
-if [ -d "$seeds/link" ]; then
-  seed link '</v2/deckhouse/ee/tags/list?n=100&last=v1.69.3>; rel="next"' next
-  seed link '<https://r/v2/a/tags/list?last=b>; rel="prev", <https://r/v2/a/tags/list?last=z>; rel=next; type="x"' two
-fi
-if [ -d "$seeds/tar" ]; then
-  # Small bundle tars as d8 and dkp-mirror write them: GNU format, a layout at the root and
-  # one below, a long name, plus a PAX tar and a ustar one.
-  tree="$WORK/tree"
-  mkdir -p "$tree/blobs/sha256" "$tree/modules/console/blobs/sha256"
-  printf '{"imageLayoutVersion":"1.0.0"}' >"$tree/oci-layout"
-  printf '{"imageLayoutVersion":"1.0.0"}' >"$tree/modules/console/oci-layout"
-  printf 'config' >"$tree/blobs/sha256/$(printf 'config' | sha256sum | cut -c1-64)"
-  manifest="{\"schemaVersion\":2,\"config\":{\"mediaType\":\"a/b\",\"digest\":\"sha256:$(printf 'config' | sha256sum | cut -c1-64)\",\"size\":6},\"layers\":[]}"
-  mhex=$(printf '%s' "$manifest" | sha256sum | cut -c1-64)
-  printf '%s' "$manifest" >"$tree/blobs/sha256/$mhex"
-  printf '%s' "$manifest" >"$tree/modules/console/blobs/sha256/$mhex"
-  index="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.layout.v1+json\",\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:$mhex\",\"size\":${#manifest},\"annotations\":{\"io.deckhouse.image.short_tag\":\"v1\"}}]}"
-  printf '%s' "$index" >"$tree/index.json"
-  printf '%s' "$index" >"$tree/modules/console/index.json"
-  mkdir -p "$tree/extra/$(printf 'd%.0s' {1..60})/$(printf 'e%.0s' {1..60})"
-  printf 'x' >"$tree/extra/$(printf 'd%.0s' {1..60})/$(printf 'e%.0s' {1..60})/long"
-  (cd "$tree" && tar --format=gnu -cf "$seeds/tar/gnu.tar" oci-layout index.json blobs modules)
-  (cd "$tree" && tar --format=gnu -cf "$seeds/tar/long.tar" oci-layout index.json blobs extra)
-  (cd "$tree" && tar --format=pax -cf "$seeds/tar/pax.tar" ./oci-layout ./index.json ./blobs)
-  (cd "$tree" && tar --format=ustar -cf "$seeds/tar/ustar.tar" modules)
-fi
+for t in $TARGETS; do mkdir -p "$CORPUS/$t"; done
+extra_seeds() {
+  [ "$1" = tar ] || return 0
+  mkdir -p "$WORK/tar-seeds"
+  find testdata/bundles testdata/hostile -name '*.tar' | while read -r f; do cp "$f" "$WORK/tar-seeds/$(echo "$f" | tr / _)"; done
+  echo "$WORK/tar-seeds"
+}
 
 # Tokens that help the mutator reach deeper (JSON keys, media types, tar and header syntax).
 dict="$WORK/dict"
@@ -143,7 +94,7 @@ run_one() {
   set +e
   TMPDIR="$WORK" ASAN_OPTIONS=detect_leaks=0 DKP_FUZZ_TARGET="$t" "$bin" -max_total_time="$SECONDS_PER_TARGET" \
     -print_final_stats=1 -timeout=20 -rss_limit_mb=3072 -max_len=$max_len -dict="$dict" \
-    -artifact_prefix="$CRASHES/$t-" "$CORPUS/$t" "$seeds/$t" >"$log" 2>&1
+    -artifact_prefix="$CRASHES/$t-" "$CORPUS/$t" "$SEEDS/$t" $(extra_seeds "$t") >"$log" 2>&1
   local status=$?
   set -e
   local runs seconds crashes

@@ -11,7 +11,7 @@ struct DevTool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dkp-dev",
         abstract: "Development helpers: seed synthetic images into a registry, measure the hasher, a WAN in front of a registry, a layer scan's memory.",
-        subcommands: [SeedImage.self, SeedEdition.self, HashBench.self, WANProxy.self, LayerScanCommand.self])
+        subcommands: [SeedImage.self, SeedEdition.self, HashBench.self, WANProxy.self, LayerScanCommand.self, WriteTestdata.self])
 }
 
 struct RegistryAccess: ParsableArguments {
@@ -140,5 +140,19 @@ struct SeedEdition: AsyncParsableCommand {
             await client.shutdown()
             throw error
         }
+    }
+}
+
+struct WriteTestdata: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "write-testdata",
+        abstract: "Write the generated fixtures of testdata/: the small bundles of every generation and the hostile tars.")
+
+    @Argument(help: "The testdata folder (default: testdata).") var directory = "testdata"
+
+    func run() async throws {
+        try TestdataBundles.write(to: directory + "/bundles")
+        try TestdataHostileTars.write(to: directory + "/hostile")
+        print("wrote \(directory)/bundles (\(TestdataBundles.Generation.allCases.count) generations) and \(directory)/hostile (\(TestdataHostileTars.all().count) tars)")
     }
 }

@@ -11,41 +11,6 @@ import TestSupport
 @Suite struct BundleFuzzRegressionTests {
     typealias F = BundleIndexFixtures
 
-    /// One raw header block: any type flag, link name and size field (checksum made right,
-    /// so libarchive looks at the content rather than refusing the block).
-    static func header(name: [UInt8], type: UInt8 = UInt8(ascii: "0"), link: String = "", sizeField: [UInt8]) -> [UInt8] {
-        var block = [UInt8](repeating: 0, count: 512)
-        for (i, byte) in name.prefix(100).enumerated() { block[i] = byte }
-        for (i, byte) in Array("0000777\u{0}".utf8).enumerated() { block[100 + i] = byte }
-        for (i, byte) in Array("0000000\u{0}".utf8).enumerated() { block[108 + i] = byte; block[116 + i] = byte }
-        for (i, byte) in sizeField.prefix(12).enumerated() { block[124 + i] = byte }
-        for (i, byte) in Array("00000000000\u{0}".utf8).enumerated() { block[136 + i] = byte }
-        block[156] = type
-        for (i, byte) in Array(link.utf8).prefix(100).enumerated() { block[157 + i] = byte }
-        for (i, byte) in (Array("ustar ".utf8) + [0x20, 0]).enumerated() { block[257 + i] = byte }
-        var sum = 0
-        for (i, byte) in block.enumerated() { sum += (148..<156).contains(i) ? 0x20 : Int(byte) }
-        let octal = Array(String(sum, radix: 8).utf8)
-        let field = [UInt8](repeating: UInt8(ascii: "0"), count: 6 - octal.count) + octal
-        for (i, byte) in field.enumerated() { block[148 + i] = byte }
-        block[154] = 0
-        block[155] = 0x20
-        return block
-    }
-
-    static func octalSize(_ size: Int) -> [UInt8] {
-        let digits = Array(String(size, radix: 8).utf8)
-        return [UInt8](repeating: UInt8(ascii: "0"), count: 11 - digits.count) + digits + [0]
-    }
-
-    /// A tar of `entries` plus raw `tail` blocks and the end-of-archive marker.
-    static func tar(_ entries: [(name: String, data: [UInt8])], raw: [UInt8] = []) -> [UInt8] {
-        var tar = Array(TarTestTools.sequentialTar(entries).dropLast(1024))
-        tar += raw
-        tar += [UInt8](repeating: 0, count: 1024)
-        return tar
-    }
-
     /// Writes `bytes` as platform.tar of a fresh bundle and opens it.
     static func open(_ bytes: [UInt8]) throws -> Result<BundleIndex, BundleError> {
         let dir = try TarTestTools.scratch("fuzz-bundle")
@@ -74,13 +39,13 @@ import TestSupport
     @Test(arguments: [1_000, 100_000])
     func deeplyNestedIndexJSONIsRefused(_ depth: Int) throws {
         let index = #"{"schemaVersion":2,"manifests":"# + String(repeating: "[", count: depth) + String(repeating: "]", count: depth) + "}"
-        try Self.expectRefused(Self.tar([("oci-layout", Self.layoutFile), ("index.json", Array(index.utf8))])) {
+        try Self.expectRefused(RawTar.tar([("oci-layout", Self.layoutFile), ("index.json", Array(index.utf8))])) {
             $0.description.contains("index.json is not a valid OCI index")
         }
         let open = String(repeating: #"{"a":"#, count: depth)
-        try Self.expectRefused(Self.tar([("oci-layout", Self.layoutFile), ("index.json", Array(open.utf8))]))
+        try Self.expectRefused(RawTar.tar([("oci-layout", Self.layoutFile), ("index.json", Array(open.utf8))]))
         // Refused as not a layout file, or as larger than any oci-layout file may be.
-        try Self.expectRefused(Self.tar([("oci-layout", Array(open.utf8)), ("index.json", Array("{}".utf8))])) {
+        try Self.expectRefused(RawTar.tar([("oci-layout", Array(open.utf8)), ("index.json", Array("{}".utf8))])) {
             $0.description.contains("oci-layout")
         }
     }
@@ -93,13 +58,13 @@ import TestSupport
             #"{"schemaVersion":2,"manifests":[{"mediaType":"a/b","digest":"sha256:\#(hex)","size":\#(number)}]}"#,
         ]
         for body in bodies {
-            try Self.expectRefused(Self.tar([("oci-layout", Self.layoutFile), ("index.json", Array(body.utf8))]))
+            try Self.expectRefused(RawTar.tar([("oci-layout", Self.layoutFile), ("index.json", Array(body.utf8))]))
         }
     }
 
     @Test func invalidUTF8InIndexJSONIsRefused() throws {
         let index = Array(#"{"schemaVersion":2,"mediaType":""#.utf8) + [0xFF, 0xC0, 0xAF] + Array(#"","manifests":[]}"#.utf8)
-        try Self.expectRefused(Self.tar([("oci-layout", Self.layoutFile), ("index.json", index)]))
+        try Self.expectRefused(RawTar.tar([("oci-layout", Self.layoutFile), ("index.json", index)]))
     }
 
     // MARK: - tar headers
@@ -107,14 +72,14 @@ import TestSupport
     @Test func sizeFieldsBeyondTheTarAreRefused() throws {
         // Octal size far beyond the file; a base-256 size of 2^62; a negative base-256 size.
         let huge: [[UInt8]] = [
-            Self.octalSize(0o77777777777),
+            RawTar.octalSize(0o77777777777),
             [0x80, 0, 0, 0, 0x40, 0, 0, 0, 0, 0, 0, 0],
             [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xF0],
             Array("zzzzzzzzzzz\u{0}".utf8),
         ]
         for size in huge {
-            let raw = Self.header(name: Array("blobs/sha256/\(String(repeating: "b", count: 64))".utf8), sizeField: size)
-            try Self.expectRefused(Self.tar(F.platform(), raw: raw + [UInt8](repeating: 0x41, count: 4096)))
+            let raw = RawTar.header(name: Array("blobs/sha256/\(String(repeating: "b", count: 64))".utf8), sizeField: size)
+            try Self.expectRefused(RawTar.tar(F.platform(), tail: raw + [UInt8](repeating: 0x41, count: 4096)))
         }
     }
 
@@ -132,12 +97,12 @@ import TestSupport
         // A GNU long name of 1 MiB, a name of invalid UTF-8, a PAX path of 64 KiB.
         let longName = String(repeating: "d/", count: 512 << 10) + "x"
         let badName: [UInt8] = Array("blobs/sha256/".utf8) + [0xFF, 0xFE, 0xC0, 0x80]
-        var raw = Self.header(name: badName, sizeField: Self.octalSize(3)) + [1, 2, 3] + [UInt8](repeating: 0, count: 509)
+        var raw = RawTar.header(name: badName, sizeField: RawTar.octalSize(3)) + [1, 2, 3] + [UInt8](repeating: 0, count: 509)
         let pax = "65555 path=" + String(repeating: "p/", count: 32_768) + "\n"
-        raw += Self.header(name: Array("PaxHeader".utf8), type: UInt8(ascii: "x"), sizeField: Self.octalSize(pax.utf8.count))
+        raw += RawTar.header(name: Array("PaxHeader".utf8), type: UInt8(ascii: "x"), sizeField: RawTar.octalSize(pax.utf8.count))
         raw += Array(pax.utf8) + [UInt8](repeating: 0, count: Int(TarHeader.paddedSize(Int64(pax.utf8.count))) - pax.utf8.count)
-        raw += Self.header(name: Array("ignored".utf8), sizeField: Self.octalSize(0))
-        let bytes = Self.tar(F.platform() + [(longName, [9])], raw: raw)
+        raw += RawTar.header(name: Array("ignored".utf8), sizeField: RawTar.octalSize(0))
+        let bytes = RawTar.tar(F.platform() + [(longName, [9])], tail: raw)
         switch try Self.open(bytes) {
         case .success(let index):
             // The odd entries hold no layout: only the fixture's three layouts are there.
@@ -152,9 +117,9 @@ import TestSupport
     @Test(arguments: ["../x", "a/../../x", "/etc/passwd", "./../x", "blobs/../../../etc/passwd", "//x"])
     func traversalNamesAreRefusedForEveryEntryType(_ name: String) throws {
         for type: UInt8 in [0x30, 0x32, 0x35, 0x31] {  // regular, symlink, directory, hard link
-            let raw = Self.header(name: Array(name.utf8), type: type, link: type == UInt8(ascii: "0") || type == UInt8(ascii: "5") ? "" : "x",
-                                  sizeField: Self.octalSize(0))
-            try Self.expectRefused(Self.tar(F.platform(), raw: raw)) { error in
+            let raw = RawTar.header(name: Array(name.utf8), type: type, link: type == UInt8(ascii: "0") || type == UInt8(ascii: "5") ? "" : "x",
+                                  sizeField: RawTar.octalSize(0))
+            try Self.expectRefused(RawTar.tar(F.platform(), tail: raw)) { error in
                 guard case let .unsafeEntryName(tar, entry, reason) = error else { return false }
                 return tar == "platform.tar" && entry == name && !reason.isEmpty
             }
@@ -173,8 +138,8 @@ import TestSupport
 
         for type: UInt8 in [0x32, 0x31] {  // symlink, hard link
             for target in [outside + "/secret", "../../../../../../../../" + outside + "/secret"] {
-                let link = Self.header(name: Array("blobs/sha256/\(digest)".utf8), type: type, link: target, sizeField: Self.octalSize(0))
-                let bytes = Self.tar([("oci-layout", Self.layoutFile), ("index.json", index)], raw: link)
+                let link = RawTar.header(name: Array("blobs/sha256/\(digest)".utf8), type: type, link: target, sizeField: RawTar.octalSize(0))
+                let bytes = RawTar.tar([("oci-layout", Self.layoutFile), ("index.json", index)], tail: link)
                 switch try Self.open(bytes) {
                 case .failure(let error):
                     #expect(error.isBadInput, "\(error)")
@@ -191,9 +156,9 @@ import TestSupport
             }
         }
         // index.json itself as a symlink: the layout has no index, which is refused.
-        let indexLink = Self.header(name: Array("index.json".utf8), type: UInt8(ascii: "2"), link: outside + "/secret",
-                                    sizeField: Self.octalSize(0))
-        try Self.expectRefused(Self.tar([("oci-layout", Self.layoutFile)], raw: indexLink)) {
+        let indexLink = RawTar.header(name: Array("index.json".utf8), type: UInt8(ascii: "2"), link: outside + "/secret",
+                                    sizeField: RawTar.octalSize(0))
+        try Self.expectRefused(RawTar.tar([("oci-layout", Self.layoutFile)], tail: indexLink)) {
             $0 == .missingLayoutIndex(tar: "platform.tar", directory: "")
         }
     }
@@ -204,15 +169,15 @@ import TestSupport
         let outside = try TarTestTools.scratch("fuzz-layer")
         defer { TarTestTools.cleanup(outside) }
         try TarTestTools.write(outside + "/version.json", Array(#"{"version":"evil"}"#.utf8))
-        var raw = Self.header(name: Array("../deckhouse/version".utf8), sizeField: Self.octalSize(4)) + Array("evil".utf8)
+        var raw = RawTar.header(name: Array("../deckhouse/version".utf8), sizeField: RawTar.octalSize(4)) + Array("evil".utf8)
             + [UInt8](repeating: 0, count: 508)
-        raw += Self.header(name: Array("deckhouse/../../deckhouse/edition".utf8), sizeField: Self.octalSize(4)) + Array("evil".utf8)
+        raw += RawTar.header(name: Array("deckhouse/../../deckhouse/edition".utf8), sizeField: RawTar.octalSize(4)) + Array("evil".utf8)
             + [UInt8](repeating: 0, count: 508)
-        raw += Self.header(name: Array("deckhouse/version.json".utf8), type: UInt8(ascii: "2"), link: outside + "/version.json",
-                           sizeField: Self.octalSize(0))
-        raw += Self.header(name: Array("deckhouse/hard".utf8), type: UInt8(ascii: "1"), link: "../../" + outside + "/version.json",
-                           sizeField: Self.octalSize(0))
-        let layer = Self.tar([], raw: raw)
+        raw += RawTar.header(name: Array("deckhouse/version.json".utf8), type: UInt8(ascii: "2"), link: outside + "/version.json",
+                           sizeField: RawTar.octalSize(0))
+        raw += RawTar.header(name: Array("deckhouse/hard".utf8), type: UInt8(ascii: "1"), link: "../../" + outside + "/version.json",
+                           sizeField: RawTar.octalSize(0))
+        let layer = RawTar.tar([], tail: raw)
         let wanted: Set<String> = ["deckhouse/version", "deckhouse/edition", "deckhouse/version.json"]
         let scan = try await LayerFiles.scan(layer: Chunks(bytes: layer), wanted: wanted)
         #expect(scan.files.isEmpty, "nothing from outside the layer: \(scan.files.keys)")

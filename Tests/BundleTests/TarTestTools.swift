@@ -35,14 +35,7 @@ enum TarTestTools {
     /// A tar built the plain sequential way, as Go's writer would: header, data, padding per
     /// entry, then two zero blocks. The reference the concurrent writer must match.
     static func sequentialTar(_ entries: [(name: String, data: [UInt8])]) -> [UInt8] {
-        var tar = [UInt8]()
-        for entry in entries {
-            tar += TarHeader.encode(name: entry.name, size: Int64(entry.data.count))
-            tar += entry.data
-            tar += [UInt8](repeating: 0, count: Int(TarHeader.paddedSize(Int64(entry.data.count))) - entry.data.count)
-        }
-        tar += [UInt8](repeating: 0, count: 1024)
-        return tar
+        RawTar.tar(entries)
     }
 
     /// The mixed set of entries the writer tests use: empty, tiny, block-edge and large files,

@@ -84,38 +84,7 @@ struct ClusterKubeconfigTests {
         #expect(config.description.contains("token"))
     }
 
-    @Test func contextIsChosenByName() throws {
-        let yaml = """
-            apiVersion: v1
-            kind: Config
-            current-context: prod
-            clusters:
-            - name: prod
-              cluster: {server: "https://prod:6443"}
-            - name: stage
-              cluster: {server: "https://stage:6443", insecure-skip-tls-verify: true}
-            contexts:
-            - name: prod
-              context: {cluster: prod, user: admin}
-            - name: stage
-              context: {cluster: stage, user: admin}
-            users:
-            - name: admin
-              user: {username: admin, password: "p@ss:word"}
-            """
-        let current = try Kubeconfig(yaml: yaml, path: "/k")
-        #expect(current.server == "https://prod:6443")
-        let stage = try Kubeconfig(yaml: yaml, path: "/k", context: "stage")
-        #expect(stage.server == "https://stage:6443")
-        #expect(stage.insecureSkipTLSVerify)
-        #expect(stage.credentials.basic?.username == "admin")
-        #expect(stage.credentials.basic?.password == "p@ss:word")
-        #expect(!stage.description.contains("p@ss"))
-
-        let error = #expect(throws: ClusterError.self) { try Kubeconfig(yaml: yaml, path: "/k", context: "dev") }
-        #expect(error?.description == "kubeconfig /k: has no context 'dev' (contexts: prod, stage); pass --context with one of them")
-        #expect(error?.isUsageError == true)
-    }
+    // Choosing a context by name: KubeconfigFixtureTests (testdata/kubeconfig/two-contexts.yaml).
 
     @Test func noCurrentContextWithSeveralContexts() throws {
         let yaml = """
