@@ -30,17 +30,25 @@ public enum LayoutWriter {
 
     /// index.json: one descriptor per reference, sorted by ref name, with the tag to push and
     /// the source reference as annotations, in d8's field order (JSONEncoder's key order is not
-    /// stable on Linux). `refNames[i]` names `reference(i)`; the bytes are handed to `emit` in
-    /// pieces of about 64 KiB (with 20,000 references the file is 8 MB, and building a string
-    /// per descriptor and joining them held it three times over).
+    /// stable on Linux). `refNames[i]` names `reference(i)`.
     public static func writeIndexJSON(
         refNames: [String], reference: (Int) -> Reference, to emit: ([UInt8]) throws -> Void
+    ) throws {
+        let order = refNames.indices.sorted { Array(refNames[$0].utf8).lexicographicallyPrecedes(Array(refNames[$1].utf8)) }
+        try writeIndexJSON(order: order, refName: { refNames[$0] }, reference: reference, to: emit)
+    }
+
+    /// index.json of the references at `order` (their positions, sorted by ref name), each ref
+    /// name made only when its descriptor is written. The bytes are handed to `emit` in pieces
+    /// of about 64 KiB (with 20,000 references the file is 8 MB, and building a string per
+    /// descriptor and joining them held it three times over).
+    public static func writeIndexJSON(
+        order: [Int], refName: (Int) -> String, reference: (Int) -> Reference, to emit: ([UInt8]) throws -> Void
     ) throws {
         var out: [UInt8] = []
         out.reserveCapacity(80 * 1024)
         out += Array("{\"schemaVersion\":2,\"mediaType\":\"\(MediaType.ociLayout.rawValue)\",\"manifests\":[".utf8)
-        // Positions sorted, not a sorted copy of the references.
-        for (position, index) in refNames.indices.sorted(by: { refNames[$0] < refNames[$1] }).enumerated() {
+        for (position, index) in order.enumerated() {
             if out.count >= 64 * 1024 {
                 try emit(out)
                 out.removeAll(keepingCapacity: true)
@@ -54,7 +62,7 @@ public enum LayoutWriter {
             out += ",\"size\":\(ref.size),\"annotations\":{\"\(BundleIndex.shortTagAnnotation)\":".utf8
             appendJSON(ref.shortTag, to: &out)
             out += ",\"\(BundleIndex.refNameAnnotation)\":".utf8
-            appendJSON(refNames[index], to: &out)
+            appendJSON(refName(index), to: &out)
             out += "}}".utf8
         }
         out += "]}".utf8

@@ -191,8 +191,10 @@ extension EditionDiscovery {
         var seen = Set<Key>()
         let unique = subjects.filter { seen.insert(Key(tar: $0.tar, repository: $0.repository, subject: $0.subject)).inserted }
         let found = try await concurrentMap(unique, limit: max(concurrency, 16)) { subject -> BundleImage? in
-            let tag = subject.subject.hasPrefix("sha256:")
-                ? "sha256-\(subject.subject.dropFirst("sha256:".count)).att" : "\(subject.subject).att"
+            // Copied to storage of its own length: an interpolated string keeps the capacity it
+            // grew to (192 bytes for these 75 characters), and a pull keeps one per attestation.
+            let tag = String(decoding: Array((subject.subject.hasPrefix("sha256:")
+                ? "sha256-\(subject.subject.dropFirst("sha256:".count)).att" : "\(subject.subject).att").utf8), as: UTF8.self)
             guard try await self.client.manifestDescriptor(repository: subject.repository, reference: tag) != nil else { return nil }
             return BundleImage(tar: subject.tar, layout: subject.layout, repository: subject.repository, reference: tag,
                                shortTag: tag, sourceHost: self.source.host)

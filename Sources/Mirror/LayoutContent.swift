@@ -23,7 +23,7 @@ struct LayoutContent {
         if refKeys.insert(image.layoutKey).inserted {
             references.append((position, tree.top))
         }
-        for manifest in tree.manifests { manifestBytes[manifest.digest] = manifest.bytes }
+        tree.forEachManifest { digest, bytes in manifestBytes[digest] = bytes }
         for digest in tree.blobDigests where manifestBytes[digest] == nil {
             if let blob = descriptors[digest] { blobs[digest] = (tree.repository, blob) }
         }
@@ -45,9 +45,11 @@ struct LayoutContent {
         return all
     }
 
-    /// index.json (`LayoutWriter`), ref names and short tags made from the plan's images now.
+    /// index.json (`LayoutWriter`), ref names and short tags made from the plan's images now,
+    /// one at a time.
     func writeIndexJSON(images: [BundleImage], to emit: ([UInt8]) throws -> Void) throws {
-        try LayoutWriter.writeIndexJSON(refNames: references.map { images[$0.image].refName }, reference: { index in
+        let order = references.indices.sorted { images[references[$0].image].refNamePrecedes(images[references[$1].image]) }
+        try LayoutWriter.writeIndexJSON(order: order, refName: { images[references[$0].image].refName }, reference: { index in
             let ref = references[index]
             return LayoutWriter.Reference(mediaType: ref.descriptor.mediaType, digest: ref.descriptor.digest,
                                           size: ref.descriptor.size, shortTag: images[ref.image].shortTag)

@@ -20,16 +20,28 @@ struct ManifestKey: Hashable, Comparable, Sendable {
 struct ManifestTree: Sendable {
     var repository: String
     var top: ManifestRef
-    var manifests: [(digest: Digest, bytes: ManifestSpool.Extent)]
+    /// Where the top manifest's bytes are spooled.
+    var topBytes: ManifestSpool.Extent
+    /// An index's child manifests (recursively); empty, so no allocation, for an image.
+    var children: [(digest: Digest, bytes: ManifestSpool.Extent)]
     /// Configs and layers of every image in the tree, in manifest order (their descriptors
-    /// are kept once for all trees, by the plan).
+    /// are kept once for all trees, by the plan; equal lists share one buffer, see
+    /// `BundlePuller.concurrentFetch`).
     var blobDigests: [Digest]
 
-    init(repository: String, top: FetchedManifest, manifests: [(digest: Digest, bytes: ManifestSpool.Extent)], blobs: [Descriptor]) {
+    init(repository: String, top: FetchedManifest, topBytes: ManifestSpool.Extent,
+         children: [(digest: Digest, bytes: ManifestSpool.Extent)], blobs: [Descriptor]) {
         self.repository = repository
         self.top = ManifestRef(mediaType: top.mediaType, digest: top.digest, size: Int64(top.bytes.count))
-        self.manifests = manifests
+        self.topBytes = topBytes
+        self.children = children
         blobDigests = blobs.map(\.digest)
+    }
+
+    /// Every manifest of the tree with its spooled bytes, the top one first.
+    func forEachManifest(_ body: (Digest, ManifestSpool.Extent) -> Void) {
+        body(top.digest, topBytes)
+        for child in children { body(child.digest, child.bytes) }
     }
 }
 

@@ -117,19 +117,3 @@ public func formatBytes(_ bytes: Int64) -> String {
     }
     return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
 }
-
-/// Hands the heap's free pages back to the system (glibc's `malloc_trim`, which also frees
-/// whole pages inside each arena, not only at its top). Called between the phases of a large
-/// pull: discovery's and planning's garbage is freed but stays resident otherwise, scattered
-/// among what lives on, and the next phase allocates on other threads' arenas.
-public func releaseFreedMemory() {
-    #if os(Linux)
-    _ = glibcMallocTrim(0)
-    #endif
-}
-
-#if os(Linux)
-/// `int malloc_trim(size_t pad)` from `<malloc.h>`, which Swift's Glibc module does not export.
-@_silgen_name("malloc_trim")
-private func glibcMallocTrim(_ pad: Int) -> Int32
-#endif

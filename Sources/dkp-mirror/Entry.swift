@@ -13,6 +13,7 @@ struct Entry {
     /// 0 success, 1 the operation failed, 2 bad usage or bad input, 128+N stopped by signal N
     /// (130 for Ctrl-C).
     static func main() async {
+        limitHeapArenas()
         _ = ProcessClock.started  // the clock of secondsToFirstBlobByte starts here
         let work = Task { () async throws -> Void in
             var command = try DKPMirror.parseAsRoot()
