@@ -34,7 +34,7 @@ public enum LayoutWriter {
     public static func writeIndexJSON(
         refNames: [String], reference: (Int) -> Reference, to emit: ([UInt8]) throws -> Void
     ) throws {
-        let order = refNames.indices.sorted { Array(refNames[$0].utf8).lexicographicallyPrecedes(Array(refNames[$1].utf8)) }
+        let order = refNames.indices.sorted { refNames[$0].utf8.lexicographicallyPrecedes(refNames[$1].utf8) }
         try writeIndexJSON(order: order, refName: { refNames[$0] }, reference: reference, to: emit)
     }
 

@@ -3,22 +3,12 @@ extension BundleImage {
     /// strings would, and as d8 orders index.json), without making either string: index.json
     /// of 20,000 references held 3 MB of ref names only to sort them.
     public func refNamePrecedes(_ other: BundleImage) -> Bool {
-        var mine = RefNameBytes(self)
-        var theirs = RefNameBytes(other)
-        while true {
-            switch (mine.next(), theirs.next()) {
-            case (nil, nil): return false
-            case (nil, _): return true
-            case (_, nil): return false
-            case let (a?, b?) where a != b: return a < b
-            default: continue
-            }
-        }
+        RefNameBytes(self).lexicographicallyPrecedes(RefNameBytes(other))
     }
 }
 
 /// The bytes of a `refName` in order: `<host>/<repository>` then `@<digest>` or `:<tag>`.
-struct RefNameBytes: IteratorProtocol {
+struct RefNameBytes: Sequence, IteratorProtocol {
     private var host: String.UTF8View.Iterator
     private var repository: String.UTF8View.Iterator
     private var rest: String.UTF8View.Iterator
@@ -35,19 +25,17 @@ struct RefNameBytes: IteratorProtocol {
     }
 
     mutating func next() -> UInt8? {
-        while true {
-            switch part {
-            case 0:
-                if let byte = host.next() { return byte }
-                part = 1
-                return UInt8(ascii: "/")
-            case 1:
-                if let byte = repository.next() { return byte }
-                part = 2
-                return separator
-            default:
-                return rest.next()
-            }
+        switch part {
+        case 0:
+            if let byte = host.next() { return byte }
+            part = 1
+            return UInt8(ascii: "/")
+        case 1:
+            if let byte = repository.next() { return byte }
+            part = 2
+            return separator
+        default:
+            return rest.next()
         }
     }
 }

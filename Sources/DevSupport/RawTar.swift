@@ -1,4 +1,5 @@
 import Bundle
+import Foundation
 
 /// Tars built byte by byte, for fixtures: regular entries as d8 writes them (`TarHeader`), and
 /// raw header blocks of any type, link name and size field, which no well-behaved writer
@@ -16,6 +17,24 @@ public enum RawTar {
             tar += padding(entry.data.count)
         }
         return tar + tail + [UInt8](repeating: 0, count: 2 * TarHeader.blockSize)
+    }
+
+    /// Writes `bytes` to `path`, or, with a chunk size, as the chunk files `path.0000.chunk`,
+    /// ... that concatenated are `bytes` (as `--images-bundle-chunk-size` cuts a tar). The
+    /// paths written, in order.
+    @discardableResult
+    public static func write(_ bytes: [UInt8], to path: String, chunkSize: Int? = nil) throws -> [String] {
+        guard let chunkSize else {
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            return [path]
+        }
+        var paths: [String] = []
+        for (index, start) in stride(from: 0, to: bytes.count, by: chunkSize).enumerated() {
+            let chunk = ChunkedFileWriter.chunkPath(path, index: index)
+            try Data(bytes[start..<min(bytes.count, start + chunkSize)]).write(to: URL(fileURLWithPath: chunk))
+            paths.append(chunk)
+        }
+        return paths
     }
 
     /// Zeros from `count` bytes up to the next whole block.

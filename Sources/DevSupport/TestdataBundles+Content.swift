@@ -37,8 +37,8 @@ extension TestdataBundles {
             }
             let controller = image(["deckhouse/version": version, "deckhouse/edition": "EE"])
             let platformImages = (1...2).map { image(["usr/bin/component-\($0)": "component \($0)\n"]) }
-            let installer = TestdataBundles.index([image(["install/version": version]),
-                                                   image(["install/version": version], architecture: "arm64")])
+            let installer = TestdataBundles.index([(image(["install/version": version]), "amd64"),
+                                                   (image(["install/version": version], architecture: "arm64"), "arm64")])
             let channel = image(["version.json": #"{"version":"\#(version)"}"#])
             let module = image(["modules/console/version": "v1.2.3"])
             let moduleRelease = image(["version.json": #"{"version":"v1.2.3"}"#])
@@ -143,15 +143,14 @@ extension TestdataBundles {
                      blobs: [(configDigest, config.1)] + blobs.map { (digest: $0.0, bytes: $0.1) })
     }
 
-    /// An OCI index of `children` (linux, each child's architecture from its config).
-    static func index(_ children: [Image]) -> Image {
-        let items = children.map { child -> String in
-            let architecture = child.blobs.first.map { String(decoding: $0.bytes, as: UTF8.self).contains("arm64") ? "arm64" : "amd64" } ?? "amd64"
-            return #"{"mediaType":"\#(child.mediaType.rawValue)","digest":"\#(child.digest)","size":\#(child.manifest.count),"#
+    /// An OCI index of linux `children`, each with its architecture.
+    static func index(_ children: [(image: Image, architecture: String)]) -> Image {
+        let items = children.map { child, architecture in
+            #"{"mediaType":"\#(child.mediaType.rawValue)","digest":"\#(child.digest)","size":\#(child.manifest.count),"#
                 + #""platform":{"architecture":"\#(architecture)","os":"linux"}}"#
         }
         let bytes = Array(#"{"schemaVersion":2,"mediaType":"\#(MediaType.ociIndex.rawValue)","manifests":[\#(items.joined(separator: ","))]}"#.utf8)
         return Image(manifest: bytes, mediaType: .ociIndex, digest: SHA256.digest(of: bytes),
-                     blobs: children.flatMap { [(digest: $0.digest, bytes: $0.manifest)] + $0.blobs })
+                     blobs: children.flatMap { [(digest: $0.image.digest, bytes: $0.image.manifest)] + $0.image.blobs })
     }
 }

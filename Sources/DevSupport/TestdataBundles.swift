@@ -1,7 +1,6 @@
 import Bundle
 import Foundation
 import OCI
-import Streams
 
 /// The small bundles of testdata/bundles (`dkp-dev write-testdata`): one tiny edition of
 /// v1.69.3 written as every generation of the format push reads (dkp-source-and-bundle.md §2),
@@ -59,13 +58,12 @@ public enum TestdataBundles {
             var files: [String] = []
             for (name, entries) in tars {
                 let bytes = RawTar.tar(entries)
-                files += try store(bytes, as: folder + "/" + name, chunkSize: generation == .chunked ? chunkSize : nil)
+                files += try RawTar.write(bytes, to: folder + "/" + name, chunkSize: generation == .chunked ? chunkSize : nil)
             }
             if generation == .gostsum {
                 for file in files {
-                    let hasher = Streebog256()
-                    hasher.update(Array(try Data(contentsOf: URL(fileURLWithPath: file))))
-                    try Data(hasher.finalizeHex().utf8).write(to: URL(fileURLWithPath: file + ".gostsum"))
+                    let hex = try Checksums.digests(ofFile: file, streebog: true).streebog256Hex ?? ""
+                    try Data(hex.utf8).write(to: URL(fileURLWithPath: file + ".gostsum"))
                 }
             } else {
                 try Checksums.writeSHA256SUMS(directory: folder, files: files)
@@ -75,27 +73,12 @@ public enum TestdataBundles {
             let tars = [("platform.tar", content.platform(root: "")), ("module-console.tar", content.module(root: "")),
                         ("security.tar", content.security(root: securityRoot))]
             for (name, entries) in tars {
-                _ = try store(RawTar.tar(entries.map(olderIndexMediaType)), as: folder + "/" + name, chunkSize: nil)
+                try RawTar.write(RawTar.tar(entries.map(olderIndexMediaType)), to: folder + "/" + name)
             }
         case .wholeTree:
             let entries = content.platform(root: "") + content.module(root: "modules/console") + content.security(root: "security")
-            _ = try store(wholeTreeTar(entries.map(olderIndexMediaType)), as: folder + "/bundle.tar", chunkSize: nil)
+            try RawTar.write(wholeTreeTar(entries.map(olderIndexMediaType)), to: folder + "/bundle.tar")
         }
-    }
-
-    /// Writes `bytes` whole or as chunk files; the paths written.
-    static func store(_ bytes: [UInt8], as path: String, chunkSize: Int?) throws -> [String] {
-        guard let chunkSize else {
-            try Data(bytes).write(to: URL(fileURLWithPath: path))
-            return [path]
-        }
-        var paths: [String] = []
-        for (index, start) in stride(from: 0, to: bytes.count, by: chunkSize).enumerated() {
-            let chunk = ChunkedFileWriter.chunkPath(path, index: index)
-            try Data(bytes[start..<min(bytes.count, start + chunkSize)]).write(to: URL(fileURLWithPath: chunk))
-            paths.append(chunk)
-        }
-        return paths
     }
 
     /// index.json as older d8 wrote it: the top-level media type of an OCI index.

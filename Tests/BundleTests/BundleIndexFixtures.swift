@@ -133,19 +133,7 @@ enum BundleIndexFixtures {
         _ directory: String, _ name: String, _ entries: [(name: String, data: [UInt8])], chunkSize: Int? = nil
     ) throws -> [UInt8] {
         let tar = TarTestTools.sequentialTar(entries)
-        let path = directory + "/" + name
-        guard let chunkSize else {
-            try TarTestTools.write(path, tar)
-            return tar
-        }
-        var index = 0
-        var offset = 0
-        while offset < tar.count {
-            let end = min(tar.count, offset + chunkSize)
-            try TarTestTools.write(ChunkedFileWriter.chunkPath(path, index: index), Array(tar[offset..<end]))
-            offset = end
-            index += 1
-        }
+        try RawTar.write(tar, to: directory + "/" + name, chunkSize: chunkSize)
         return tar
     }
 

@@ -10,22 +10,14 @@ import TestSupport
     static let bundles = RepoPaths.testdata.appendingPathComponent("bundles").path
     static let hostile = RepoPaths.testdata.appendingPathComponent("hostile").path
 
-    /// Every file below `root`, relative, sorted.
-    static func files(_ root: String) -> [String] {
-        (FileManager.default.enumerator(atPath: root)?.allObjects as? [String] ?? [])
-            .filter { var isDirectory: ObjCBool = false
-                return FileManager.default.fileExists(atPath: root + "/" + $0, isDirectory: &isDirectory) && !isDirectory.boolValue }
-            .sorted()
-    }
-
     @Test func theGeneratorWritesExactlyWhatTestdataHolds() throws {
         let scratch = try TarTestTools.scratch("testdata-again")
         defer { TarTestTools.cleanup(scratch) }
         try TestdataBundles.write(to: scratch + "/bundles")
         try TestdataHostileTars.write(to: scratch + "/hostile")
         for (committed, written) in [(Self.bundles, scratch + "/bundles"), (Self.hostile, scratch + "/hostile")] {
-            let names = Self.files(committed).filter { $0 != "README.md" }
-            #expect(names == Self.files(written), "run `dkp-dev write-testdata` and commit testdata/")
+            let names = RepoPaths.files(under: committed).filter { $0 != "README.md" }
+            #expect(names == RepoPaths.files(under: written), "run `dkp-dev write-testdata` and commit testdata/")
             for name in names {
                 let same = FileManager.default.contentsEqual(atPath: committed + "/" + name, andPath: written + "/" + name)
                 #expect(same, "\(name) differs from what dkp-dev write-testdata writes")
@@ -82,7 +74,7 @@ import TestSupport
     ]
 
     @Test func everyHostileTarHasAnOutcome() {
-        let names = Self.files(Self.hostile).filter { $0.hasSuffix(".tar") }
+        let names = RepoPaths.files(under: Self.hostile).filter { $0.hasSuffix(".tar") }
         #expect(names == Self.outcomes.keys.sorted())
     }
 

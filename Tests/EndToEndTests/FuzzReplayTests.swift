@@ -16,11 +16,7 @@ import TestSupport
 
     /// Regular files below `folder`, as absolute paths, sorted.
     static func files(_ folder: URL) -> [String] {
-        let all = FileManager.default.enumerator(atPath: folder.path)?.allObjects as? [String] ?? []
-        return all.map { folder.appendingPathComponent($0).path }.filter { path in
-            var isDirectory: ObjCBool = false
-            return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && !isDirectory.boolValue
-        }.sorted()
+        RepoPaths.files(under: folder.path).map { folder.appendingPathComponent($0).path }
     }
 
     /// The inputs of `harness`.

@@ -27,7 +27,7 @@ import Testing
 
     @Test func refNamePrecedesOrdersAsTheRefNameBytes() {
         let images = Self.images()
-        let byStrings = images.map(\.refName).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        let byStrings = images.map(\.refName).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         #expect(images.sorted { $0.refNamePrecedes($1) }.map(\.refName) == byStrings)
         #expect(images.reversed().sorted { $0.refNamePrecedes($1) }.map(\.refName) == byStrings)
         for image in images { #expect(!image.refNamePrecedes(image)) }

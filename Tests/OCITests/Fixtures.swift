@@ -14,10 +14,11 @@ enum Fixtures {
 
     static func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
-    /// `testdata/manifests/NAME` (see testdata/README.md), as text.
+    /// `testdata/manifests` (see testdata/README.md).
     static let manifestsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("testdata/manifests")
 
+    /// `testdata/manifests/NAME`, as text.
     static func manifestFile(_ name: String) -> String {
         do {
             let text = try String(contentsOf: manifestsFolder.appendingPathComponent(name), encoding: .utf8)

@@ -107,23 +107,7 @@ public enum D8Shape {
     /// Writes `entries` as a GNU tar (as d8 writes them) `name` in `directory`, whole or cut into
     /// `chunkSize`-byte chunk files.
     public static func writeTar(_ directory: URL, _ name: String, _ entries: [(name: String, data: [UInt8])], chunkSize: Int? = nil) throws {
-        var tar = [UInt8]()
-        for entry in entries {
-            tar += TarHeader.encode(name: entry.name, size: Int64(entry.data.count))
-            tar += entry.data
-            tar += [UInt8](repeating: 0, count: Int(TarHeader.paddedSize(Int64(entry.data.count))) - entry.data.count)
-        }
-        tar += [UInt8](repeating: 0, count: 1024)
-        let path = directory.appendingPathComponent(name).path
-        guard let chunkSize else { return try Data(tar).write(to: URL(fileURLWithPath: path)) }
-        var offset = 0
-        var index = 0
-        while offset < tar.count {
-            let end = min(tar.count, offset + chunkSize)
-            try Data(tar[offset..<end]).write(to: URL(fileURLWithPath: ChunkedFileWriter.chunkPath(path, index: index)))
-            offset = end
-            index += 1
-        }
+        try RawTar.write(RawTar.tar(entries), to: directory.appendingPathComponent(name).path, chunkSize: chunkSize)
     }
 
     /// `images_digests.json` of `{module: {image: digest}}`.

@@ -47,6 +47,14 @@ public enum RepoPaths {
     public static var testdata: URL {
         root.appendingPathComponent("testdata")
     }
+
+    /// The regular files below `folder`, as paths relative to it, sorted (none when it is absent).
+    public static func files(under folder: String) -> [String] {
+        (FileManager.default.enumerator(atPath: folder)?.allObjects as? [String] ?? []).filter { name in
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: folder + "/" + name, isDirectory: &isDirectory) && !isDirectory.boolValue
+        }.sorted()
+    }
 }
 
 /// Runs programs without blocking Swift concurrency's threads.
