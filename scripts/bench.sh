@@ -9,7 +9,10 @@
 #      of the same references, one by one, into OCI layouts;
 #   4. `dkp-mirror push` of that bundle into a fresh TLS + htpasswd registry vs `skopeo copy
 #      --all` of the same references from the OCI layouts into another; then the same push
-#      again (nothing new to send);
+#      again (nothing new to send); then the registry's floor for it: the bundle's largest
+#      blob uploaded alone by curl (one stream, which no client can split);
+#   4c. the same pull and push on an edition whose base layer is small (160M), so that no
+#      one blob decides the push;
 #   5. offline `verify` of the bundle vs `sha256sum` of its tars;
 #   6. pull and push again at -j 1, 4, 8 and 16 (the default -j comes from this sweep);
 #   7. a WAN: the same kind of pinned pull through a proxy that adds 40 ms to every round trip
@@ -32,7 +35,8 @@
 # Wall time and peak RSS come from GNU time; "disk written" is the bytes the process dirtied
 # in the page cache (its rusage block outputs x 512), i.e. what it asked the disk to store.
 # Environment: BENCH_LAYERS (default 512M,256M,128M,64M,48M,16M: 1 GiB), BENCH_JOBS (8),
-#   BENCH_BASE_LAYER (1600M), BENCH_IMAGE_LAYER (12M), BENCH_SWEEP ("1 4 8 16"; empty skips it),
+#   BENCH_BASE_LAYER (1600M), BENCH_IMAGE_LAYER (12M), BENCH_FLAT (1; 0 skips 4c),
+#   BENCH_FLAT_BASE_LAYER (160M), BENCH_SWEEP ("1 4 8 16"; empty skips it),
 #   BENCH_WAN (1; 0 skips section 7), BENCH_WAN_BASE_LAYER (128M), BENCH_INGRESS (1; 0 skips 8),
 #   BENCH_SCALE (0: skips 9; 10000 is the figure issue 11 asks for), BENCH_DIFF (1; 0 skips 10;
 #   `only` seeds the edition and runs section 10 alone, about 3 minutes).
@@ -51,7 +55,8 @@ bin=$(swift build -c release --show-bin-path)
 work=$(mktemp -d /tmp/dkp-bench.XXXXXX)
 cleanup() {
   for r in source ours theirs push-ours-1 push-ours-2 push-theirs-1 push-theirs-2 sweep-1 sweep-4 sweep-8 sweep-16 \
-           ingress-on ingress-off ingress-skopeo wan-push-ours wan-push-theirs scale diff-site; do
+           ingress-on ingress-off ingress-skopeo wan-push-ours wan-push-theirs scale diff-site \
+           floor-1 floor-2 flat-1 flat-2 flat-3 flat-4; do
     scripts/registry.sh stop "$work/$r" >/dev/null 2>&1 || true
     scripts/ingress.sh stop "$work/$r-nginx" >/dev/null 2>&1 || true
   done
@@ -75,6 +80,54 @@ timed() {
   read -r T_WALL T_RSS_KB T_BLOCKS <"$work/time"
   T_RSS=$(awk -v k="$T_RSS_KB" 'BEGIN { printf "%.0f", k / 1024 }')
   T_WRITTEN=$((T_BLOCKS * 512))
+}
+
+# 4c (called from section 4). An edition whose base layer is small (BENCH_FLAT_BASE_LAYER,
+# 160M), so that no one blob's stream decides the push: pull and push, ours against skopeo's
+# pull into OCI layouts and push from them, each tool twice in A B B A order, the best kept,
+# every push into a fresh TLS registry.
+bench_flat() {
+  echo "seeding an edition with a ${BENCH_FLAT_BASE_LAYER:-160M} base layer ..." >&2
+  "$bin/dkp-dev" seed-edition "$SRC_HOST/deckhouse/flat" --insecure --base-layer "${BENCH_FLAT_BASE_LAYER:-160M}" \
+    --image-layer "${BENCH_IMAGE_LAYER:-12M}" >/dev/null
+  local args=(--source "$SRC_HOST/deckhouse/flat" --insecure --deckhouse-tag v1.69.3 -j "$JOBS" --progress none)
+  "$bin/dkp-mirror" pull "$work/flat-plan" "${args[@]}" --dry-run --json >"$work/flat-plan.json"
+  jq -r '.references[] | [.repository, .reference, .layout, .shortTag] | join("|")' "$work/flat-plan.json" | sort -u >"$work/flat-refs.tsv"
+  local script
+  for script in skopeo-all skopeo-push; do
+    sed -e "s|$work/refs.tsv|$work/flat-refs.tsv|; s|$work/skopeo-oci|$work/flat-skopeo-oci|g" "$work/$script.sh" >"$work/flat-$script.sh"
+    chmod +x "$work/flat-$script.sh"
+  done
+  local who pull="" skopeo_pull="" push="" skopeo_push="" pushes=() skopeo_pushes=() rss="" n=0
+  for who in ours skopeo skopeo ours; do
+    if [ "$who" = ours ]; then
+      rm -rf "$work/flat-bundle"
+      timed flat-pull "$bin/dkp-mirror" pull "$work/flat-bundle" "${args[@]}"
+      best pull "$T_WALL"
+    else
+      timed flat-skopeo-pull "$work/flat-skopeo-all.sh"
+      best skopeo_pull "$T_WALL"
+    fi
+  done
+  for who in ours skopeo skopeo ours; do
+    n=$((n + 1))
+    scripts/registry.sh start "$work/flat-$n" --tls --user "rw:$password" >"$work/flat-$n.env"; read_env FP "$work/flat-$n.env"
+    if [ "$who" = ours ]; then
+      timed flat-push "$bin/dkp-mirror" push "$work/flat-bundle" "$FP_HOST/system/deckhouse" --ca-file "$FP_CA" -j "$JOBS" --progress none
+      best push "$T_WALL"; pushes+=("$T_WALL"); rss=$T_RSS
+    else
+      mkdir -p "$work/flat-certs-$n"; cp "$FP_CA" "$work/flat-certs-$n/ca.crt"
+      timed flat-skopeo-push "$work/flat-skopeo-push.sh" "$FP_HOST" "$work/flat-certs-$n"
+      best skopeo_push "$T_WALL"; skopeo_pushes+=("$T_WALL")
+    fi
+    scripts/registry.sh stop "$work/flat-$n" >/dev/null 2>&1 || true; rm -rf "$work/flat-$n"
+  done
+  local mib=$(( $(du -cb "$work"/flat-bundle/*.tar | tail -1 | cut -f1) / 1048576 ))
+  row "base ${BENCH_FLAT_BASE_LAYER:-160M}: pull $mib MiB, wall s" "$pull" "$skopeo_pull" "$(ratio "$skopeo_pull" "$pull")x"
+  row "base ${BENCH_FLAT_BASE_LAYER:-160M}: push, wall s" "$push" "$skopeo_push" "$(ratio "$skopeo_push" "$push")x"
+  row "  push: both runs, wall s" "${pushes[*]}" "${skopeo_pushes[*]}" "-"
+  row "  push: peak RSS MB" "$rss" "-" "-"
+  rm -rf "$work/flat-bundle" "$work/flat-skopeo-oci"
 }
 
 # 10. Bytes shipped for the update v1.69.3 -> v1.70.1 of a site (a TLS + htpasswd registry
@@ -264,6 +317,41 @@ row "push: MB/s" "$push_mbs" "$skopeo_push_mbs" "$(ratio "$push_mbs" "$skopeo_pu
 row "push: both runs, wall s" "${push_walls[*]}" "${skopeo_push_walls[*]}" "-"
 row "push: peak RSS MB" "$push_rss" "$skopeo_push_rss" "-"
 row "re-push, nothing new: wall s" "$repush_wall" "-" "$(ratio "$push_wall" "$repush_wall")x faster"
+
+# 4b. The registry's floor for that push: the bundle's largest blob uploaded alone by curl (one
+# POST, one streamed PATCH, one PUT) into a fresh TLS registry, twice, the best kept. One upload
+# is one stream, which distribution decrypts, hashes and writes on one goroutine, so no client
+# pushes the bundle in less time: skopeo's wall over this floor is the best ratio any client can
+# reach against skopeo on this bundle.
+read -r floor_size floor_tar floor_entry < <(for t in "$work"/bundle/*.tar; do
+  tar -tvf "$t" | awk -v t="$t" '$6 ~ /blobs\/sha256\/[0-9a-f]+$/ { print $3, t, $6 }'; done | sort -n | tail -1)
+tar -xOf "$floor_tar" "$floor_entry" >"$work/floor-blob"
+cat >"$work/floor-upload.sh" <<FLOOR
+#!/usr/bin/env bash
+set -euo pipefail
+host=\$1 ca=\$2
+location() { awk 'tolower(\$1) == "location:" { print \$2 }' | tr -d '\\r'; }
+at=\$(curl -fsS -u "rw:$password" --cacert "\$ca" -X POST -D - -o /dev/null "https://\$host/v2/floor/blobs/uploads/" | location)
+at=\$(curl -fsS -u "rw:$password" --cacert "\$ca" -X PATCH -H 'Content-Type: application/octet-stream' \\
+  -T "$work/floor-blob" -D - -o /dev/null "\$at" | location)
+case "\$at" in *\\?*) sep='&';; *) sep='?';; esac
+curl -fsS -u "rw:$password" --cacert "\$ca" -X PUT -o /dev/null "\$at\${sep}digest=sha256:${floor_entry##*/}"
+FLOOR
+chmod +x "$work/floor-upload.sh"
+floor_wall=""
+for n in 1 2; do
+  scripts/registry.sh start "$work/floor-$n" --tls --user "rw:$password" >"$work/floor-$n.env"; read_env FL "$work/floor-$n.env"
+  timed floor "$work/floor-upload.sh" "$FL_HOST" "$FL_CA"
+  best floor_wall "$T_WALL"
+  scripts/registry.sh stop "$work/floor-$n" >/dev/null 2>&1 || true; rm -rf "$work/floor-$n"
+done
+rm -f "$work/floor-blob"
+row "floor: $((floor_size / 1048576)) MiB blob by curl, s" "$floor_wall" "-" "-"
+row "push: wall / that floor" "$(ratio "$push_wall" "$floor_wall")" "$(ratio "$skopeo_push_wall" "$floor_wall")" "-"
+
+# 4c. The same pull and push comparison on an edition where no layer dominates (base layer
+# BENCH_FLAT_BASE_LAYER, 160M), so the floor above does not hide the rest of the push.
+if [ "${BENCH_FLAT:-1}" != 0 ]; then bench_flat; fi
 
 # 5. Offline verify of the bundle against sha256sum of the same tars (page cache warm).
 cat "$work"/bundle/*.tar >/dev/null

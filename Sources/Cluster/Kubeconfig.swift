@@ -55,11 +55,10 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
     /// `ClusterError.kubeconfigNotFound` saying what was looked at.
     public static func locate(explicitPath: String? = nil,
                               environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
-        let files = FileManager.default
         if let explicitPath {
             let path = expandTilde(explicitPath, environment: environment)
             var isDirectory: ObjCBool = false
-            guard files.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
                 throw ClusterError.kubeconfigNotFound("kubeconfig \(explicitPath) does not exist; pass --kubeconfig with the path of the cluster's kubeconfig")
             }
             guard !isDirectory.boolValue else {
@@ -67,36 +66,73 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
             }
             return path
         }
-        if let list = environment["KUBECONFIG"], !list.trimmingCharacters(in: .whitespaces).isEmpty {
-            let candidates = list.split(separator: ":", omittingEmptySubsequences: true).map { expandTilde(String($0), environment: environment) }
-            for candidate in candidates {
-                var isDirectory: ObjCBool = false
-                if files.fileExists(atPath: candidate, isDirectory: &isDirectory), !isDirectory.boolValue {
-                    return candidate
-                }
+        if let candidates = listed(in: environment) {
+            guard let first = candidates.first(where: isFile) else {
+                throw ClusterError.kubeconfigNotFound("no file of $KUBECONFIG exists (\(candidates.joined(separator: ", "))); fix KUBECONFIG or pass --kubeconfig PATH")
             }
-            throw ClusterError.kubeconfigNotFound("no file of $KUBECONFIG exists (\(candidates.joined(separator: ", "))); fix KUBECONFIG or pass --kubeconfig PATH")
+            return first
         }
         let home = environment["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
         let path = home + "/.kube/config"
-        guard files.fileExists(atPath: path) else {
+        guard FileManager.default.fileExists(atPath: path) else {
             throw ClusterError.kubeconfigNotFound("no kubeconfig found: \(path) does not exist and KUBECONFIG is not set; pass --kubeconfig PATH or set KUBECONFIG")
         }
         return path
     }
 
-    /// Locates (see `locate`) and loads a kubeconfig, selecting `context` or else the file's
-    /// `current-context`.
+    /// Every kubeconfig file to read: `explicitPath` alone if given, else every existing file
+    /// of `$KUBECONFIG` in its order (kubectl merges them; missing ones are skipped), else
+    /// `~/.kube/config`.
+    public static func locateAll(explicitPath: String? = nil,
+                                 environment: [String: String] = ProcessInfo.processInfo.environment) throws -> [String] {
+        if explicitPath == nil, let existing = listed(in: environment)?.filter(isFile), !existing.isEmpty {
+            return existing
+        }
+        return [try locate(explicitPath: explicitPath, environment: environment)]
+    }
+
+    /// Locates (see `locateAll`) and loads a kubeconfig, selecting `context` or else its
+    /// `current-context`. Several files of `$KUBECONFIG` are merged as kubectl merges them
+    /// (`KubeconfigFile.merged`), each file's relative references read against its own directory.
     public static func load(path: String? = nil, context: String? = nil,
                             environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Kubeconfig {
-        let file = try locate(explicitPath: path, environment: environment)
-        let data: Data
+        let files = try locateAll(explicitPath: path, environment: environment)
+        if files.count == 1 {
+            return try Kubeconfig(yaml: read(files[0]), path: files[0], context: context, environment: environment)
+        }
+        var parts: [KubeconfigFile] = []
+        for file in files {
+            let yaml = try read(file)
+            // kubectl passes over an empty file of the list.
+            if yaml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { continue }
+            let reader = KubeconfigReader(path: file, environment: environment)
+            parts.append(reader.withAbsoluteReferences(try reader.decode(yaml)))
+        }
+        guard !parts.isEmpty else {
+            // Every file is empty: the first one's error says so.
+            return try Kubeconfig(yaml: "", path: files[0], context: context, environment: environment)
+        }
+        return try Kubeconfig(file: KubeconfigFile.merged(parts), path: files.joined(separator: ":"), context: context,
+                              environment: environment)
+    }
+
+    /// The candidates of `$KUBECONFIG`, `~` expanded; nil when it is not set.
+    static func listed(in environment: [String: String]) -> [String]? {
+        guard let list = environment["KUBECONFIG"], !list.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
+        return list.split(separator: ":", omittingEmptySubsequences: true).map { expandTilde(String($0), environment: environment) }
+    }
+
+    static func isFile(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && !isDirectory.boolValue
+    }
+
+    static func read(_ file: String) throws -> String {
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: file))
+            return String(decoding: try Data(contentsOf: URL(fileURLWithPath: file)), as: UTF8.self)
         } catch {
             throw ClusterError.invalidKubeconfig(path: file, message: "cannot be read (\(Self.shortReason(error))); check its permissions")
         }
-        return try Kubeconfig(yaml: String(decoding: data, as: UTF8.self), path: file, context: context, environment: environment)
     }
 
     // MARK: Helpers

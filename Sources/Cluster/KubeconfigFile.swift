@@ -54,6 +54,22 @@ struct KubeconfigFile: Decodable {
         case clusters, contexts, users
     }
 
+    /// The files of `$KUBECONFIG` as kubectl merges them: the first file that sets
+    /// `current-context` gives it, and the first that defines a cluster, context or user of a
+    /// name gives that entry (later ones of the same name are dropped).
+    static func merged(_ files: [KubeconfigFile]) -> KubeconfigFile {
+        func firstOfEachName<Entry>(_ entries: [Entry], name: (Entry) -> String?) -> [Entry] {
+            var seen = Set<String>()
+            return entries.filter { entry in name(entry).map { seen.insert($0).inserted } ?? true }
+        }
+        var merged = KubeconfigFile()
+        merged.currentContext = files.lazy.compactMap(\.currentContext).first { !$0.isEmpty }
+        merged.clusters = firstOfEachName(files.flatMap { $0.clusters ?? [] }, name: \.name)
+        merged.contexts = firstOfEachName(files.flatMap { $0.contexts ?? [] }, name: \.name)
+        merged.users = firstOfEachName(files.flatMap { $0.users ?? [] }, name: \.name)
+        return merged
+    }
+
     struct NamedCluster: Decodable {
         var name: String?
         var cluster: Cluster?

@@ -7,8 +7,13 @@ extension Kubeconfig {
     /// references (as kubectl resolves them: against the kubeconfig's directory).
     public init(yaml: String, path: String, context: String? = nil,
                 environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        let file = try KubeconfigReader(path: path, environment: environment).decode(yaml)
+        try self.init(file: file, path: path, context: context, environment: environment)
+    }
+
+    /// From a decoded kubeconfig (one file, or the merge of `$KUBECONFIG`'s, named `path`).
+    init(file: KubeconfigFile, path: String, context: String?, environment: [String: String]) throws {
         let reader = KubeconfigReader(path: path, environment: environment)
-        let file = try reader.decode(yaml)
         let (contextName, contextEntry) = try reader.selectContext(context, in: file)
         let (clusterName, cluster) = try reader.cluster(of: contextName, contextEntry, in: file)
         let server = try reader.server(of: clusterName, cluster)
@@ -189,6 +194,34 @@ struct KubeconfigReader {
     }
 
     // MARK: File references
+
+    /// `file` with its file references made absolute against this kubeconfig's directory, so
+    /// that they stay right once merged with other files.
+    func withAbsoluteReferences(_ file: KubeconfigFile) -> KubeconfigFile {
+        func absolute(_ reference: String?) -> String? {
+            reference.map { $0.isEmpty ? $0 : resolve($0) }
+        }
+        var file = file
+        file.clusters = file.clusters?.map { entry in
+            var entry = entry
+            if var cluster = entry.cluster {
+                cluster.certificateAuthority = absolute(cluster.certificateAuthority)
+                entry.cluster = cluster
+            }
+            return entry
+        }
+        file.users = file.users?.map { entry in
+            var entry = entry
+            if var user = entry.user {
+                user.tokenFile = absolute(user.tokenFile)
+                user.clientCertificate = absolute(user.clientCertificate)
+                user.clientKey = absolute(user.clientKey)
+                entry.user = user
+            }
+            return entry
+        }
+        return file
+    }
 
     /// A file reference as kubectl resolves it: `~` expanded, relative to the kubeconfig's directory.
     func resolve(_ reference: String) -> String {

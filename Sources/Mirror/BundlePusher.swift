@@ -155,6 +155,7 @@ public struct BundlePusher: Sendable {
         let failed = Mutex<[Digest: String]>([:])
         let damagedCopies = Mutex<[String]>([])
         let counts = Mutex<(uploaded: Int, mounted: Int, present: Int)>((0, 0, 0))
+        let lacked = Mutex<Set<String>>([])  // "repository@digest" of blobs a lookup found missing
         // A differential bundle: refused here, before any upload or manifest, when the target lacks a left-out blob.
         let leftOut = try await completeLeftOut(plan)
         failed.withLock { $0.merge(leftOut.failed) { a, _ in a } }
@@ -164,7 +165,9 @@ public struct BundlePusher: Sendable {
         let progress = self.progress
         try await forEachConcurrently(plan.blobs, limit: jobs) { blob in
             do {
-                let outcome = try await Self.pushBlob(blob, client: client, progress: progress) { line in
+                let outcome = try await Self.pushBlob(blob, client: client, progress: progress, lacked: { repository in
+                    lacked.withLock { _ = $0.insert("\(repository)@\(blob.digest)") }
+                }) { line in
                     damagedCopies.withLock { $0.append(line) }
                 }
                 counts.withLock {
@@ -178,7 +181,7 @@ public struct BundlePusher: Sendable {
                 progress.blobDone(digest: blob.digest.string, bytes: blob.descriptor.size, transferred: false)
             }
         }
-        let manifests = try await pushManifests(plan.manifests, brokenBlobs: failed.withLock { $0 })
+        let manifests = try await pushManifests(plan.manifests, brokenBlobs: failed.withLock { $0 }, lacked: lacked.withLock { $0 })
         let failures = plan.problems + manifests.failures
         let snapshot = progress.snapshot
         let seconds = progress.elapsed.inSeconds
@@ -202,8 +205,12 @@ public struct BundlePusher: Sendable {
     /// registry refuses (a 4xx: a policy, an immutable tag, a quota), with what depends on it in
     /// its repository (an index, another tag of it), while the rest goes on. A failure of the
     /// registry itself (5xx past the retries, the connection, credentials) still stops the push.
-    func pushManifests(_ manifests: [ManifestPut], brokenBlobs: [Digest: String]) async throws -> (failures: [String], present: Int) {
-        struct State { var broken: [String: String] = [:]; var failures: [String] = []; var present = 0 }
+    /// The lookup is skipped where the target cannot hold the manifest: a blob of it was missing
+    /// from its repository (`lacked`, "repository@digest"), or this push has just put a child of
+    /// it or, for a tag, the manifest itself there.
+    func pushManifests(_ manifests: [ManifestPut], brokenBlobs: [Digest: String],
+                       lacked: Set<String> = []) async throws -> (failures: [String], present: Int) {
+        struct State { var broken: [String: String] = [:]; var failures: [String] = []; var present = 0; var put = Set<String>() }
         let state = Mutex(State())
         let client = self.client
         let progress = self.progress
@@ -223,11 +230,15 @@ public struct BundlePusher: Sendable {
                     }
                     return
                 }
+                let missing = put.blobs.contains { lacked.contains("\(put.repository)@\($0)") } || state.withLock { state in
+                    put.children.contains { state.put.contains("\(put.repository)@\($0)") } || (put.isTag && state.put.contains(key))
+                }
                 do {
-                    if try await client.manifestDescriptor(repository: put.repository, reference: put.reference)?.digest == put.digest {
+                    if !missing, try await client.manifestDescriptor(repository: put.repository, reference: put.reference)?.digest == put.digest {
                         state.withLock { $0.present += 1 }
                     } else {
                         try await client.putManifest(repository: put.repository, reference: put.reference, bytes: put.bytes, mediaType: put.mediaType)
+                        state.withLock { _ = $0.put.insert(key) }
                     }
                 } catch let error as RegistryError where Self.refusesOnlyThis(error) {
                     let reason = "the registry refused \(put.repository)\(put.isTag ? ":" : "@")\(put.reference): \(error)"
@@ -256,18 +267,24 @@ public struct BundlePusher: Sendable {
     /// every other repository gets it by a cross-repository mount, which sends no bytes. The
     /// upload reads the blob's first copy; a copy whose bytes fail the digest is reported
     /// through `damaged` and the next is read, until one is intact (else it throws).
+    /// `lacked` hears of each repository a lookup found without the blob.
     static func pushBlob(_ blob: BlobPush, client: RegistryClient, progress: TransferProgress,
+                         lacked: @Sendable (String) -> Void = { _ in },
                          damaged: @Sendable (String) -> Void) async throws -> (uploaded: Int, mounted: Int, present: Int) {
         var source: String?
         var result = (uploaded: 0, mounted: 0, present: 0)
         var transferred = false
         var intactCopy = 0  // a copy found damaged is neither read nor reported again for the next repository
         for repository in blob.repositories {
-            if try await client.blobSize(repository: repository, digest: blob.digest) != nil {
+            // Once this push has uploaded the blob, the registry lacked it: the other
+            // repositories are asked for a mount at once, without a lookup first (one request
+            // less for each on a fresh registry; a re-push still only looks).
+            if !transferred, try await client.blobSize(repository: repository, digest: blob.digest) != nil {
                 result.present += 1
                 source = source ?? repository
                 continue
             }
+            if !transferred { lacked(repository) }
             if let from = source, try await client.mountBlob(repository: repository, digest: blob.digest, from: from) {
                 result.mounted += 1
                 continue

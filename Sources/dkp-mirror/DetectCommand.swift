@@ -17,7 +17,7 @@ struct DetectCommand: AsyncParsableCommand {
             EDITION=<edition> lines, or JSON with --json.
             """)
 
-    @Option(help: ArgumentHelp("Kubeconfig file (default: the first existing file of $KUBECONFIG, else ~/.kube/config).", valueName: "PATH"))
+    @Option(help: ArgumentHelp("Kubeconfig file (default: the files of $KUBECONFIG, merged as kubectl merges them, else ~/.kube/config).", valueName: "PATH"))
     var kubeconfig: String?
 
     @Option(help: ArgumentHelp("Kubeconfig context to use (default: its current-context).", valueName: "NAME"))

@@ -45,7 +45,7 @@ struct PushCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "Cluster") var clusterOptions: ClusterTargetOptions
 
-    @Option(help: ArgumentHelp("With --cluster: the kubeconfig file (default: the first existing file of $KUBECONFIG, else ~/.kube/config).", valueName: "PATH"))
+    @Option(help: ArgumentHelp("With --cluster: the kubeconfig file (default: the files of $KUBECONFIG, merged as kubectl merges them, else ~/.kube/config).", valueName: "PATH"))
     var kubeconfig: String?
 
     @OptionGroup var common: CommonOptions

@@ -16,7 +16,7 @@ struct StatusCommand: AsyncParsableCommand {
             it was still waiting for). --json prints one JSON object (with --wait, one a line per change).
             """)
 
-    @Option(help: ArgumentHelp("Kubeconfig file (default: the first existing file of $KUBECONFIG, else ~/.kube/config).", valueName: "PATH"))
+    @Option(help: ArgumentHelp("Kubeconfig file (default: the files of $KUBECONFIG, merged as kubectl merges them, else ~/.kube/config).", valueName: "PATH"))
     var kubeconfig: String?
 
     @Option(help: ArgumentHelp("Kubeconfig context to use (default: its current-context).", valueName: "NAME"))

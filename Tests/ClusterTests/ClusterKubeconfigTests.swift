@@ -29,6 +29,61 @@ struct ClusterKubeconfigTests {
         #expect(try Kubeconfig.locate(environment: ["KUBECONFIG": list, "HOME": scratch.path]) == second)
     }
 
+    @Test func kubeconfigListIsMergedAsKubectlMergesIt() throws {
+        let scratch = try ClusterScratch()
+        // The first file sets current-context and a user; the second defines the context, the
+        // cluster (its CA a path relative to the second file) and a user of the same name,
+        // which loses to the first's. An empty file between them is passed over.
+        let first = try scratch.write("home/config", """
+            current-context: site
+            users:
+            - name: admin
+              user:
+                tokenFile: token
+            """)
+        try scratch.write("home/token", "first-token\n")
+        let empty = try scratch.write("empty.yaml", "")
+        try scratch.write("site/pki/ca.crt", "SITE CA")
+        let second = try scratch.write("site/config", """
+            clusters:
+            - name: site
+              cluster:
+                server: https://10.1.0.1:6443
+                certificate-authority: pki/ca.crt
+            contexts:
+            - name: site
+              context: {cluster: site, user: admin}
+            users:
+            - name: admin
+              user: {token: second-token}
+            current-context: other
+            """)
+        let list = "\(scratch.path)/missing:\(first):\(empty):\(second)"
+        #expect(try Kubeconfig.locateAll(environment: ["KUBECONFIG": list]) == [first, empty, second])
+        let config = try Kubeconfig.load(environment: ["KUBECONFIG": list, "HOME": scratch.path])
+        #expect(config.contextName == "site")
+        #expect(config.server == "https://10.1.0.1:6443")
+        #expect(config.certificateAuthorityPEM == Array("SITE CA".utf8))
+        #expect(config.certificateAuthoritySource == "certificate-authority \(scratch.path)/site/pki/ca.crt of cluster 'site'")
+        #expect(config.credentials.token == "first-token")
+        // --kubeconfig reads its one file only.
+        let error = #expect(throws: ClusterError.self) { try Kubeconfig.load(path: first, environment: ["KUBECONFIG": list]) }
+        #expect(error?.description.contains("has no context 'site'") == true)
+    }
+
+    @Test func mergedKubeconfigErrorsNameTheFiles() throws {
+        let scratch = try ClusterScratch()
+        let a = try scratch.write("a.yaml", minimal)
+        let b = try scratch.write("b.yaml", "current-context: nowhere\n")
+        let error = #expect(throws: ClusterError.self) {
+            try Kubeconfig.load(context: "absent", environment: ["KUBECONFIG": "\(b):\(a)"])
+        }
+        #expect(error?.description.hasPrefix("kubeconfig \(b):\(a): has no context 'absent' (contexts: dkp-test)") == true)
+        let broken = try scratch.write("broken.yaml", "clusters: 3\n")
+        let decoding = #expect(throws: ClusterError.self) { try Kubeconfig.load(environment: ["KUBECONFIG": "\(a):\(broken)"]) }
+        #expect(decoding?.description.hasPrefix("kubeconfig \(broken): field clusters") == true)
+    }
+
     @Test func kubeconfigListWithNoExistingFileIsAnError() throws {
         let scratch = try ClusterScratch()
         try scratch.write(".kube/config", minimal) // not used: KUBECONFIG is set

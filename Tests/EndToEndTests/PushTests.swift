@@ -35,6 +35,17 @@ import TestSupport
         #expect(result.failures.isEmpty)
         #expect(result.blobsUploaded > 0)
         #expect(result.blobsMounted > 0, "shared blobs are mounted, not uploaded again")
+        // One lookup per blob, in the first repository that needs it: once uploaded there, it is
+        // mounted into the others without a lookup first.
+        let lookups = target.log.split(separator: "\n").filter {
+            $0.contains("response completed") && $0.contains("http.request.method=HEAD") && $0.contains("/blobs/sha256:")
+        }
+        #expect(lookups.count == result.blobs, "\(lookups.count) blob lookups for \(result.blobs) blobs")
+        // A manifest one of whose blobs (or children) was just found missing is put without a lookup.
+        let manifestLookups = target.log.split(separator: "\n").filter {
+            $0.contains("response completed") && $0.contains("http.request.method=HEAD") && $0.contains("/manifests/")
+        }
+        #expect(manifestLookups.count * 4 < result.references, "\(manifestLookups.count) manifest lookups for \(result.references) references")
         #expect(!(first.stdoutString + first.stderrString).contains("push-pw-81"))
         #expect(try await TargetCheck.expectComplete(target, password: "push-pw-81", bundle: bundle, modules: TargetCheck.editionModules) > 40)
 
