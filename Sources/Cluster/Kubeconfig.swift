@@ -104,7 +104,7 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
         for file in files {
             let yaml = try read(file)
             // kubectl passes over an empty file of the list.
-            if yaml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { continue }
+            if KubeconfigReader.isEmptyDocument(yaml) { continue }
             let reader = KubeconfigReader(path: file, environment: environment)
             parts.append(reader.withAbsoluteReferences(try reader.decode(yaml)))
         }
@@ -116,10 +116,14 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
                               environment: environment)
     }
 
-    /// The candidates of `$KUBECONFIG`, `~` expanded; nil when it is not set.
+    /// The candidates of `$KUBECONFIG`, `~` expanded, each once (as kubectl lists them); nil
+    /// when it is not set.
     static func listed(in environment: [String: String]) -> [String]? {
         guard let list = environment["KUBECONFIG"], !list.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
-        return list.split(separator: ":", omittingEmptySubsequences: true).map { expandTilde(String($0), environment: environment) }
+        var seen = Set<String>()
+        return list.split(separator: ":", omittingEmptySubsequences: true)
+            .map { expandTilde(String($0), environment: environment) }
+            .filter { seen.insert($0).inserted }
     }
 
     static func isFile(_ path: String) -> Bool {

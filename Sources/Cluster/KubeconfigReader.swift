@@ -41,7 +41,7 @@ struct KubeconfigReader {
     func fail(_ message: String) -> ClusterError { .invalidKubeconfig(path: path, message: message) }
 
     func decode(_ yaml: String) throws -> KubeconfigFile {
-        guard !yaml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+        guard !Self.isEmptyDocument(yaml) else {
             throw fail("is empty; use the kubeconfig of the cluster (e.g. /etc/kubernetes/admin.conf on a master)")
         }
         do {
@@ -50,6 +50,18 @@ struct KubeconfigReader {
             throw fail(Self.describe(error))
         } catch {
             throw fail("is not valid YAML (\(Kubeconfig.shortReason(error)))")
+        }
+    }
+
+    /// Nothing but whitespace, comments or a bare `---` (kubectl reads such a file as empty).
+    static func isEmptyDocument(_ yaml: String) -> Bool {
+        if yaml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return true }
+        do {
+            guard let node = try Yams.compose(yaml: yaml) else { return true }
+            if case let .scalar(scalar) = node { return ["", "~", "null"].contains(scalar.string) }
+            return false
+        } catch {
+            return false
         }
     }
 

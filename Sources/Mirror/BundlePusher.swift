@@ -207,7 +207,9 @@ public struct BundlePusher: Sendable {
     /// registry itself (5xx past the retries, the connection, credentials) still stops the push.
     /// The lookup is skipped where the target cannot hold the manifest: a blob of it was missing
     /// from its repository (`lacked`, "repository@digest"), or this push has just put a child of
-    /// it or, for a tag, the manifest itself there.
+    /// it or, for a tag, the manifest itself there. That trusts that a registry holding a
+    /// manifest holds its blobs in that repository; where it does not (a blob deleted through
+    /// the API), the manifest's same bytes are put again.
     func pushManifests(_ manifests: [ManifestPut], brokenBlobs: [Digest: String],
                        lacked: Set<String> = []) async throws -> (failures: [String], present: Int) {
         struct State { var broken: [String: String] = [:]; var failures: [String] = []; var present = 0; var put = Set<String>() }
@@ -238,7 +240,9 @@ public struct BundlePusher: Sendable {
                         state.withLock { $0.present += 1 }
                     } else {
                         try await client.putManifest(repository: put.repository, reference: put.reference, bytes: put.bytes, mediaType: put.mediaType)
-                        state.withLock { _ = $0.put.insert(key) }
+                        // A stale tag put again says nothing of the digest; a digest put, or
+                        // a tag whose manifest was missing, says it was not there.
+                        if !put.isTag || missing { state.withLock { _ = $0.put.insert(key) } }
                     }
                 } catch let error as RegistryError where Self.refusesOnlyThis(error) {
                     let reason = "the registry refused \(put.repository)\(put.isTag ? ":" : "@")\(put.reference): \(error)"
@@ -277,15 +281,19 @@ public struct BundlePusher: Sendable {
         var intactCopy = 0  // a copy found damaged is neither read nor reported again for the next repository
         for repository in blob.repositories {
             // Once this push has uploaded the blob, the registry lacked it: the other
-            // repositories are asked for a mount at once, without a lookup first (one request
-            // less for each on a fresh registry; a re-push still only looks).
-            if !transferred, try await client.blobSize(repository: repository, digest: blob.digest) != nil {
+            // repositories are asked for a mount at once (one request less for each on a fresh
+            // registry); only a refused mount is followed by a lookup. A re-push only looks.
+            if transferred, let from = source, try await client.mountBlob(repository: repository, digest: blob.digest, from: from) {
+                result.mounted += 1
+                continue
+            }
+            if try await client.blobSize(repository: repository, digest: blob.digest) != nil {
                 result.present += 1
                 source = source ?? repository
                 continue
             }
-            if !transferred { lacked(repository) }
-            if let from = source, try await client.mountBlob(repository: repository, digest: blob.digest, from: from) {
+            lacked(repository)
+            if !transferred, let from = source, try await client.mountBlob(repository: repository, digest: blob.digest, from: from) {
                 result.mounted += 1
                 continue
             }
