@@ -102,11 +102,10 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
         }
         var parts: [KubeconfigFile] = []
         for file in files {
-            let yaml = try read(file)
-            // kubectl passes over an empty file of the list.
-            if KubeconfigReader.isEmptyDocument(yaml) { continue }
             let reader = KubeconfigReader(path: file, environment: environment)
-            parts.append(reader.withAbsoluteReferences(try reader.decode(yaml)))
+            // kubectl passes over an empty file of the list.
+            guard let part = try reader.decodeUnlessEmpty(read(file)) else { continue }
+            parts.append(reader.withAbsoluteReferences(part))
         }
         guard !parts.isEmpty else {
             // Every file is empty: the first one's error says so.

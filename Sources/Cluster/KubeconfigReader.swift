@@ -41,27 +41,23 @@ struct KubeconfigReader {
     func fail(_ message: String) -> ClusterError { .invalidKubeconfig(path: path, message: message) }
 
     func decode(_ yaml: String) throws -> KubeconfigFile {
-        guard !Self.isEmptyDocument(yaml) else {
+        guard let file = try decodeUnlessEmpty(yaml) else {
             throw fail("is empty; use the kubeconfig of the cluster (e.g. /etc/kubernetes/admin.conf on a master)")
         }
+        return file
+    }
+
+    /// nil for a file of nothing but whitespace, comments or a bare `---`, which kubectl reads
+    /// as empty. The YAML is parsed once.
+    func decodeUnlessEmpty(_ yaml: String) throws -> KubeconfigFile? {
         do {
-            return try YAMLDecoder().decode(KubeconfigFile.self, from: yaml)
+            guard let node = try Yams.compose(yaml: yaml) else { return nil }
+            if case let .scalar(scalar) = node, ["", "~", "null"].contains(scalar.string) { return nil }
+            return try YAMLDecoder().decode(KubeconfigFile.self, from: node)
         } catch let error as DecodingError {
             throw fail(Self.describe(error))
         } catch {
             throw fail("is not valid YAML (\(Kubeconfig.shortReason(error)))")
-        }
-    }
-
-    /// Nothing but whitespace, comments or a bare `---` (kubectl reads such a file as empty).
-    static func isEmptyDocument(_ yaml: String) -> Bool {
-        if yaml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return true }
-        do {
-            guard let node = try Yams.compose(yaml: yaml) else { return true }
-            if case let .scalar(scalar) = node { return ["", "~", "null"].contains(scalar.string) }
-            return false
-        } catch {
-            return false
         }
     }
 
