@@ -9,6 +9,8 @@ import Synchronization
 public struct DeepSummary: Sendable, Codable {
     /// Layers whose diff_id was checked (decompressed, or plain tars compared by digest).
     public var layers: Int
+    /// Of those, the plain tars: their digest is their diff_id, so nothing was decompressed.
+    public var plainLayers: Int
     /// Layers not checked: media types that are not image layers (trivy databases, other
     /// artifacts), or images whose config is not an image config.
     public var skipped: Int
@@ -20,6 +22,7 @@ public struct DeepSummary: Sendable, Codable {
 
 struct DeepReport {
     var layers = 0
+    var plainLayers = 0
     var skipped = 0
     var compressedBytes: Int64 = 0
     var uncompressedBytes: Int64 = 0
@@ -55,6 +58,8 @@ private struct DeepWalk {
     var work = [String: LayerWork]()
     var order = [String]()
     var visited = Set<String>()
+    /// Plain-tar layers counted already (`<layout path>@<hex>`): shared ones are counted once.
+    var plainCounted = Set<String>()
     var configsReported = Set<String>()
     var mismatches = Set<String>()
 
@@ -125,7 +130,7 @@ private struct DeepWalk {
         }
         if compression == .none {
             // A plain tar is its own diff: the digest already checked is the diff_id.
-            report.layers += 1
+            if plainCounted.insert(layerKey).inserted { report.plainLayers += 1 }
             if let expected, expected != layer.digest {
                 report.problems.append(BundleVerifier.mismatch(layout: layout, image: image, layer: layer.digest, expected: expected, actual: layer.digest))
             }
@@ -163,7 +168,7 @@ extension BundleVerifier {
             report.compressedBytes += entry.compressed
             report.uncompressedBytes += entry.uncompressed
         }
-        report.layers += items.count
+        report.layers = items.count + report.plainLayers
         report.problems.sort { $0.message < $1.message }
         report.seconds = (ContinuousClock.now - started).inSeconds
         return report

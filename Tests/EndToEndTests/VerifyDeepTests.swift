@@ -9,6 +9,7 @@ import TestSupport
     struct Report: Decodable {
         struct Deep: Decodable {
             var layers: Int
+            var plainLayers: Int
             var skipped: Int
             var compressedBytes: Int64
             var uncompressedBytes: Int64
@@ -51,6 +52,8 @@ import TestSupport
                                           diffID: try Digest(parsing: "sha256:" + String(repeating: "0", count: 64)))
         let bundle = try await Self.bundle([
             .init(tag: "mixed", layers: [gzip, zstd, plain]),
+            // Shares the plain and gzip layers: each is counted once.
+            .init(tag: "shared", layers: [plain, gzip]),
             .init(tag: "docker", layers: [docker], configType: .dockerConfig),
             .init(tag: "trivy", layers: [trivy], configType: MediaType(rawValue: "application/vnd.aquasec.trivy.config.v1+json")),
         ])
@@ -60,13 +63,15 @@ import TestSupport
         #expect(report.problems.isEmpty)
         let deep = try #require(report.deep)
         #expect(deep.layers == 4, "gzip, zstd and docker gzip decompressed, the plain tar compared by digest")
+        #expect(deep.plainLayers == 1)
         #expect(deep.skipped == 1, "the trivy database layer")
         #expect(deep.uncompressedBytes > deep.compressedBytes)
 
         let text = try await CLITests.run(["verify", bundle.path, "--deep"])
         #expect(text.status == 0)
         #expect(text.stdoutString.contains("bundle OK"))
-        #expect(text.stdoutString.contains("--deep: 4 layers decompressed"), "\(text.stdoutString)")
+        #expect(text.stdoutString.contains("; 1 plain tar by its digest)"), "\(text.stdoutString)")
+        #expect(text.stdoutString.contains("--deep: 4 layers checked against their diff_ids (3 decompressed, "), "\(text.stdoutString)")
 
         // Without --deep the report carries no deep section.
         let plainRun = try await CLITests.run(["verify", bundle.path, "--json"])
