@@ -105,7 +105,7 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
             let reader = KubeconfigReader(path: file, environment: environment)
             // kubectl passes over an empty file of the list.
             guard let part = try reader.decodeUnlessEmpty(read(file)) else { continue }
-            parts.append(reader.withAbsoluteReferences(part))
+            parts.append(reader.preparedForMerge(part))
         }
         guard !parts.isEmpty else {
             // Every file is empty: the first one's error says so.

@@ -73,6 +73,10 @@ struct KubeconfigFile: Decodable {
     struct NamedCluster: Decodable {
         var name: String?
         var cluster: Cluster?
+        /// The file that defined the entry, when several were merged (not in the YAML).
+        var file: String?
+
+        enum CodingKeys: String, CodingKey { case name, cluster }
     }
 
     struct Cluster: Decodable {
@@ -94,6 +98,10 @@ struct KubeconfigFile: Decodable {
     struct NamedContext: Decodable {
         var name: String?
         var context: Context?
+        /// The file that defined the entry, when several were merged (not in the YAML).
+        var file: String?
+
+        enum CodingKeys: String, CodingKey { case name, context }
     }
 
     struct Context: Decodable {
@@ -105,6 +113,10 @@ struct KubeconfigFile: Decodable {
     struct NamedUser: Decodable {
         var name: String?
         var user: User?
+        /// The file that defined the entry, when several were merged (not in the YAML).
+        var file: String?
+
+        enum CodingKeys: String, CodingKey { case name, user }
     }
 
     struct User: Decodable {

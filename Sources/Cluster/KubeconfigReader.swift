@@ -13,16 +13,25 @@ extension Kubeconfig {
 
     /// From a decoded kubeconfig (one file, or the merge of `$KUBECONFIG`'s, named `path`).
     init(file: KubeconfigFile, path: String, context: String?, environment: [String: String]) throws {
+        // Errors about one entry name the file that defined it; the others name `path`.
         let reader = KubeconfigReader(path: path, environment: environment)
         let (contextName, contextEntry) = try reader.selectContext(context, in: file)
-        let (clusterName, cluster) = try reader.cluster(of: contextName, contextEntry, in: file)
-        let server = try reader.server(of: clusterName, cluster)
-        let proxy = try reader.proxy(of: clusterName, cluster)
-        let trust = try reader.trust(of: clusterName, cluster)
+        let (clusterName, clusterEntry) = try reader.cluster(of: contextName, contextEntry, in: file)
+        let clusterReader = reader.reading(clusterEntry.file)
+        guard let cluster = clusterEntry.cluster else {
+            throw clusterReader.fail("cluster '\(clusterName)' has no field cluster")
+        }
+        let server = try clusterReader.server(of: clusterName, cluster)
+        let proxy = try clusterReader.proxy(of: clusterName, cluster)
+        let trust = try clusterReader.trust(of: clusterName, cluster)
         let userName = contextEntry.context?.user ?? ""
-        let credentials = userName.isEmpty
-            ? KubeCredentials()
-            : try reader.credentials(of: userName, context: contextName, in: file)
+        let credentials: KubeCredentials
+        if userName.isEmpty {
+            credentials = KubeCredentials()
+        } else {
+            let userEntry = try reader.user(userName, context: contextName, in: file)
+            credentials = try reader.reading(userEntry.file).credentials(of: userEntry)
+        }
         self.init(path: path, contextName: contextName, clusterName: clusterName,
                   userName: userName.isEmpty ? "(none)" : userName,
                   server: server.hasSuffix("/") ? String(server.dropLast()) : server,
@@ -39,6 +48,11 @@ struct KubeconfigReader {
     let environment: [String: String]
 
     func fail(_ message: String) -> ClusterError { .invalidKubeconfig(path: path, message: message) }
+
+    /// The reader of the file that defined an entry (`file`), or this one.
+    func reading(_ file: String?) -> KubeconfigReader {
+        file.map { KubeconfigReader(path: $0, environment: environment) } ?? self
+    }
 
     func decode(_ yaml: String) throws -> KubeconfigFile {
         guard let file = try decodeUnlessEmpty(yaml) else {
@@ -82,17 +96,14 @@ struct KubeconfigReader {
     }
 
     func cluster(of contextName: String, _ context: KubeconfigFile.NamedContext,
-                 in file: KubeconfigFile) throws -> (String, KubeconfigFile.Cluster) {
+                 in file: KubeconfigFile) throws -> (String, KubeconfigFile.NamedCluster) {
         guard let clusterName = context.context?.cluster, !clusterName.isEmpty else {
-            throw fail("context '\(contextName)' has no field context.cluster")
+            throw reading(context.file).fail("context '\(contextName)' has no field context.cluster")
         }
         guard let entry = file.clusters?.first(where: { $0.name == clusterName }) else {
             throw fail("context '\(contextName)' names cluster '\(clusterName)', which is not in clusters")
         }
-        guard let cluster = entry.cluster else {
-            throw fail("cluster '\(clusterName)' has no field cluster")
-        }
-        return (clusterName, cluster)
+        return (clusterName, entry)
     }
 
     func server(of clusterName: String, _ cluster: KubeconfigFile.Cluster) throws -> String {
@@ -129,10 +140,15 @@ struct KubeconfigReader {
         return nil
     }
 
-    func credentials(of userName: String, context contextName: String, in file: KubeconfigFile) throws -> KubeCredentials {
+    func user(_ userName: String, context contextName: String, in file: KubeconfigFile) throws -> KubeconfigFile.NamedUser {
         guard let entry = file.users?.first(where: { $0.name == userName }) else {
             throw fail("context '\(contextName)' names user '\(userName)', which is not in users")
         }
+        return entry
+    }
+
+    func credentials(of entry: KubeconfigFile.NamedUser) throws -> KubeCredentials {
+        let userName = entry.name ?? ""
         let user = entry.user ?? KubeconfigFile.User()
         let owner = "user '\(userName)'"
         var credentials = KubeCredentials()
@@ -203,15 +219,21 @@ struct KubeconfigReader {
 
     // MARK: File references
 
-    /// `file` with its file references made absolute against this kubeconfig's directory, so
-    /// that they stay right once merged with other files.
-    func withAbsoluteReferences(_ file: KubeconfigFile) -> KubeconfigFile {
+    /// `file` ready to merge with others: its file references made absolute against this
+    /// kubeconfig's directory, each entry marked as defined here (for errors).
+    func preparedForMerge(_ file: KubeconfigFile) -> KubeconfigFile {
         func absolute(_ reference: String?) -> String? {
             reference.map { $0.isEmpty ? $0 : resolve($0) }
         }
         var file = file
+        file.contexts = file.contexts?.map { entry in
+            var entry = entry
+            entry.file = path
+            return entry
+        }
         file.clusters = file.clusters?.map { entry in
             var entry = entry
+            entry.file = path
             if var cluster = entry.cluster {
                 cluster.certificateAuthority = absolute(cluster.certificateAuthority)
                 entry.cluster = cluster
@@ -220,6 +242,7 @@ struct KubeconfigReader {
         }
         file.users = file.users?.map { entry in
             var entry = entry
+            entry.file = path
             if var user = entry.user {
                 user.tokenFile = absolute(user.tokenFile)
                 user.clientCertificate = absolute(user.clientCertificate)

@@ -82,6 +82,36 @@ struct ClusterKubeconfigTests {
         let broken = try scratch.write("broken.yaml", "clusters: 3\n")
         let decoding = #expect(throws: ClusterError.self) { try Kubeconfig.load(environment: ["KUBECONFIG": "\(a):\(broken)"]) }
         #expect(decoding?.description.hasPrefix("kubeconfig \(broken): field clusters") == true)
+
+        // An entry at fault is named with the file that defined it, not the whole list.
+        let contexts = try scratch.write("contexts.yaml", """
+            contexts:
+            - name: site
+              context: {cluster: site, user: site-admin}
+            current-context: site
+            """)
+        let clusters = try scratch.write("clusters.yaml", """
+            clusters:
+            - name: site
+              cluster: {certificate-authority-data: U0lURSBDQQ==}
+            """)
+        let users = try scratch.write("users.yaml", """
+            users:
+            - name: site-admin
+              user: {username: admin}
+            """)
+        let list = "\(contexts):\(users):\(clusters)"
+        let noServer = #expect(throws: ClusterError.self) { try Kubeconfig.load(environment: ["KUBECONFIG": list]) }
+        #expect(noServer?.description.hasPrefix("kubeconfig \(clusters): cluster 'site' has no field cluster.server") == true,
+                "\(String(describing: noServer))")
+        try scratch.write("clusters.yaml", "clusters:\n- name: site\n  cluster: {server: https://10.1.0.1:6443}\n")
+        let noPassword = #expect(throws: ClusterError.self) { try Kubeconfig.load(environment: ["KUBECONFIG": list]) }
+        #expect(noPassword?.description.hasPrefix("kubeconfig \(users): user 'site-admin' has field username but no field password") == true,
+                "\(String(describing: noPassword))")
+        try scratch.write("users.yaml", "users: []\n")
+        let noUser = #expect(throws: ClusterError.self) { try Kubeconfig.load(environment: ["KUBECONFIG": list]) }
+        #expect(noUser?.description.hasPrefix("kubeconfig \(list): context 'site' names user 'site-admin', which is not in users") == true,
+                "\(String(describing: noUser))")
     }
 
     @Test func kubeconfigListWithNoExistingFileIsAnError() throws {
