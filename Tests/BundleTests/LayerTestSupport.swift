@@ -152,9 +152,6 @@ enum LayerTestTools {
     }
 
     static func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory
-            .appendingPathComponent("layer-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
+        try TestRegistry.temporaryDirectory("layer-tests")
     }
 }

@@ -18,9 +18,7 @@ import TestSupport
     }
 
     static func temporaryDirectory() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("dkp-trust-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
+        try TestRegistry.temporaryDirectory("dkp-trust")
     }
 
     static func certificates(_ roots: NIOSSLTrustRoots) -> [NIOSSLCertificate]? {

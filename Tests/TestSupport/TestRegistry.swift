@@ -145,10 +145,10 @@ public final class TestRegistry: Sendable {
         }
     }
 
-    /// A fresh, empty directory under the system temporary directory, named after `prefix`.
+    /// A fresh, empty directory in this test process's scratch folder (`TestScratch`, removed
+    /// when the process exits), named after `prefix`.
     public static func temporaryDirectory(_ prefix: String) throws -> URL {
-        let base = URL(fileURLWithPath: NSTemporaryDirectory())
-        let dir = base.appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(12).lowercased())")
+        let dir = TestScratch.root.appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(12).lowercased())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return dir
     }
