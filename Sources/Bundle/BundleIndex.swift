@@ -50,15 +50,13 @@ public struct BundleIndex: Sendable {
             public let tar: String
             /// The directory inside that tar, as stored there.
             public let directory: String
-            /// The bytes of that tar's `index.json`.
-            public let index: [UInt8]
-            /// That tar's descriptors, in its index.json order.
+            /// That tar's descriptors, in its index.json order (the file's bytes are not kept:
+            /// 8 MB at 20,000 references).
             public let descriptors: [Descriptor]
 
-            public init(tar: String, directory: String, index: [UInt8], descriptors: [Descriptor]) {
+            public init(tar: String, directory: String, descriptors: [Descriptor]) {
                 self.tar = tar
                 self.directory = directory
-                self.index = index
                 self.descriptors = descriptors
             }
         }
@@ -72,8 +70,6 @@ public struct BundleIndex: Sendable {
         /// The directory inside the first tar, as stored there (without a leading "./"): differs
         /// from `path` for older module and security tars.
         public let directory: String
-        /// The bytes of the first tar's `index.json`.
-        public let index: [UInt8]
         /// The descriptors of every part, united by digest + ref name: the first tar's in its
         /// index.json order, then what each further tar adds. Annotations kept
         /// (`org.opencontainers.image.ref.name`, `io.deckhouse.image.short_tag`).
@@ -84,27 +80,38 @@ public struct BundleIndex: Sendable {
         /// Names of the tars that hold the layout, in name order.
         public var tars: [String] { parts.map(\.tar) }
 
-        public init(tar: String, path: String, directory: String, index: [UInt8], descriptors: [Descriptor]) {
-            self.init(path: path, parts: [Part(tar: tar, directory: directory, index: index, descriptors: descriptors)])
+        public init(tar: String, path: String, directory: String, descriptors: [Descriptor]) {
+            self.init(path: path, parts: [Part(tar: tar, directory: directory, descriptors: descriptors)])
         }
 
         /// A layout made of `parts` (at least one), descriptors united.
         public init(path: String, parts: [Part]) {
-            let first = parts.first ?? Part(tar: "", directory: path, index: [], descriptors: [])
+            let first = parts.first ?? Part(tar: "", directory: path, descriptors: [])
             self.tar = first.tar
             self.path = path
             self.directory = first.directory
-            self.index = first.index
             self.parts = parts
+            self.descriptors = Self.united(parts)
+        }
+
+        /// The parts' descriptors, each digest + ref name once. One part without repeats (the
+        /// usual case) gives its own array, shared rather than copied.
+        private static func united(_ parts: [Part]) -> [Descriptor] {
+            func key(_ descriptor: Descriptor) -> String {
+                descriptor.digest.string + " " + (descriptor.annotations?[BundleIndex.refNameAnnotation] ?? "")
+            }
             var seen = Set<String>()
+            if parts.count == 1, parts[0].descriptors.allSatisfy({ seen.insert(key($0)).inserted }) {
+                return parts[0].descriptors
+            }
+            seen.removeAll()
             var united = [Descriptor]()
             for part in parts {
-                for descriptor in part.descriptors {
-                    let key = descriptor.digest.string + " " + (descriptor.annotations?[BundleIndex.refNameAnnotation] ?? "")
-                    if seen.insert(key).inserted { united.append(descriptor) }
+                for descriptor in part.descriptors where seen.insert(key(descriptor)).inserted {
+                    united.append(descriptor)
                 }
             }
-            self.descriptors = united
+            return united
         }
     }
 

@@ -90,7 +90,7 @@ enum TarScanner {
             let descriptors = try parseIndex(index, tar: display, directory: directory)
             let path = prefix.isEmpty ? directory : (directory.isEmpty ? prefix : prefix + "/" + directory)
             layouts.append((
-                BundleIndex.Layout(tar: tar.name, path: path, directory: directory, index: index, descriptors: descriptors),
+                BundleIndex.Layout(tar: tar.name, path: path, directory: directory, descriptors: descriptors),
                 blobs[directory] ?? [:]
             ))
         }

@@ -53,7 +53,7 @@ extension BundlePusher {
     public func plan() throws -> PushPlan {
         var builder = PlanBuilder(bundle: bundle)
         builder.leftOut = leftOut?.blobs ?? [:]
-        var planned: [String: [PlannedTag]] = [:]  // layout path -> its tags
+        var planned: [String: [PlannedTag]] = [:]  // layout path of a module, package or plugin -> its tags
         // As verify reports them (there a problem): what the earlier copies held is not pushed.
         builder.warnings += bundle.duplicateEntries.map {
             "\($0.tar) holds '\($0.name)' \($0.count) times; its last copy is used, as extracting the tar would, "
@@ -62,6 +62,7 @@ extension BundlePusher {
         for layout in bundle.layouts {
             let repository = repository(for: layout.path)
             let resolved = layout.resolvedTags()
+            let isItem = DiscoveryKind.item(of: layout.path) != nil
             builder.warnings += resolved.warnings
             // Names outside the grammar: held back before anything moves, named, the rest pushed.
             builder.problems += resolved.invalid.map { "\($0); not pushed" }
@@ -76,7 +77,9 @@ extension BundlePusher {
                                                 damaged: &builder.damagedManifests)
                     try builder.add(tree, layout: layout, repository: repository, reference: entry.tag,
                                     order: Self.order(layout: layout.path, tag: entry.tag), what: what)
-                    planned[layout.path, default: []].append(PlannedTag(layout: layout, tag: entry.tag, tree: tree))
+                    if isItem {  // kept only where a discovery tag may need it
+                        planned[layout.path, default: []].append(PlannedTag(layout: layout, tag: entry.tag, tree: tree))
+                    }
                     builder.count(entry, layout: layout)
                 } catch {
                     builder.problems.append("\(error)")
@@ -176,7 +179,8 @@ struct PlanBuilder {
     /// The layout that first needed each blob: its copies are tried first.
     var firstLayout: [Digest: BundleIndex.Layout] = [:]
     var children: [ManifestPut] = []
-    var tags: [(order: Int, put: ManifestPut)] = []
+    /// Tags by their `BundlePusher.order`, each list in the order they came.
+    var tagsByOrder: [Int: [ManifestPut]] = [:]
     var seenChildren = Set<String>()
     var problems: [String] = []
     var warnings: [String] = []
@@ -212,11 +216,10 @@ struct PlanBuilder {
             }
         }
         for (blob, location) in located {
-            var push = blobs[blob.digest] ?? BlobPush(digest: blob.digest, descriptor: blob, copies: [location], repositories: [], what: what)
-            if !push.repositories.contains(repository) { push.repositories.append(repository) }
-            push.users.insert(what)
-            blobs[blob.digest] = push
-            firstLayout[blob.digest] = firstLayout[blob.digest] ?? layout
+            // In place: a copy of the entry would copy its `users`, once per image sharing the blob.
+            blobs[blob.digest, default: BlobPush(digest: blob.digest, descriptor: blob, copies: [location], repositories: [], what: what)]
+                .add(repository: repository, user: what)
+            if firstLayout[blob.digest] == nil { firstLayout[blob.digest] = layout }
         }
         for (blob, entry) in listed {
             leftOutNeeds[blob.digest, default: LeftOutNeed(descriptor: blob, holder: entry.repository)].add(repository: repository, user: what)
@@ -231,9 +234,9 @@ struct PlanBuilder {
         }
         guard let top = tree.last else { return }
         // Tags after every child (levels stay far below 100), in their order.
-        tags.append((order, ManifestPut(repository: repository, reference: reference, digest: top.digest, bytes: top.bytes,
-                                        mediaType: top.mediaType, blobs: top.blobs.map(\.digest), children: top.children, what: what,
-                                        stage: 100 + order)))
+        tagsByOrder[order, default: []].append(ManifestPut(
+            repository: repository, reference: reference, digest: top.digest, bytes: top.bytes, mediaType: top.mediaType,
+            blobs: top.blobs.map(\.digest), children: top.children, what: what, stage: 100 + order))
     }
 
     /// Counts a pushed tag into the summary.
@@ -251,7 +254,8 @@ struct PlanBuilder {
         if parts.count == 2, parts[0] == "security" { databases.insert(parts[1]) }
     }
 
-    func finish() -> PushPlan {
+    /// The plan; the builder's manifest lists are moved into it.
+    mutating func finish() -> PushPlan {
         var summary = self.summary
         summary.platformVersions = versions.sorted { (Version(tag: $0) ?? Version(0, 0, 0)) < (Version(tag: $1) ?? Version(0, 0, 0)) }
         summary.modules = modules.sorted()
@@ -264,10 +268,24 @@ struct PlanBuilder {
             blob.copies = bundle.allCopies(blob.digest, preferring: firstLayout[blob.digest])
             return blob
         }
-        let orderedTags = tags.enumerated().sorted { ($0.element.order, $0.offset) < ($1.element.order, $1.offset) }.map(\.element.put)
+        // Moved list by list: at 20,000 tags a sorted copy beside them was 7 MB.
+        var manifests = children
+        children = []
+        manifests.reserveCapacity(manifests.count + tagsByOrder.values.reduce(0) { $0 + $1.count })
+        for order in tagsByOrder.keys.sorted() {
+            manifests.append(contentsOf: tagsByOrder.removeValue(forKey: order) ?? [])
+        }
         return PushPlan(blobs: blobs.sorted { $0.descriptor.size > $1.descriptor.size },
-                        manifests: children + orderedTags, problems: problems, warnings: warnings,
+                        manifests: manifests, problems: problems, warnings: warnings,
                         damagedManifests: damagedManifests.sorted(), summary: summary,
                         leftOut: leftOutNeeds.values.sorted { $0.descriptor.digest < $1.descriptor.digest })
+    }
+}
+
+extension BlobPush {
+    /// `repository` needs the blob, for the image `user`.
+    mutating func add(repository: String, user: String) {
+        if !repositories.contains(repository) { repositories.append(repository) }
+        users.insert(user)
     }
 }

@@ -45,10 +45,25 @@ public struct Descriptor: Codable, Hashable, Sendable {
                 forKey: .size, in: c, debugDescription: "descriptor size must not be negative, got \(size)")
         }
         urls = try c.decodeIfPresent([String].self, forKey: .urls)
-        annotations = try c.decodeIfPresent([String: String].self, forKey: .annotations)
+        annotations = try c.decodeIfPresent([String: String].self, forKey: .annotations).map(Self.withCommonKeysShared)
         platform = try c.decodeIfPresent(Platform.self, forKey: .platform)
         artifactType = try c.decodeIfPresent(String.self, forKey: .artifactType)
         data = try c.decodeIfPresent(String.self, forKey: .data)
+    }
+
+    /// Annotation keys every descriptor of a bundle's index.json carries (the OCI ref name, and
+    /// the short tag d8 writes beside it).
+    static let commonAnnotationKeys = ["org.opencontainers.image.ref.name", "io.deckhouse.image.short_tag"]
+
+    /// `annotations` with the common keys as the static strings above, so that 20,000
+    /// descriptors do not hold 20,000 heap copies of each.
+    static func withCommonKeysShared(_ annotations: [String: String]) -> [String: String] {
+        guard annotations.keys.contains(where: commonAnnotationKeys.contains) else { return annotations }
+        var shared = [String: String](minimumCapacity: annotations.count)
+        for (key, value) in annotations {
+            shared[commonAnnotationKeys.first { $0 == key } ?? key] = value
+        }
+        return shared
     }
 
     public func encode(to encoder: any Encoder) throws {

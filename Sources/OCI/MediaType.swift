@@ -38,8 +38,20 @@ public struct MediaType: RawRepresentable, Hashable, Sendable, Codable, Expressi
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
-        self.rawValue = try container.decode(String.self)
+        self.rawValue = Self.interned(try container.decode(String.self))
     }
+
+    /// `value`, or the well-known type's own (static) string when it is one: a bundle's
+    /// 20,000 descriptors would otherwise hold a heap copy of the same few names each.
+    static func interned(_ value: String) -> String {
+        for known in wellKnown where known.rawValue == value { return known.rawValue }
+        return value
+    }
+
+    static let wellKnown: [MediaType] = [
+        .ociManifest, .ociIndex, .dockerManifest, .dockerManifestList, .ociConfig, .dockerConfig, .ociLayer,
+        .ociLayerGzip, .ociLayerZstd, .dockerLayerGzip, .ociEmpty,
+    ]
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()

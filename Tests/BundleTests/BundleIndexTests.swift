@@ -90,9 +90,10 @@ struct BundleIndexTests {
 
         let root = try #require(index.layout(at: ""))
         #expect(root.tar == "platform.tar")
-        #expect(root.index == F.indexJSON([
+        let written = F.indexJSON([
             F.tag(F.edition, "v1.69.3", F.image(1, layerSize: 2600)), F.digestRef(F.edition, F.image(2, layerSize: 2600)),
-        ]))
+        ])
+        #expect(root.descriptors == (try JSONDecoder().decode(ImageIndex.self, from: Data(written))).manifests)
         #expect(root.descriptors.count == 2)
         let tags = root.descriptors.compactMap { $0.annotations?["io.deckhouse.image.short_tag"] }
         #expect(Set(tags) == ["v1.69.3", F.image(2, layerSize: 2600).digest.hex])
@@ -150,9 +151,8 @@ struct BundleIndexTests {
             #expect(tarB.files == (0..<tarB.files.count).map { ChunkedFileWriter.chunkPath(chunked + "/" + tarB.name, index: $0) })
             #expect(tarB.fileSizes.dropLast().allSatisfy { $0 == 1000 })
         }
-        // The same layouts, descriptors and index bytes either way.
+        // The same layouts and descriptors either way.
         #expect(b.layouts.map(\.path) == a.layouts.map(\.path))
-        #expect(b.layouts.map(\.index) == a.layouts.map(\.index))
         #expect(b.layouts.map(\.descriptors) == a.layouts.map(\.descriptors))
         #expect(b.totalBlobBytes == a.totalBlobBytes)
 
@@ -312,7 +312,7 @@ struct BundleIndexTests {
         #expect(try index.readSmall(location, limit: 2600) == layer.bytes)
         // Not in the layout: nil; an unknown layout: nothing.
         #expect(index.blob(F.image(999).digest, in: root) == nil)
-        let stranger = BundleIndex.Layout(tar: "platform.tar", path: "nowhere", directory: "nowhere", index: [], descriptors: [])
+        let stranger = BundleIndex.Layout(tar: "platform.tar", path: "nowhere", directory: "nowhere", descriptors: [])
         #expect(index.blob(layer.digest, in: stranger) == nil)
         #expect(index.blobs(in: stranger).isEmpty)
 

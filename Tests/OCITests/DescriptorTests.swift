@@ -12,6 +12,21 @@ import Testing
         return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
     }
 
+    /// A bundle's index.json repeats the same media types and annotation keys on every
+    /// descriptor: they decode to shared strings, with every value kept as written.
+    @Test func commonMediaTypesAndAnnotationKeysDecodeUnchanged() throws {
+        let descriptor = try decode("""
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:\(Fixtures.hexA)","size":1,
+             "annotations":{"org.opencontainers.image.ref.name":"r.example/e:v1","io.deckhouse.image.short_tag":"v1","k":"v"}}
+            """)
+        #expect(descriptor.mediaType == .ociManifest)
+        #expect(descriptor.annotations == ["org.opencontainers.image.ref.name": "r.example/e:v1", "io.deckhouse.image.short_tag": "v1", "k": "v"])
+        let unusual = try decode(#"{"mediaType":"application/x-other","digest":"sha256:\#(Fixtures.hexA)","size":1,"annotations":{"k":"v"}}"#)
+        #expect(unusual.mediaType.rawValue == "application/x-other")
+        #expect(unusual.annotations == ["k": "v"])
+        #expect(MediaType.interned("application/vnd.oci.image.layer.v1.tar+gzip") == MediaType.ociLayerGzip.rawValue)
+    }
+
     @Test func decodesAllFields() throws {
         let descriptor = try decode("""
             {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:\(Fixtures.hexA)","size":7143,
