@@ -43,7 +43,9 @@ public struct TarReader {
         public func readAll(limit: Int = 64 << 20) throws -> [UInt8] {
             var bytes = [UInt8]()
             // At its size at once: grown by doubling, an 8 MB index.json took 11 MB.
-            if serial == session.serial { bytes.reserveCapacity(Int(max(0, min(session.entrySize, Int64(limit))))) }
+            if serial == session.serial, session.entrySize > 0, session.entrySize <= Int64(limit) {
+                bytes.reserveCapacity(Int(session.entrySize))
+            }
             try session.readData(serial: serial, limit: limit) { bytes += $0 }
             return bytes
         }

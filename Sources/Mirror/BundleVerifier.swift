@@ -24,7 +24,7 @@ public struct VerifyReport: Sendable, Codable {
     public var bytesHashed: Int64
     public var seconds: Double
     public var bytesPerSecond: Double
-    /// With `--deep`: the layers decompressed and checked against their diff_ids.
+    /// With `--deep`: the layers checked against their diff_ids (decompressed, or plain tars by digest).
     public var deep: DeepSummary?
     public var problems: [VerifyProblem]
     /// What the short tag rule decided (descriptors without a short tag, a tag given two

@@ -148,8 +148,9 @@ private struct DeepWalk {
 }
 
 extension BundleVerifier {
-    /// `verify --deep`: every image layer (gzip, zstd or plain tar) decompressed and its
-    /// SHA-256 compared with the matching entry of its image config's `rootfs.diff_ids`.
+    /// `verify --deep`: every gzip or zstd image layer decompressed and its SHA-256 compared
+    /// with the matching entry of its image config's `rootfs.diff_ids` (a plain tar's digest
+    /// is compared as it is).
     /// Blobs in `damaged` (by `<layout path>@<hex>`) were reported already and are skipped;
     /// layers of other media types and artifacts with non-image configs are skipped.
     func checkDiffIDs(skipping damaged: Set<String>) -> DeepReport {

@@ -110,7 +110,7 @@ struct VerifyCommand: AsyncParsableCommand {
         if deep.plainLayers > 0 {
             parts.append(deep.plainLayers == 1 ? "1 plain tar by its digest" : "\(deep.plainLayers) plain tars by their digest")
         }
-        var line = "--deep: \(deep.layers) layers checked against their diff_ids"
+        var line = "--deep: \(deep.layers) layer\(deep.layers == 1 ? "" : "s") checked against their diff_ids"
         if !parts.isEmpty { line += " (" + parts.joined(separator: "; ") + ")" }
         if deep.skipped > 0 { line += ", \(deep.skipped) non-image layers skipped" }
         return line

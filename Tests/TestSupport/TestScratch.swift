@@ -9,8 +9,9 @@ import Darwin
 /// Where the tests' temporary files go: one folder per test process,
 /// `$TMPDIR/dkp-tests-<pid>`, removed when the process exits. A full run writes gigabytes of
 /// bundles; left in place, a few runs fill the disk. A run that was killed leaves its folder:
-/// the next run removes the folders whose process is gone. `DKP_KEEP_TEST_FILES=1` keeps them
-/// all, to look at a failure's files.
+/// the next run removes the folders whose process is gone (on a thread of its own: a killed
+/// run leaves gigabytes). `DKP_KEEP_TEST_FILES=1` keeps this folder and the others, to look at
+/// a failure's bundles (registries and a few tests still remove their own folders).
 public enum TestScratch {
     static let prefix = "dkp-tests-"
 
@@ -18,7 +19,7 @@ public enum TestScratch {
     public static let root: URL = {
         let base = URL(fileURLWithPath: NSTemporaryDirectory())
         let keep = ProcessInfo.processInfo.environment["DKP_KEEP_TEST_FILES"] == "1"
-        if !keep { removeFoldersOfEndedRuns(in: base) }
+        if !keep { Thread.detachNewThread { removeFoldersOfEndedRuns(in: base) } }
         let root = base.appendingPathComponent("\(prefix)\(getpid())")
         try? FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         if !keep { atexit { TestScratch.removeOwnFolder() } }
