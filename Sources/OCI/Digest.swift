@@ -16,6 +16,12 @@ public struct Digest: Hashable, Comparable, Sendable, Codable, CustomStringConve
 
     /// Parses exactly `sha256:<64 lowercase hex digits>`.
     public init(parsing string: String) throws {
+        // The usual form straight from its bytes: a bundle's references parse tens of
+        // thousands of digests, and the checks below walk Unicode properties per character.
+        if let words = Self.words(ofCanonical: string.utf8) {
+            (w0, w1, w2, w3) = words
+            return
+        }
         if string.isEmpty {
             throw OCIError.invalidDigest(string, reason: "empty; \(Self.expected)")
         }
@@ -66,6 +72,30 @@ public struct Digest: Hashable, Comparable, Sendable, Codable, CustomStringConve
     public static func < (lhs: Digest, rhs: Digest) -> Bool { (lhs.w0, lhs.w1, lhs.w2, lhs.w3) < (rhs.w0, rhs.w1, rhs.w2, rhs.w3) }
 
     /// 64 hex digits already checked by `hexProblem`, as four words.
+    /// The words of `sha256:` and 64 lowercase hex digits; nil for anything else (which the
+    /// checks of `init(parsing:)` then explain).
+    private static func words(ofCanonical bytes: String.UTF8View) -> (UInt64, UInt64, UInt64, UInt64)? {
+        guard bytes.count == 71, bytes.starts(with: "sha256:".utf8) else { return nil }
+        var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        var current: UInt64 = 0
+        for (position, byte) in bytes.dropFirst(7).enumerated() {
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): current = current << 4 | UInt64(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): current = current << 4 | UInt64(byte - UInt8(ascii: "a") + 10)
+            default: return nil
+            }
+            guard position % 16 == 15 else { continue }
+            switch position / 16 {
+            case 0: words.0 = current
+            case 1: words.1 = current
+            case 2: words.2 = current
+            default: words.3 = current
+            }
+            current = 0
+        }
+        return words
+    }
+
     private static func words(ofValidHex hex: String) -> (UInt64, UInt64, UInt64, UInt64) {
         var words: [UInt64] = [0, 0, 0, 0]
         for (position, byte) in hex.utf8.enumerated() {

@@ -238,6 +238,10 @@ public struct Reference: Hashable, Sendable, CustomStringConvertible {
     }
 
     private static func tagProblem(_ tag: String) -> String? {
+        // The usual valid tag, passed on its bytes: verify and push check every tag of the
+        // bundle, and escaping each one for a message that is not shown took a quarter of
+        // verify's time at 20,000 references.
+        if isPlainValidTag(tag.utf8) { return nil }
         let shown = OCIError.display(tag, limit: 80)
         if tag.count > maxTagLength {
             return "tag '\(shown)' is longer than \(maxTagLength) characters"
@@ -251,6 +255,22 @@ public struct Reference: Hashable, Sendable, CustomStringConvertible {
             return "tag '\(shown)' is invalid: use letters, digits, '_', '.', '-' (not starting with '.' or '-')"
         }
         return nil
+    }
+
+    /// ASCII letters, digits and '_', then also '.' and '-', at most `maxTagLength` bytes: what
+    /// the checks below accept (a valid tag is all ASCII).
+    private static func isPlainValidTag(_ bytes: String.UTF8View) -> Bool {
+        guard !bytes.isEmpty, bytes.count <= maxTagLength else { return false }
+        var first = true
+        for b in bytes {
+            let letterOrDigit = (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9"))
+                || (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "z")) || (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z"))
+            guard letterOrDigit || b == UInt8(ascii: "_") || (!first && (b == UInt8(ascii: ".") || b == UInt8(ascii: "-"))) else {
+                return false
+            }
+            first = false
+        }
+        return true
     }
 
     private static func repositoryProblem(_ path: Substring) -> String? {
