@@ -71,14 +71,23 @@ public struct Digest: Hashable, Comparable, Sendable, Codable, CustomStringConve
     /// The order of the hex strings (big-endian words compare as their hex does).
     public static func < (lhs: Digest, rhs: Digest) -> Bool { (lhs.w0, lhs.w1, lhs.w2, lhs.w3) < (rhs.w0, rhs.w1, rhs.w2, rhs.w3) }
 
-    /// 64 hex digits already checked by `hexProblem`, as four words.
     /// The words of `sha256:` and 64 lowercase hex digits; nil for anything else (which the
     /// checks of `init(parsing:)` then explain).
     private static func words(ofCanonical bytes: String.UTF8View) -> (UInt64, UInt64, UInt64, UInt64)? {
         guard bytes.count == 71, bytes.starts(with: "sha256:".utf8) else { return nil }
+        return words(ofHex: bytes.dropFirst(7))
+    }
+
+    /// 64 hex digits already checked by `hexProblem`, as four words.
+    private static func words(ofValidHex hex: String) -> (UInt64, UInt64, UInt64, UInt64) {
+        words(ofHex: hex.utf8) ?? (0, 0, 0, 0)
+    }
+
+    /// 64 lowercase hex digits as four big-endian words; nil at the first other byte.
+    private static func words(ofHex hex: some Sequence<UInt8>) -> (UInt64, UInt64, UInt64, UInt64)? {
         var words: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
         var current: UInt64 = 0
-        for (position, byte) in bytes.dropFirst(7).enumerated() {
+        for (position, byte) in hex.enumerated() {
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"): current = current << 4 | UInt64(byte - UInt8(ascii: "0"))
             case UInt8(ascii: "a")...UInt8(ascii: "f"): current = current << 4 | UInt64(byte - UInt8(ascii: "a") + 10)
@@ -94,15 +103,6 @@ public struct Digest: Hashable, Comparable, Sendable, Codable, CustomStringConve
             current = 0
         }
         return words
-    }
-
-    private static func words(ofValidHex hex: String) -> (UInt64, UInt64, UInt64, UInt64) {
-        var words: [UInt64] = [0, 0, 0, 0]
-        for (position, byte) in hex.utf8.enumerated() {
-            let nibble = byte <= UInt8(ascii: "9") ? byte - UInt8(ascii: "0") : byte - UInt8(ascii: "a") + 10
-            words[position / 16] = words[position / 16] << 4 | UInt64(nibble)
-        }
-        return (words[0], words[1], words[2], words[3])
     }
 
     /// `prefix` followed by the words' 64 lowercase hex digits, made in place: one allocation
