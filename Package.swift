@@ -113,6 +113,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], path: "Tests/TestSupport"),
         .testTarget(name: "OCITests", dependencies: ["OCI"]),
+        .testTarget(name: "DKPTests", dependencies: ["DKP", .product(name: "Version", package: "Version")]),
         .testTarget(name: "NetworkTests", dependencies: ["Network", "TestSupport", .product(name: "NIOSSL", package: "swift-nio-ssl")]),
         .testTarget(name: "StreamsTests", dependencies: ["Streams", "OCI", "DevSupport"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "OCI", "Streams", "TestSupport",

@@ -71,6 +71,7 @@ public struct BundleImage: Sendable, Hashable, Encodable {
 /// What to pull (cli.md's pull options and d8-current.md §5).
 public struct PullSelection: Sendable {
     public var deckhouseTag: String?
+    /// The low end of the default window in place of rock-solid (not with a tag or `includePlatform`).
     public var sinceVersion: Version?
     /// `--include-platform`: platform versions within this range instead of rock-solid..alpha.
     public var includePlatform: VersionConstraint?
@@ -98,7 +99,7 @@ public struct PullSelection: Sendable {
 
     /// A single platform version is pinned (`--deckhouse-tag`, or `--include-platform =vX.Y.Z`).
     public var pinnedTag: String? {
-        deckhouseTag ?? includePlatform?.exactVersion.map(\.tag)
+        deckhouseTag ?? includePlatform?.pinnedTag
     }
 }
 
@@ -279,6 +280,18 @@ public struct EditionDiscovery: Sendable {
         var result = Set(latest.values)
         for anchor in anchors where versions.contains(anchor) { result.insert(anchor) }
         return result
+    }
+
+    /// Tags in the order a bundle lists them: versions by semver, then custom tags by name.
+    static func sortedTags(_ tags: Set<String>) -> [String] {
+        tags.sorted { a, b in
+            switch (Version(tag: a), Version(tag: b)) {
+            case let (x?, y?): return x < y
+            case (.some, nil): return true
+            case (nil, .some): return false
+            case (nil, nil): return a < b
+            }
+        }
     }
 
     /// `--proxy-registry`: versions matching `constraint` found by probing tags, as d8 does when the

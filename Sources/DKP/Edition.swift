@@ -136,6 +136,48 @@ public enum ImageList {
     }
 }
 
+/// `extra_images.json` of a module or package version: `{"<image>": "<tag>"}`. A tag written as
+/// a JSON number (`{"trivy-db": 2}`) is that number's digits, as d8 reads it; a value of another
+/// kind names no image and is skipped with a note.
+public enum ExtraImages {
+    private enum Value: Decodable {
+        case text(String), number(Double), other
+
+        init(from decoder: Decoder) throws {
+            let container = try decoder.singleValueContainer()
+            if let text = try? container.decode(String.self) {
+                self = .text(text)
+            } else if (try? container.decode(Bool.self)) != nil {
+                self = .other
+            } else if let number = try? container.decode(Double.self) {
+                self = .number(number)
+            } else {
+                self = .other
+            }
+        }
+    }
+
+    public static func tags(_ bytes: [UInt8]?, of image: String) throws(DKPError) -> (tags: [(name: String, tag: String)], notes: [String]) {
+        guard let bytes else { return ([], []) }
+        guard let object = try? JSONDecoder().decode([String: Value].self, from: Data(bytes)) else {
+            throw .invalidSource("extra_images.json of \(image) is not a JSON object of image name to tag; the source is damaged")
+        }
+        var tags: [(name: String, tag: String)] = []
+        var notes: [String] = []
+        for (name, value) in object.sorted(by: { $0.key < $1.key }) {
+            switch value {
+            case let .text(tag):
+                tags.append((name, tag))
+            case let .number(number) where number.isFinite && abs(number) < 1e15:
+                tags.append((name, String(Int64(number.rounded()))))
+            default:
+                notes.append("extra_images.json of \(image): \(name) has no tag (neither a string nor a number); that extra image is skipped")
+            }
+        }
+        return (tags, notes)
+    }
+}
+
 public enum DKPError: Error, CustomStringConvertible, Sendable {
     /// Bad input from the user (exit 2).
     case invalidInput(String)

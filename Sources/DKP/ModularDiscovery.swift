@@ -65,7 +65,7 @@ extension EditionDiscovery {
             case .module: result.modules[entry.name] = entry.versions
             case .package: result.packages[entry.name] = entry.versions
             }
-            if let note = entry.note { result.notes.append(note) }
+            result.notes += entry.notes
             result.images += entry.images
             subjects += entry.vex
         }
@@ -77,7 +77,7 @@ extension EditionDiscovery {
         var versions: [String]
         var images: [BundleImage]
         var vex: [VexSubject]
-        var note: String?
+        var notes: [String]
     }
 
     private func modularImages(_ kind: ModularKind, name: String, constraint: VersionConstraint?,
@@ -85,10 +85,10 @@ extension EditionDiscovery {
         let base = "\(kind.catalog)/\(name)"
         let channelLayout = "\(base)/\(kind.channelSegment)"
         let tar = "\(kind.tarPrefix)\(name).tar"
-        let exact = constraint?.exactVersion
-        // An exact pin takes no channel images from the source (d8): the pinned version is the channels.
+        let exactOnly = constraint?.isExactOnly == true
+        // Only exact pins take no channel images from the source (d8): the pins are the channels.
         var read = ChannelRead()
-        if exact == nil {
+        if !exactOnly {
             read = try await readChannels(repository: sourceRepository(channelLayout))
             if let (channel, failure) = read.failures.sorted(by: { $0.key.rawValue < $1.key.rawValue }).first {
                 throw DKPError.invalidSource("\(name) channel \(channel.rawValue): \(failure)")
@@ -96,26 +96,28 @@ extension EditionDiscovery {
             // Every channel the source has for it is pulled, so any suspended one stops the pull.
             try checkSuspended(Array(read.states.keys), read, selection, repository: channelLayout)
         }
-        var versions = Set(read.states.values.map(\.version).filter { constraint?.matches($0) ?? true })
-        if let exact {
-            versions.insert(exact)
-        } else if let constraint {
+        // Every channel's version, whatever the constraint (d8 pulls them "in addition"), then
+        // the latest patch per minor of what matches a range, then the pins.
+        var tags = Set(read.states.values.map(\.version.tag))
+        if let constraint, !exactOnly {
             let mainRepository = sourceRepository(base)
             let candidates = selection.proxyRegistry
                 ? try await probeVersions(constraint) { try await self.client.manifestDescriptor(repository: mainRepository, reference: $0.tag) != nil }
                 : try await client.tags(repository: mainRepository).compactMap(Version.init(tag:)).filter { constraint.matches($0) }
-            versions.formUnion(Self.latestPatches(candidates, anchors: constraint.anchors))
+            tags.formUnion(Self.latestPatches(candidates, anchors: constraint.anchors).map(\.tag))
         }
-        guard !versions.isEmpty else {
+        tags.formUnion(constraint?.pins.map(\.tag) ?? [])
+        guard !tags.isEmpty else {
             return ModularImages(name: name, versions: [], images: [], vex: [],
-                                 note: "\(kind.catalog.dropLast()) \(name): no version\(constraint.map { " matches \($0)" } ?? " on any channel"); skipped")
+                                 notes: ["\(kind.catalog.dropLast()) \(name): no version\(constraint.map { " matches \($0)" } ?? " on any channel"); skipped"])
         }
+        let versions = Self.sortedTags(tags)
 
         var images: [BundleImage] = []
         var vex: [VexSubject] = []
+        var notes: [String] = []
         let mainRepository = sourceRepository(base)
-        for version in versions.sorted() {
-            let tag = version.tag
+        for tag in versions {
             let files: [String: [UInt8]]
             do {
                 files = try await ImageFiles.read(["images_digests.json", "extra_images.json"], client: client,
@@ -134,31 +136,25 @@ extension EditionDiscovery {
                     vex.append(VexSubject(tar: tar, layout: base, repository: mainRepository, subject: digest.string))
                 }
             }
-            if let extra = files["extra_images.json"] {
-                guard let map = try? JSONDecoder().decode([String: String].self, from: Data(extra)) else {
-                    throw DKPError.invalidSource("extra_images.json of \(source)/\(base):\(tag) is not a map of image name to tag")
-                }
-                for (extraName, extraTag) in map.sorted(by: { $0.key < $1.key }) {
-                    images.append(image(tar: tar, layout: "\(base)/extra/\(extraName)", tag: extraTag))
-                    // d8 looks extra images' attestations up in the main repository too.
-                    vex.append(VexSubject(tar: tar, layout: base, repository: mainRepository, subject: extraTag))
-                }
+            let extras = try ExtraImages.tags(files["extra_images.json"], of: "\(source)/\(base):\(tag)")
+            notes += extras.notes
+            for (extraName, extraTag) in extras.tags {
+                images.append(image(tar: tar, layout: "\(base)/extra/\(extraName)", tag: extraTag))
+                // d8 looks extra images' attestations up in the main repository too.
+                vex.append(VexSubject(tar: tar, layout: base, repository: mainRepository, subject: extraTag))
             }
         }
         if !selection.onlyExtraImages {
-            if let exact {
-                // `=v1.2.3+stable` onto that channel only; a bare pin onto every channel, lts included.
-                let channels = constraint?.pinnedChannel.map { [$0] } ?? ReleaseChannel.allCases
+            for (pin, channels) in constraint?.channelAliases ?? [] {
                 for channel in channels {
-                    images.append(image(tar: tar, layout: channelLayout, tag: exact.tag, shortTag: channel.rawValue))
-                }
-            } else {
-                for (channel, state) in read.states.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where versions.contains(state.version) {
-                    images.append(image(tar: tar, layout: channelLayout, tag: channel.rawValue))
+                    images.append(image(tar: tar, layout: channelLayout, tag: pin.tag, shortTag: channel.rawValue))
                 }
             }
+            for (channel, _) in read.states.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+                images.append(image(tar: tar, layout: channelLayout, tag: channel.rawValue))
+            }
         }
-        return ModularImages(name: name, versions: versions.sorted().map(\.tag), images: images, vex: vex, note: nil)
+        return ModularImages(name: name, versions: versions, images: images, vex: vex, notes: notes)
     }
 
     /// `package-versions.tar`: every tag of `packages/<p>/version` for every package of the catalog,

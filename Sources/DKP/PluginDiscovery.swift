@@ -98,7 +98,7 @@ extension EditionDiscovery {
             let satisfied = contract.triggeringModules.contains { requirement in
                 guard let have = bundled[requirement.name], !have.isEmpty else { return false }
                 guard let text = requirement.constraint, !text.isEmpty,
-                      let constraint = try? VersionConstraint(parsing: text) else { return true }
+                      let constraint = try? VersionConstraint(parsing: text, dialect: .semver) else { return true }
                 return have.contains { constraint.matches($0) }
             }
             if satisfied { return candidate.tag }

@@ -1,13 +1,36 @@
+import OCI
 import Version
 
-/// A semver constraint as `--include-module name@CONSTRAINT` takes it: comparisons
-/// (`>=1.2`, `<2.0.0`, `=v1.3.4`, a bare version meaning equality), `~1.2` (same minor),
-/// `^1.2` (same major), conditions joined by ',' or spaces (all must hold) and alternatives
-/// joined by `||`.
+/// A version constraint in one of two dialects.
+///
+/// `.flag` is d8's dialect for `--include-module`, `--include-package`, `--include-plugin` and
+/// `--include-platform` (deckhouse-cli internal/mirror/README.MD, "Module Filtering"):
+/// - `=TAG` pins one tag exactly, a version (`=v1.3.0`) or a custom build tag (`=bobV1`), and
+///   `=TAG+CHANNEL` pins it onto that channel only;
+/// - a bare version `1.3.0` means that version or newer within its major (`>=1.3.0 <2.0.0`,
+///   for `0.x` too);
+/// - `>=`, `<=`, `>`, `<`, `~1.2` (same minor), `^1.2` (same major), conditions joined by ',' or
+///   spaces (all must hold) and alternatives joined by `||`.
+///
+/// `.semver` is the plain semver dialect of plugin contracts, where a bare version means equality.
 public struct VersionConstraint: Sendable, CustomStringConvertible {
+    public enum Dialect: Sendable { case flag, semver }
+
+    /// An exact `=TAG[+CHANNEL]`.
+    public struct Pin: Sendable, Hashable {
+        /// The tag as the registry has it (`1.3.0` and `v1.3` are read as `v1.3.0`).
+        public let tag: String
+        /// The semver of the tag, nil for a custom build tag.
+        public let version: Version?
+        /// `+stable`: the pin goes onto this channel only.
+        public let channel: ReleaseChannel?
+    }
+
     private enum Comparison: Sendable {
         case equal(Version), greater(Version), greaterOrEqual(Version), less(Version), lessOrEqual(Version)
         case tilde(Version), caret(Version)
+        /// A bare version in the flag dialect: it or newer, same major.
+        case sameMajorFrom(Version)
 
         func matches(_ v: Version) -> Bool {
             switch self {
@@ -18,25 +41,27 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
             case let .lessOrEqual(x): return v <= x
             case let .tilde(x): return v >= x && v.major == x.major && v.minor == x.minor
             case let .caret(x): return v >= x && v.major == x.major && (x.major > 0 || v.minor == x.minor)
+            case let .sameMajorFrom(x): return v >= x && v.major == x.major
             }
         }
     }
 
-    private let alternatives: [[Comparison]]
-    public let description: String
-    /// The channel of an exact pin written `=v1.2.3+stable`: that version goes onto this channel only.
-    public let pinnedChannel: ReleaseChannel?
+    private var alternatives: [[Comparison]]
+    /// The exact pins; empty for a range.
+    public private(set) var pins: [Pin]
+    public private(set) var description: String
 
-    public init(parsing text: String) throws {
+    public init(parsing text: String, dialect: Dialect = .flag) throws {
         description = text
-        var body = text
-        var channel: ReleaseChannel?
-        if let plus = text.lastIndex(of: "+"), let named = ReleaseChannel(rawValue: String(text[text.index(after: plus)...])) {
-            channel = named
-            body = String(text[..<plus])
+        alternatives = []
+        pins = []
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if dialect == .flag, trimmed.hasPrefix("="), !trimmed.hasPrefix("=="),
+           !trimmed.contains(where: { $0 == " " || $0 == "," || $0 == "|" }) {
+            pins = [try Self.parsePin(String(trimmed.dropFirst()), in: text)]
+            return
         }
-        var alternatives: [[Comparison]] = []
-        for alternative in body.components(separatedBy: "||") {
+        for alternative in trimmed.components(separatedBy: "||") {
             var conditions: [Comparison] = []
             let tokens = alternative.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
             var pendingOperator: String?
@@ -44,24 +69,48 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
                 if ["=", "==", ">", ">=", "<", "<=", "~", "^"].contains(token) { pendingOperator = token; continue }
                 let full = (pendingOperator ?? "") + token
                 pendingOperator = nil
-                conditions.append(try Self.parseCondition(full, in: text))
+                conditions.append(try Self.parseCondition(full, dialect: dialect, in: text))
             }
             guard !conditions.isEmpty, pendingOperator == nil else {
                 throw DKPError.invalidInput("invalid version constraint '\(text)': expected e.g. >=1.2.0, ~1.4 or =v1.3.4")
             }
             alternatives.append(conditions)
         }
-        self.alternatives = alternatives
-        self.pinnedChannel = channel
-        if channel != nil && exactVersion == nil {
-            throw DKPError.invalidInput("invalid version constraint '\(text)': a +channel suffix needs an exact version, e.g. =v1.3.4+stable")
-        }
     }
 
-    private static func parseCondition(_ token: String, in text: String) throws -> Comparison {
+    private static func parsePin(_ body: String, in text: String) throws -> Pin {
+        var tagText = body
+        var channel: ReleaseChannel?
+        if let plus = body.lastIndex(of: "+") {
+            let name = String(body[body.index(after: plus)...])
+            guard let named = ReleaseChannel(rawValue: name) else {
+                let known = ReleaseChannel.allCases.map(\.rawValue).joined(separator: ", ")
+                throw DKPError.invalidInput("invalid version constraint '\(text)': '+\(name)' is not a release channel (\(known))")
+            }
+            channel = named
+            tagText = String(body[..<plus])
+        }
+        guard !tagText.isEmpty else {
+            throw DKPError.invalidInput("invalid version constraint '\(text)': '=' needs a tag after it, e.g. =v1.3.4")
+        }
+        // A plain version is the registry's `vX.Y.Z` tag however it was written (`1.3.0`, `v1.3`);
+        // anything else (a pre-release, a custom build tag) is taken as written.
+        let version = Version(tolerant: tagText)
+        let plain = version.map { $0.prereleaseIdentifiers.isEmpty && $0.buildMetadataIdentifiers.isEmpty } ?? false
+        let tag = plain ? version!.tag : tagText  // plain implies a version
+        if !plain, let problem = Reference.problem(tag: tagText) {
+            throw DKPError.invalidInput("invalid version constraint '\(text)': \(problem)")
+        }
+        return Pin(tag: tag, version: version, channel: channel)
+    }
+
+    private static func parseCondition(_ token: String, dialect: Dialect, in text: String) throws -> Comparison {
         let operators = [">=", "<=", "==", ">", "<", "=", "~", "^"]
         let op = operators.first { token.hasPrefix($0) } ?? ""
         let rest = String(token.dropFirst(op.count))
+        if let plus = rest.lastIndex(of: "+"), ReleaseChannel(rawValue: String(rest[rest.index(after: plus)...])) != nil {
+            throw DKPError.invalidInput("invalid version constraint '\(text)': a +channel suffix needs an exact version, e.g. =v1.3.4+stable")
+        }
         guard let version = Version(tolerant: rest) else {
             throw DKPError.invalidInput("invalid version constraint '\(text)': '\(rest)' is not a version")
         }
@@ -72,25 +121,58 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
         case "<": return .less(version)
         case "~": return .tilde(version)
         case "^": return .caret(version)
+        case "": return dialect == .flag ? .sameMajorFrom(version) : .equal(version)
         default: return .equal(version)
         }
     }
 
-    public func matches(_ version: Version) -> Bool {
-        alternatives.contains { $0.allSatisfy { $0.matches(version) } }
+    /// Either constraint: d8 OR-combines a flag repeated for one name
+    /// (`--include-package p@=v0.0.2 --include-package p@=v0.0.3` pulls both).
+    public func or(_ other: VersionConstraint) -> VersionConstraint {
+        var combined = self
+        combined.alternatives += other.alternatives
+        combined.pins += other.pins.filter { !pins.contains($0) }
+        combined.description = "\(description) || \(other.description)"
+        return combined
     }
 
-    /// The smallest version literal a lower bound names (`>=`, `>`, `=`, `~`, `^`): where probing starts.
+    /// Whether `version` satisfies the range, or is one of the pins.
+    public func matches(_ version: Version) -> Bool {
+        pins.contains { $0.version == version } || alternatives.contains { $0.allSatisfy { $0.matches(version) } }
+    }
+
+    /// Only exact pins, no range: the source's channels are not read (d8: the pins are the channels).
+    public var isExactOnly: Bool { alternatives.isEmpty && !pins.isEmpty }
+
+    /// The one tag of a lone `=TAG` (no channel, no range): what `--deckhouse-tag` would be.
+    public var pinnedTag: String? {
+        guard isExactOnly, pins.count == 1, pins[0].channel == nil else { return nil }
+        return pins[0].tag
+    }
+
+    /// The channels each pin goes onto, as d8 retags them: a lone pin onto every channel,
+    /// `=TAG+CHANNEL` onto its channel; several pins without a channel onto none (each would
+    /// overwrite the others); nothing for a constraint with a range.
+    public var channelAliases: [(pin: Pin, channels: [ReleaseChannel])] {
+        guard isExactOnly else { return [] }
+        return pins.map { pin in
+            (pin, pin.channel.map { [$0] } ?? (pins.count == 1 ? ReleaseChannel.allCases : []))
+        }
+    }
+
+    /// The smallest version literal a lower bound names (`>=`, `>`, `=`, `~`, `^`, a bare
+    /// version, a pin): where probing starts.
     public var lowerBound: Version? {
-        alternatives.flatMap { $0 }.compactMap { comparison -> Version? in
+        (alternatives.flatMap { $0 }.compactMap { comparison -> Version? in
             switch comparison {
-            case let .equal(v), let .greater(v), let .greaterOrEqual(v), let .tilde(v), let .caret(v): return v
+            case let .equal(v), let .greater(v), let .greaterOrEqual(v), let .tilde(v), let .caret(v), let .sameMajorFrom(v): return v
             case .less, .lessOrEqual: return nil
             }
-        }.min()
+        } + pins.compactMap(\.version)).min()
     }
 
-    /// Versions named with an inclusive bound (`>=`, `<=`, `=`): kept even when a newer patch exists.
+    /// Versions named with an inclusive bound (`>=`, `<=`, `=`): kept even when a newer patch
+    /// exists. Caret, tilde and a bare version are ranges: their versions are not anchors.
     public var anchors: [Version] {
         alternatives.flatMap { $0 }.compactMap { comparison -> Version? in
             switch comparison {
@@ -98,11 +180,5 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
             default: return nil
             }
         }
-    }
-
-    /// The single version this constraint pins, if it is an exact `=vX.Y.Z`.
-    public var exactVersion: Version? {
-        guard alternatives.count == 1, alternatives[0].count == 1, case let .equal(v) = alternatives[0][0] else { return nil }
-        return v
     }
 }

@@ -27,6 +27,9 @@ public struct EditionSeeder: Sendable {
             "commander": ["alpha": "v0.9.1", "beta": "v0.9.1", "early-access": "v0.9.1", "stable": "v0.9.0", "rock-solid": "v0.9.0"],
             "stronghold": ["alpha": "v1.0.3", "stable": "v1.0.3"],
         ]
+        /// Versions of a module on no channel, as a real module has its older releases and custom
+        /// builds (name -> tags).
+        public var moduleOffChannelVersions: [String: [String]] = ["console": ["v1.0.2", "v1.1.4", "bobV1"]]
         /// The module that carries an extra image (`modules/<name>/extra/scanner`).
         public var moduleWithExtra = "console"
         /// Platform channels whose version.json says `"suspend": true`.
@@ -37,7 +40,8 @@ public struct EditionSeeder: Sendable {
         public var packages: [String: [String: String]] = [
             "nginx-tools": ["alpha": "v0.5.0", "beta": "v0.5.0", "early-access": "v0.4.1", "stable": "v0.4.1", "rock-solid": "v0.4.1"],
         ]
-        /// The package that carries an extra image (`packages/<name>/extra/helper`).
+        /// The package that carries an extra image (`packages/<name>/extra/helper`), whose
+        /// extra_images.json gives its tag as a JSON number (`{"helper": 2}`), as d8 reads them too.
         public var packageWithExtra = "nginx-tools"
         /// VEX attestations (`:sha256-<hex>.att`, `:<tag>.att`) for some platform, module and package images.
         public var vex = true
@@ -191,12 +195,14 @@ public struct EditionSeeder: Sendable {
 
         for (name, channels) in options.modules.sorted(by: { $0.key < $1.key }) {
             seeded.moduleDigests[name] = try await seedModular(catalog: "modules", channelSegment: "release", name: name,
-                                                               channels: channels, extra: name == options.moduleWithExtra ? "scanner" : nil,
+                                                               channels: channels, offChannel: options.moduleOffChannelVersions[name] ?? [],
+                                                               extra: name == options.moduleWithExtra ? "scanner" : nil, extraTagJSON: "\"v0.3.1\"",
                                                                seedBase: 2000, into: &seeded)
         }
         for (name, channels) in options.packages.sorted(by: { $0.key < $1.key }) {
             seeded.packageDigests[name] = try await seedModular(catalog: "packages", channelSegment: "version", name: name,
-                                                                channels: channels, extra: name == options.packageWithExtra ? "helper" : nil,
+                                                                channels: channels, offChannel: [],
+                                                                extra: name == options.packageWithExtra ? "helper" : nil, extraTagJSON: "2",
                                                                 seedBase: 4000, into: &seeded)
         }
         if options.plugins {
@@ -208,13 +214,14 @@ public struct EditionSeeder: Sendable {
     /// A module or a package (d8-current.md §2): a catalog tag, version images holding
     /// images_digests.json (and extra_images.json), digest images, an extra image, version and
     /// channel images in the channel repository (channel images distinct from version images).
-    func seedModular(catalog: String, channelSegment: String, name: String, channels: [String: String],
-                             extra: String?, seedBase: UInt64, into seeded: inout Seeded) async throws -> [String: [Digest]] {
+    /// `extra` is the extra image's name, `extraTagJSON` its tag as extra_images.json writes it (a JSON value).
+    func seedModular(catalog: String, channelSegment: String, name: String, channels: [String: String], offChannel: [String],
+                     extra: String?, extraTagJSON: String, seedBase: UInt64, into seeded: inout Seeded) async throws -> [String: [Digest]] {
         let marker = try await pushSynthetic(repository: "\(root)/\(catalog)", size: 64, seed: seedBase - 1000 + UInt64(name.count))
         _ = try await pushImage(repository: "\(root)/\(catalog)", layers: [marker], tag: name)
         let repository = "\(root)/\(catalog)/\(name)"
         var perVersion: [String: [Digest]] = [:]
-        for (vIndex, version) in Set(channels.values).sorted().enumerated() {
+        for (vIndex, version) in Set(channels.values).union(offChannel).sorted().enumerated() {
             var digests: [Digest] = []
             for i in 0..<options.moduleImagesPerVersion {
                 let layer = try await pushSynthetic(repository: repository, size: options.imageLayerSize,
@@ -231,9 +238,10 @@ public struct EditionSeeder: Sendable {
                 lowerFiles = lower
             }
             if let extra {
-                files.append(("extra_images.json", Array("{\"\(extra)\":\"v0.3.1\"}".utf8)))
+                files.append(("extra_images.json", Array("{\"\(extra)\":\(extraTagJSON)}".utf8)))
                 let layer = try await pushSynthetic(repository: "\(repository)/extra/\(extra)", size: options.imageLayerSize, seed: seedBase + 1000)
-                _ = try await pushImage(repository: "\(repository)/extra/\(extra)", layers: [layer], tag: "v0.3.1")
+                let tag = extraTagJSON.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                _ = try await pushImage(repository: "\(repository)/extra/\(extra)", layers: [layer], tag: tag)
             }
             let moduleLayer = try await pushFiles(repository: repository, files: files)
             let layers = lowerFiles.isEmpty ? [moduleLayer] : [try await pushFiles(repository: repository, files: lowerFiles), moduleLayer]

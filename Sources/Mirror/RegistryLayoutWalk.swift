@@ -50,9 +50,8 @@ extension RegistryInventory {
             } catch RegistryError.notFound {
                 continue
             }
-            guard let bytes = files["extra_images.json"],
-                  let map = try? JSONDecoder().decode([String: String].self, from: Data(bytes)) else { continue }
-            names.formUnion(map.keys.filter { Reference.problem(repository: $0) == nil })
+            guard let listed = try? ExtraImages.tags(files["extra_images.json"], of: "\(repository):\(tag)") else { continue }
+            names.formUnion(listed.tags.map(\.name).filter { Reference.problem(repository: $0) == nil })
         }
         return names
     }

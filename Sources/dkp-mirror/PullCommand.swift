@@ -51,16 +51,16 @@ struct PullCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Tag of <registry root>/installer to pull (absent in the source: a warning, no installer in the bundle).", valueName: "TAG"))
     var installerTag = "latest"
 
-    @Option(name: [.customShort("i"), .customLong("include-module")], help: "Only this module (repeatable), optionally with a semver constraint: NAME[@CONSTRAINT].")
+    @Option(name: [.customShort("i"), .customLong("include-module")], help: "Only this module (repeatable), optionally NAME@CONSTRAINT in d8's dialect: =v1.3.0 pins it onto every channel (=v1.3.0+stable onto one, =TAG a custom tag), 1.3.0 means >=1.3.0 <2.0.0, ^1.3, ~1.3, '>=1.1 <1.3' (latest patch per minor, plus every channel's version). A name given twice takes either.")
     var includeModules: [String] = []
 
-    @Option(name: [.customShort("e"), .customLong("exclude-module")], help: "Skip this module (repeatable).")
+    @Option(name: [.customShort("e"), .customLong("exclude-module")], help: "Skip this module (repeatable); NAME@CONSTRAINT skips all of it, as in d8.")
     var excludeModules: [String] = []
 
-    @Option(name: .customLong("include-package"), help: "Only this package (repeatable), optionally with a semver constraint: NAME[@CONSTRAINT].")
+    @Option(name: .customLong("include-package"), help: "Only this package (repeatable), optionally NAME@CONSTRAINT, as --include-module.")
     var includePackages: [String] = []
 
-    @Option(name: .customLong("exclude-package"), help: "Skip this package (repeatable).")
+    @Option(name: .customLong("exclude-package"), help: "Skip this package (repeatable); NAME@CONSTRAINT skips all of it, as in d8.")
     var excludePackages: [String] = []
 
     @Option(name: .customLong("include-plugin"), help: "Also pull this d8 plugin (repeatable): NAME[@CONSTRAINT], bare NAME is its newest stable version. Plugins whose contract requires a module in the bundle are added on their own.")
@@ -124,6 +124,10 @@ struct PullCommand: AsyncParsableCommand {
         }
         if includePlatform != nil && (deckhouseTag != nil || detect) {
             throw ValidationError("--include-platform and --deckhouse-tag (or --detect) exclude each other: a range or one tag")
+        }
+        if sinceVersion != nil && (deckhouseTag != nil || includePlatform != nil || detect) {
+            throw ValidationError("--since-version and --deckhouse-tag, --include-platform or --detect exclude each other (as in d8): "
+                                  + "--since-version widens the default channel window; a tag or a constraint replaces that window")
         }
         if proxyRegistry && includePlatform == nil && deckhouseTag == nil && !detect && !noPlatform {
             throw ValidationError("--proxy-registry cannot list versions: pass --include-platform CONSTRAINT or --deckhouse-tag TAG")
@@ -250,9 +254,9 @@ struct PullCommand: AsyncParsableCommand {
             selection.includePlatform = try VersionConstraint(parsing: includePlatform)
         }
         selection.includeModules = try Self.namedConstraints(includeModules, flag: "--include-module")
-        selection.excludeModules = Set(excludeModules)
+        selection.excludeModules = try Self.excludedNames(excludeModules, flag: "--exclude-module")
         selection.includePackages = try Self.namedConstraints(includePackages, flag: "--include-package")
-        selection.excludePackages = Set(excludePackages)
+        selection.excludePackages = try Self.excludedNames(excludePackages, flag: "--exclude-package")
         selection.includePlugins = try Self.namedConstraints(includePlugins, flag: "--include-plugin")
         selection.platform = !noPlatform
         selection.modules = !noModules
@@ -276,9 +280,29 @@ struct PullCommand: AsyncParsableCommand {
             if parts.count > 1 && parts[1].isEmpty {
                 throw UsageError("\(flag) \(spec): the constraint after '@' is empty; if you wrote \(name)@>=1.2 unquoted, the shell took '>' as a redirection: quote it, '\(name)@>=1.2'")
             }
-            result[name] = try parts.count > 1 ? VersionConstraint(parsing: parts[1]) : nil
+            let constraint = try parts.count > 1 ? VersionConstraint(parsing: parts[1]) : nil
+            // A name given twice takes either constraint, as d8 OR-combines them; a bare name adds nothing.
+            switch (result[name] ?? nil, constraint) {
+            case let (earlier?, later?): result[name] = earlier.or(later)
+            case let (earlier?, nil): result[name] = earlier
+            default: result[name] = constraint
+            }
         }
         return result
+    }
+
+    /// The names of `--exclude-module` / `--exclude-package` values: d8 takes `NAME[@CONSTRAINT]`
+    /// there too and leaves the whole module out whatever the constraint, so the constraint is
+    /// only checked, and said to be ignored.
+    static func excludedNames(_ specs: [String], flag: String) throws -> Set<String> {
+        var names = Set<String>()
+        for (name, constraint) in try namedConstraints(specs, flag: flag) {
+            if let constraint {
+                writeErr("note: \(flag) \(name)@\(constraint) leaves all of \(name) out, as d8 does; the version part is ignored\n")
+            }
+            names.insert(name)
+        }
+        return names
     }
 
     /// Creates the directory; refuses one holding files that are not a bundle's, unless --force.

@@ -87,7 +87,8 @@ import TestSupport
             #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools").isSuperset(of: ["v0.4.1", "v0.5.0"]))
             #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools/version")
                     == ["v0.4.1", "v0.5.0", "alpha", "beta", "early-access", "stable", "rock-solid"])
-            #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools/extra/helper") == ["v0.3.1"])
+            // extra_images.json gives this tag as a JSON number, {"helper": 2}.
+            #expect(Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools/extra/helper") == ["2"])
             #expect(Self.tags(entries, tar: "package-versions.tar", layout: "packages/nginx-tools/version")
                     == ["v0.4.1", "v0.5.0", "alpha", "beta", "early-access", "stable", "rock-solid"])
             for digest in seeded.packageDigests["nginx-tools"]?["v0.5.0"] ?? [] {
@@ -258,6 +259,55 @@ import TestSupport
         let eaten = try await PullTests.pull(registry, into: directory, ["-i", "console@"])
         #expect(eaten.status == 2)
         #expect(eaten.stderrString.contains("quote"), "\(eaten.stderrString)")
+    }
+
+    /// `--include-module NAME@CONSTRAINT` in d8's dialect (internal/mirror/README.MD): console has
+    /// v1.1.5 on stable, v1.2.0 on alpha, and v1.0.2, v1.1.4 and bobV1 on no channel.
+    @Test func moduleConstraintsSpeakD8sDialect() async throws {
+        let (registry, _) = try await PullTests.seededEdition { $0.plugins = false }
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        func pull(_ extra: [String]) async throws -> (versions: [String]?, references: [References.Reference], stderr: String) {
+            let output = try await PullTests.pull(registry, into: directory, ["--dry-run", "--no-platform", "--no-security-db",
+                                                                              "--no-installer", "--no-packages"] + extra)
+            #expect(output.status == 0, "\(extra): \(output.stderrString)")
+            let plan = try JSONDecoder().decode(PullTests.Plan.self, from: Data(output.stdout))
+            return (plan.modules["console"], try JSONDecoder().decode(References.self, from: Data(output.stdout)).references, output.stderrString)
+        }
+        func channelTags(_ references: [References.Reference]) -> [String: String] {
+            Dictionary(references.filter { $0.layout == "modules/console/release" && $0.shortTag != $0.reference }.map { ($0.shortTag, $0.reference) },
+                       uniquingKeysWith: { a, _ in a })
+        }
+        // A bare version is >=1.1.0 <2.0.0, latest patch per minor, plus every channel's version;
+        // the channels come from the source (no retag).
+        let bare = try await pull(["-i", "console@1.1.0"])
+        #expect(bare.versions == ["v1.1.5", "v1.2.0"])
+        #expect(channelTags(bare.references).isEmpty, "\(bare.references.filter { $0.layout == "modules/console/release" })")
+        #expect(Set(bare.references.filter { $0.layout == "modules/console/release" }.map(\.shortTag)).isSuperset(of: ["alpha", "stable", "rock-solid"]))
+        // A range above stable still brings stable's version along; `>=` keeps the version it names.
+        #expect(try await pull(["-i", "console@>=1.2.0"]).versions == ["v1.1.5", "v1.2.0"])
+        #expect(try await pull(["-i", "console@>=1.0.2 <1.2.0"]).versions == ["v1.0.2", "v1.1.5", "v1.2.0"])
+        #expect(try await pull(["-i", "console@~1.0"]).versions == ["v1.0.2", "v1.1.5", "v1.2.0"])
+        // A custom build tag pinned exactly goes onto every channel; nothing of the source's channels.
+        let custom = try await pull(["-i", "console@=bobV1"])
+        #expect(custom.versions == ["bobV1"])
+        #expect(channelTags(custom.references) == Dictionary(uniqueKeysWithValues: ["alpha", "beta", "early-access", "stable", "rock-solid", "lts"].map { ($0, "bobV1") }))
+        // Two pins of one name: both pulled, neither retagged (each would overwrite the other)...
+        let two = try await pull(["-i", "console@=v1.0.2", "-i", "console@=v1.1.4"])
+        #expect(two.versions == ["v1.0.2", "v1.1.4"])
+        #expect(channelTags(two.references).isEmpty)
+        #expect(!two.references.contains { $0.layout == "modules/console/release" && $0.shortTag == "stable" })
+        // ...unless each names its channel.
+        let named = try await pull(["-i", "console@=v1.0.2+rock-solid", "-i", "console@=v1.1.4+stable"])
+        #expect(channelTags(named.references) == ["rock-solid": "v1.0.2", "stable": "v1.1.4"])
+        // -e NAME@CONSTRAINT leaves the whole module out, as d8 does, and says so.
+        let excluded = try await pull(["-e", "console@1.0.0"])
+        #expect(excluded.versions == nil)
+        #expect(excluded.stderr.contains("--exclude-module console@1.0.0 leaves all of console out"), "\(excluded.stderr)")
+        // A +suffix that is no channel, and --since-version with a tag, are refused.
+        let badChannel = try await PullTests.pull(registry, into: directory, ["--dry-run", "-i", "console@=v1.1.4+nightly"])
+        #expect(badChannel.status == 2 && badChannel.stderrString.contains("'+nightly' is not a release channel"), "\(badChannel.stderrString)")
+        let since = try await PullTests.pull(registry, into: directory, ["--dry-run", "--since-version", "v1.68.0", "--deckhouse-tag", "v1.69.3"])
+        #expect(since.status == 2 && since.stderrString.contains("--since-version and --deckhouse-tag"), "\(since.stderrString)")
     }
 
     struct References: Decodable {

@@ -1,0 +1,70 @@
+import DKP
+import Testing
+import Version
+
+/// The constraint dialect of d8's `--include-module` (deckhouse-cli internal/mirror/README.MD,
+/// "Module Filtering") and the plain semver one of plugin contracts.
+@Suite struct VersionConstraintTests {
+    private func v(_ text: String) -> Version { Version(tolerant: text)! }
+
+    @Test func aBareVersionIsThatVersionOrNewerInItsMajor() throws {
+        let c = try VersionConstraint(parsing: "1.3.0")
+        #expect(c.matches(v("1.3.0")) && c.matches(v("1.3.3")) && c.matches(v("1.9.0")))
+        #expect(!c.matches(v("1.2.9")) && !c.matches(v("2.0.0")))
+        #expect(!c.isExactOnly && c.pins.isEmpty && c.anchors.isEmpty && c.pinnedTag == nil)
+        // For 0.x too the whole major, not one minor as ^ would.
+        let zero = try VersionConstraint(parsing: "0.4.0")
+        #expect(zero.matches(v("0.5.1")) && !zero.matches(v("1.0.0")) && !zero.matches(v("0.3.9")))
+        #expect(try !VersionConstraint(parsing: "^0.4.0").matches(v("0.5.1")))
+        // In a plugin contract a bare version is that version.
+        let contract = try VersionConstraint(parsing: "1.3.0", dialect: .semver)
+        #expect(contract.matches(v("1.3.0")) && !contract.matches(v("1.3.3")))
+    }
+
+    @Test func anEqualsSignPinsATag() throws {
+        let pin = try VersionConstraint(parsing: "=v1.3.0")
+        #expect(pin.isExactOnly && pin.pinnedTag == "v1.3.0")
+        #expect(pin.channelAliases.map(\.channels) == [ReleaseChannel.allCases])
+        #expect(try VersionConstraint(parsing: "=1.3").pinnedTag == "v1.3.0", "a version is the registry's vX.Y.Z tag")
+        let custom = try VersionConstraint(parsing: "=bobV1")
+        #expect(custom.pinnedTag == "bobV1" && custom.pins.first?.version == nil)
+        #expect(try VersionConstraint(parsing: "=v1.2.0-rc.1").pinnedTag == "v1.2.0-rc.1", "a pre-release keeps its own tag")
+        let onStable = try VersionConstraint(parsing: "=v1.3.0+stable")
+        #expect(onStable.pinnedTag == nil && onStable.channelAliases.map(\.channels) == [[.stable]])
+        #expect(onStable.matches(v("1.3.0")) && !onStable.matches(v("1.3.1")))
+        #expect(try VersionConstraint(parsing: "=v1.3.0").lowerBound == v("1.3.0"))
+    }
+
+    @Test func aRepeatedNameTakesEither() throws {
+        let two = try VersionConstraint(parsing: "=v1.0.2").or(VersionConstraint(parsing: "=v1.1.4"))
+        #expect(two.isExactOnly && two.pins.map(\.tag) == ["v1.0.2", "v1.1.4"] && two.pinnedTag == nil)
+        #expect(two.channelAliases.allSatisfy { $0.channels.isEmpty }, "several pins without a channel would overwrite each other")
+        let named = try VersionConstraint(parsing: "=v1.0.2+beta").or(VersionConstraint(parsing: "=v1.1.4+stable"))
+        #expect(named.channelAliases.map(\.channels) == [[.beta], [.stable]])
+        let mixed = try VersionConstraint(parsing: "=v1.0.2").or(VersionConstraint(parsing: "~1.3"))
+        #expect(!mixed.isExactOnly && mixed.channelAliases.isEmpty)
+        #expect(mixed.matches(v("1.0.2")) && mixed.matches(v("1.3.4")) && !mixed.matches(v("1.1.0")))
+        #expect(mixed.lowerBound == v("1.0.2"))
+    }
+
+    @Test func rangesKeepTheVersionsAnInclusiveBoundNames() throws {
+        #expect(try VersionConstraint(parsing: ">=1.1.0 <1.3.0").anchors == [v("1.1.0")])
+        #expect(try VersionConstraint(parsing: ">=1.1.0, <=1.2.4").anchors == [v("1.1.0"), v("1.2.4")])
+        #expect(try VersionConstraint(parsing: "^1.2").anchors.isEmpty)
+        #expect(try VersionConstraint(parsing: "~1.2.0").anchors.isEmpty)
+        let either = try VersionConstraint(parsing: "<1.0 || >= 2.1")
+        #expect(either.matches(v("0.9.0")) && either.matches(v("2.1.0")) && !either.matches(v("1.5.0")))
+    }
+
+    @Test func badConstraintsSayWhatIsWrong() {
+        func message(_ text: String) -> String {
+            do { _ = try VersionConstraint(parsing: text); return "" } catch { return "\(error)" }
+        }
+        #expect(message("=v1.3.0+nightly").contains("'+nightly' is not a release channel"))
+        #expect(message(">=1.2+stable").contains("a +channel suffix needs an exact version"))
+        #expect(message("=").contains("'=' needs a tag after it"))
+        #expect(message("=a/b").contains("contains '/'"))
+        #expect(message(">>1").contains("is not a version"))
+        #expect(message(">=").contains("expected e.g."))
+    }
+}
