@@ -191,7 +191,7 @@ public struct EditionDiscovery: Sendable {
         }
         // package-versions.tar is written on every pull, --no-packages included (d8-current.md §2).
         async let packageVersions = Self.phase { part in
-            if !selection.proxyRegistry { try await self.discoverPackageVersions(into: &part) }
+            if !selection.proxyRegistry { try await self.discoverPackageVersions(selection, into: &part) }
             return []
         }
         async let packages = Self.phase { part in
@@ -199,14 +199,11 @@ public struct EditionDiscovery: Sendable {
             return try await self.discoverModular(.package, include: selection.includePackages,
                                                   exclude: selection.excludePackages, selection: selection, into: &part)
         }
-        var security = DiscoveredEdition()
-        if selection.securityDatabases {
-            for database in Self.securityDatabases {
-                security.images.append(image(tar: "security.tar", layout: "security/\(database.name)", tag: database.tag))
-                security.securityDatabases.append(database.name)
-            }
+        async let security = Self.phase { part in
+            if selection.securityDatabases { try await self.discoverSecurityDatabases(into: &part) }
+            return []
         }
-        let parts = [await platform, await installer, .success((security, [])), await modules, await packageVersions, await packages]
+        let parts = [await platform, await installer, await security, await modules, await packageVersions, await packages]
 
         var result = DiscoveredEdition()
         var vexSubjects: [VexSubject] = []
@@ -280,6 +277,22 @@ public struct EditionDiscovery: Sendable {
         var result = Set(latest.values)
         for anchor in anchors where versions.contains(anchor) { result.insert(anchor) }
         return result
+    }
+
+    /// The security databases the source has: one that is not there is a note, and security.tar
+    /// is written without it (d8 takes them as they come too).
+    func discoverSecurityDatabases(into result: inout DiscoveredEdition) async throws {
+        let present = try await concurrentMap(Self.securityDatabases, limit: concurrency) { database in
+            try await self.client.manifestDescriptor(repository: self.sourceRepository("security/\(database.name)"), reference: database.tag) != nil
+        }
+        for (database, there) in zip(Self.securityDatabases, present) {
+            guard there else {
+                result.notes.append("\(source)/security/\(database.name):\(database.tag) does not exist: security.tar is written without it")
+                continue
+            }
+            result.images.append(image(tar: "security.tar", layout: "security/\(database.name)", tag: database.tag))
+            result.securityDatabases.append(database.name)
+        }
     }
 
     /// Tags in the order a bundle lists them: versions by semver, then custom tags by name.

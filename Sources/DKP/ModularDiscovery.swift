@@ -159,7 +159,18 @@ extension EditionDiscovery {
 
     /// `package-versions.tar`: every tag of `packages/<p>/version` for every package of the catalog,
     /// written on every pull (d8-current.md §2). A source without packages has none.
-    func discoverPackageVersions(into result: inout DiscoveredEdition) async throws {
+    ///
+    /// Except the channel tags a pin retags in the package's own tar (`--include-package p@=v1`):
+    /// push unites the two layouts and the later tar in name order wins a tag, so the source's
+    /// channel there would undo the pin for every package named before `versions`.
+    func discoverPackageVersions(_ selection: PullSelection, into result: inout DiscoveredEdition) async throws {
+        var retags: [String: Set<String>] = [:]
+        if selection.packages {
+            for case let (name, constraint?) in selection.includePackages {
+                retags[name] = Set(constraint.channelAliases.flatMap(\.channels).map(\.rawValue))
+            }
+        }
+        let pinned = retags
         let names: [String]
         do {
             names = try await client.tags(repository: sourceRepository("packages")).sorted()
@@ -174,7 +185,8 @@ extension EditionDiscovery {
             } catch RegistryError.notFound {
                 return []
             }
-            return tags.sorted().map { self.image(tar: "package-versions.tar", layout: layout, tag: $0) }
+            let retagged = pinned[name] ?? []
+            return tags.sorted().filter { !retagged.contains($0) }.map { self.image(tar: "package-versions.tar", layout: layout, tag: $0) }
         }
         for images in perPackage { result.images += images }
     }

@@ -46,6 +46,7 @@ extension EditionDiscovery {
         for version in perVersion {
             result.images += version.images
             if let release = version.release { result.releases.append(release) }
+            if let note = version.note { result.notes.append(note) }
             subjects += version.images.filter { $0.layout == "" && $0.reference.hasPrefix("sha256:") }
                 .map { VexSubject(tar: "platform.tar", layout: "", repository: source.root.repository, subject: $0.reference) }
         }
@@ -157,12 +158,18 @@ extension EditionDiscovery {
 
     /// The images of one platform version: controller, installers, its channel image, and every
     /// digest its images_digests.json files list; for a range pull also its release data.
-    private func platformImages(tag: String, releaseData: Bool) async throws -> (images: [BundleImage], release: ReleaseData?) {
+    private func platformImages(tag: String, releaseData: Bool) async throws -> (images: [BundleImage], release: ReleaseData?, note: String?) {
         var images = [
             image(tar: "platform.tar", layout: "", tag: tag),
             image(tar: "platform.tar", layout: "install", tag: tag),
-            image(tar: "platform.tar", layout: "install-standalone", tag: tag),
         ]
+        // The standalone installer is not published for every version (d8 pulls it where it exists).
+        var note: String?
+        if try await client.manifestDescriptor(repository: source.repository("install-standalone"), reference: tag) != nil {
+            images.append(image(tar: "platform.tar", layout: "install-standalone", tag: tag))
+        } else {
+            note = "\(source)/install-standalone:\(tag) does not exist: the bundle has no standalone installer for \(tag)"
+        }
         let channelRepository = source.repository("release-channel")
         var release: ReleaseData?
         if try await client.manifestDescriptor(repository: channelRepository, reference: tag) != nil {
@@ -202,7 +209,7 @@ extension EditionDiscovery {
         for installTag in installTags where installTag != tag {
             images.append(image(tar: "platform.tar", layout: "", tag: installTag))
         }
-        return (images, release)
+        return (images, release, note)
     }
 
     /// `version.json` of every channel image in `repository` (`lts` included; channels that do not

@@ -32,6 +32,10 @@ public struct EditionSeeder: Sendable {
         public var moduleOffChannelVersions: [String: [String]] = ["console": ["v1.0.2", "v1.1.4", "bobV1"]]
         /// The module that carries an extra image (`modules/<name>/extra/scanner`).
         public var moduleWithExtra = "console"
+        /// Platform versions with no `install-standalone` image, as some releases lack one.
+        public var versionsWithoutStandaloneInstaller: Set<String> = []
+        /// Security databases (`trivy-checks`, ...) the source does not serve.
+        public var missingSecurityDatabases: Set<String> = []
         /// Platform channels whose version.json says `"suspend": true`.
         public var suspended: Set<String> = []
         /// Channels of a module or package (by name) whose version.json says "suspend": true.
@@ -164,8 +168,10 @@ public struct EditionSeeder: Sendable {
             seeded.controller[version] = try await pushImage(repository: root, layers: layers, tag: version)
             let install = try await pushFiles(repository: "\(root)/install", files: [("deckhouse/candi/images_digests.json", installJSON)])
             _ = try await pushImage(repository: "\(root)/install", layers: [install], tag: version)
-            let standalone = try await pushSynthetic(repository: "\(root)/install-standalone", size: options.imageLayerSize, seed: 500 + UInt64(index))
-            _ = try await pushImage(repository: "\(root)/install-standalone", layers: [standalone], tag: version)
+            if !options.versionsWithoutStandaloneInstaller.contains(version) {
+                let standalone = try await pushSynthetic(repository: "\(root)/install-standalone", size: options.imageLayerSize, seed: 500 + UInt64(index))
+                _ = try await pushImage(repository: "\(root)/install-standalone", layers: [standalone], tag: version)
+            }
             _ = try await pushChannelImage(repository: "\(root)/release-channel", version: version, tag: version, suspend: false, changelog: true)
             if options.vex {
                 // Attestations for the plain OCI platform images (the index and the Docker image have none).
@@ -179,12 +185,14 @@ public struct EditionSeeder: Sendable {
             // a bundle must carry the source's channel image, never a retag of the version.
             _ = try await pushChannelImage(repository: "\(root)/release-channel", version: version, tag: channel,
                                            suspend: options.suspended.contains(channel), changelog: false)
-            for repository in [root, "\(root)/install", "\(root)/install-standalone"] {
+            let standalone = options.versionsWithoutStandaloneInstaller.contains(version) ? [] : ["\(root)/install-standalone"]
+            for repository in [root, "\(root)/install"] + standalone {
                 try await retagDistinct(repository: repository, from: version, to: channel)
             }
         }
 
-        for (name, type) in [("trivy-db", "db"), ("trivy-bdu", "bdu"), ("trivy-java-db", "javadb"), ("trivy-checks", "checks")] {
+        for (name, type) in [("trivy-db", "db"), ("trivy-bdu", "bdu"), ("trivy-java-db", "javadb"), ("trivy-checks", "checks")]
+            where !options.missingSecurityDatabases.contains(name) {
             let tag = EditionSeeder.securityTags[name] ?? "1"
             seeded.securityDigests[name] = try await pushArtifact(repository: "\(root)/security/\(name)", tag: tag, kind: type)
         }

@@ -261,6 +261,34 @@ import TestSupport
         #expect(eaten.stderrString.contains("quote"), "\(eaten.stderrString)")
     }
 
+    /// What d8 takes where it exists (deckhouse-cli AllowMissingTags): a version without a
+    /// standalone installer and a source without one of the security databases give a note and
+    /// a bundle without them, which verifies; the images that must be there still stop the pull.
+    @Test func optionalImagesThatAreAbsentAreNotesNotFailures() async throws {
+        let (registry, _) = try await PullTests.seededEdition {
+            $0.versionsWithoutStandaloneInstaller = ["v1.68.4"]
+            $0.missingSecurityDatabases = ["trivy-checks"]
+            $0.modules = [:]; $0.packages = [:]; $0.plugins = false
+        }
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let output = try await PullTests.pull(registry, into: directory, ["--deckhouse-tag", "v1.68.4"])
+        #expect(output.status == 0, "\(output.stderrString)")
+        #expect(output.stderrString.contains("install-standalone:v1.68.4 does not exist"), "\(output.stderrString)")
+        #expect(output.stderrString.contains("security/trivy-checks:0 does not exist: security.tar is written without it"), "\(output.stderrString)")
+        let entries = try await Self.entries(directory)
+        #expect(Self.tags(entries, tar: "platform.tar", layout: "install-standalone").isEmpty)
+        #expect(Self.tags(entries, tar: "platform.tar", layout: "install").contains("v1.68.4"))
+        #expect(Set(entries.filter { $0.tar == "security.tar" }.map(\.layout)) == ["security/trivy-db", "security/trivy-bdu", "security/trivy-java-db"])
+        let verified = try await CLITests.run(["verify", directory.path])
+        #expect(verified.status == 0, "\(verified.stderrString)")
+        // Another version has its standalone installer, and it comes.
+        let other = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let withIt = try await PullTests.pull(registry, into: other, ["--deckhouse-tag", "v1.69.3", "--dry-run"])
+        #expect(withIt.status == 0 && !withIt.stderrString.contains("install-standalone"), "\(withIt.stderrString)")
+        let references = try JSONDecoder().decode(References.self, from: Data(withIt.stdout)).references
+        #expect(references.contains { $0.layout == "install-standalone" && $0.shortTag == "v1.69.3" })
+    }
+
     /// `--include-module NAME@CONSTRAINT` in d8's dialect (internal/mirror/README.MD): console has
     /// v1.1.5 on stable, v1.2.0 on alpha, and v1.0.2, v1.1.4 and bobV1 on no channel.
     @Test func moduleConstraintsSpeakD8sDialect() async throws {
@@ -327,6 +355,13 @@ import TestSupport
         #expect(noPackages.contains("package-versions.tar") && !noPackages.contains("package-nginx-tools.tar"))
         let pinnedPackage = try await plan(["--include-package", "nginx-tools@=v0.5.0", "--no-modules"])
         #expect(Set(pinnedPackage.filter { $0.layout == "packages/nginx-tools" && !$0.reference.hasPrefix("sha256:") && !$0.shortTag.hasSuffix(".att") }.map(\.shortTag)) == ["v0.5.0"])
+        // The pin's channel tags are the package tar's alone: in package-versions.tar, which push
+        // takes after it, the source's channels would undo the pin.
+        let channelNames: Set<String> = ["alpha", "beta", "early-access", "stable", "rock-solid", "lts"]
+        let versionLayout = pinnedPackage.filter { $0.layout == "packages/nginx-tools/version" }
+        #expect(Set(versionLayout.filter { $0.tar == "package-nginx-tools.tar" && channelNames.contains($0.shortTag) }.map(\.reference)) == ["v0.5.0"])
+        #expect(!versionLayout.contains { $0.tar == "package-versions.tar" && channelNames.contains($0.shortTag) })
+        #expect(versionLayout.contains { $0.tar == "package-versions.tar" && $0.shortTag == "v0.4.1" })
         let missingPackage = try await PullTests.pull(registry, into: directory, ["--dry-run", "--include-package", "nope"])
         #expect(missingPackage.status == 1 && missingPackage.stderrString.contains("nginx-tools"))
 
