@@ -184,6 +184,14 @@ import TestSupport
             #expect(entries.first { $0.layout == "release-channel" && $0.shortTag == "lts" }?.descriptor.digest == lts)
         }
 
+        // Pinned to lts: its own tag stays, besides the five default channels it is retagged onto.
+        let pinned = try await PullTests.pull(registry, into: directory, ["--dry-run", "--no-security-db", "--deckhouse-tag", "lts"])
+        #expect(pinned.status == 0, "\(pinned.stderrString)")
+        let pinnedReferences = try JSONDecoder().decode(References.self, from: Data(pinned.stdout)).references
+        let channelTags = Dictionary(pinnedReferences.filter { $0.layout == "release-channel" }.map { ($0.shortTag, $0.reference) }, uniquingKeysWith: { a, _ in a })
+        #expect(channelTags == ["v1.69.3": "v1.69.3", "lts": "lts", "alpha": "lts", "beta": "lts", "early-access": "lts", "stable": "lts", "rock-solid": "lts"])
+        #expect(pinnedReferences.contains { $0.layout == "install" && $0.shortTag == "lts" && $0.reference == "v1.69.3" })
+
         let wider = try await PullTests.pull(registry, into: directory, ["--dry-run", "--since-version", "v1.68.0"])
         #expect(wider.status == 0, "\(wider.stderrString)")
         let plan = try JSONDecoder().decode(PullTests.Plan.self, from: Data(wider.stdout))
