@@ -79,6 +79,11 @@ extension EditionDiscovery {
     }
 
     private func explicitPluginVersion(_ name: String, repository: String, constraint: VersionConstraint?) async throws -> String {
+        // `NAME@=TAG` is that tag, a pre-release or a custom build too, when the source has it.
+        if let pinned = constraint?.pinnedTag,
+           try await client.manifestDescriptor(repository: repository, reference: pinned) != nil {
+            return pinned
+        }
         let versions = try await stablePluginVersions(repository: repository)
         guard let match = versions.first(where: { constraint?.matches($0.version) ?? true }) else {
             throw DKPError.notFound("plugin \(name) has no stable version\(constraint.map { " matching \($0)" } ?? "") in \(source.host)/\(repository); "

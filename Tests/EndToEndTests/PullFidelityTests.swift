@@ -378,6 +378,9 @@ import TestSupport
         #expect(noModules.filter { $0.tar.hasPrefix("plugin-") }.map { "\($0.tar) \($0.shortTag)" } == ["plugin-diag.tar v0.2.0"])
         let constrained = try await plan(["--no-modules", "--include-plugin", "module-tools@<1.1.0"])
         #expect(constrained.filter { $0.tar == "plugin-module-tools.tar" }.map(\.shortTag) == ["v1.0.0"])
+        // An exact pin takes that tag, a pre-release too.
+        let preRelease = try await plan(["--no-modules", "--include-plugin", "module-tools@=v1.2.0-rc.1"])
+        #expect(preRelease.filter { $0.tar == "plugin-module-tools.tar" }.map(\.shortTag) == ["v1.2.0-rc.1"])
         // console v1.1.5 satisfies the newest stable contract (>=1.1.0): the plugin comes along.
         let oldConsole = try await plan(["-i", "console@=v1.1.5", "--no-packages"])
         #expect(oldConsole.filter { $0.tar == "plugin-module-tools.tar" }.map(\.shortTag) == ["v1.1.0"])
