@@ -133,7 +133,7 @@ bench_flat() {
 # 10. Bytes shipped for the update v1.69.3 -> v1.70.1 of a site (a TLS + htpasswd registry
 # pushed from the pinned v1.69.3 bundle): the full v1.70.1 bundle, the differential bundle
 # (`pull --against` the site's inventory) and the d8 way, an unpinned pull with `--since-version
-# v1.69.3` (a pinned tag ignores --since-version). Bytes are every file of the bundle directory
+# v1.69.3` (a pinned tag with --since-version is refused). Bytes are every file of the bundle directory
 # an operator carries (tars, SHA256SUMS, left-out-blobs.inventory). Then the differential bundle
 # is verified, pushed into the site and the site checked complete (verify --registry).
 # Sets diff_rows. Uses $SRC_HOST/deckhouse/ee and the v1.69.3 bundle $work/bundle of section 3;

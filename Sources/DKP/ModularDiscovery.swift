@@ -165,7 +165,8 @@ extension EditionDiscovery {
     /// channel there would undo the pin for every package named before `versions`.
     func discoverPackageVersions(_ selection: PullSelection, into result: inout DiscoveredEdition) async throws {
         var retags: [String: Set<String>] = [:]
-        if selection.packages {
+        // With --only-extra-images the package tar has no channel images: nothing to leave out.
+        if selection.packages && !selection.onlyExtraImages {
             for case let (name, constraint?) in selection.includePackages {
                 retags[name] = Set(constraint.channelAliases.flatMap(\.channels).map(\.rawValue))
             }

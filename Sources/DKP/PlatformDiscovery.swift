@@ -95,14 +95,17 @@ extension EditionDiscovery {
         choice.selected = [tag]
         // The pinned version's channel image answers on every default channel, so a cluster on
         // any channel sees it (as d8 retags it).
-        // A channel pin keeps that channel's own tag too: `--deckhouse-tag lts` on a CSE edition
-        // must still carry release-channel:lts (d8 pulls release-channel:<T> under its own tag).
-        var channels = ReleaseChannel.standard
-        if let named = ReleaseChannel(rawValue: wanted), !channels.contains(named) { channels.append(named) }
         if try await client.manifestDescriptor(repository: channelRepository, reference: aliasSource) != nil {
-            for channel in channels { choice.channelImages[channel] = aliasSource }
+            for channel in ReleaseChannel.standard { choice.channelImages[channel] = aliasSource }
         } else {
             notes.append("\(source.host)/\(channelRepository):\(aliasSource) does not exist: the bundle has no release channels")
+        }
+        // lts, when it is the pin or points at the pinned version, comes as the source serves it
+        // (d8 matches channels to the pinned tag): a CSE cluster on lts must still find it.
+        var channels = ReleaseChannel.standard
+        if matched.contains(.lts) {
+            channels.append(.lts)
+            choice.channelImages[.lts] = ReleaseChannel.lts.rawValue
         }
         for channel in channels { choice.installAliases[channel] = tag }
         return choice

@@ -80,8 +80,10 @@ extension EditionDiscovery {
 
     private func explicitPluginVersion(_ name: String, repository: String, constraint: VersionConstraint?) async throws -> String {
         // `NAME@=TAG` is that tag, a pre-release or a custom build too, when the source has it.
-        if let pinned = constraint?.pinnedTag,
-           try await client.manifestDescriptor(repository: repository, reference: pinned) != nil {
+        if let pinned = constraint?.pinnedTag {
+            guard try await client.manifestDescriptor(repository: repository, reference: pinned) != nil else {
+                throw DKPError.notFound("\(source.host)/\(repository):\(pinned) does not exist (--include-plugin \(name)@\(constraint?.description ?? ""))")
+            }
             return pinned
         }
         let versions = try await stablePluginVersions(repository: repository)

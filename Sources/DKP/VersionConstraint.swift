@@ -7,8 +7,8 @@ import Version
 /// `--include-platform` (deckhouse-cli internal/mirror/README.MD, "Module Filtering"):
 /// - `=TAG` pins one tag exactly, a version (`=v1.3.0`) or a custom build tag (`=bobV1`), and
 ///   `=TAG+CHANNEL` pins it onto that channel only;
-/// - a bare version `1.3.0` means that version or newer within its major (`>=1.3.0 <2.0.0`,
-///   for `0.x` too);
+/// - a bare version `1.3.0`, as the whole constraint, means that version or newer within its
+///   major (`>=1.3.0 <2.0.0`, for `0.x` too); inside a compound it is that version;
 /// - `>=`, `<=`, `>`, `<`, `~1.2` (same minor), `^1.2` (same major), conditions joined by ',' or
 ///   spaces (all must hold) and alternatives joined by `||`.
 ///
@@ -61,6 +61,9 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
             pins = [try Self.parsePin(String(trimmed.dropFirst()), in: text)]
             return
         }
+        // d8 reads a bare version as a range only when it is the whole constraint; inside a
+        // compound it is that version, as in plain semver.
+        let lone = dialect == .flag && !trimmed.contains(where: { $0 == " " || $0 == "," || $0 == "|" })
         for alternative in trimmed.components(separatedBy: "||") {
             var conditions: [Comparison] = []
             let tokens = alternative.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
@@ -69,7 +72,7 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
                 if ["=", "==", ">", ">=", "<", "<=", "~", "^"].contains(token) { pendingOperator = token; continue }
                 let full = (pendingOperator ?? "") + token
                 pendingOperator = nil
-                conditions.append(try Self.parseCondition(full, dialect: dialect, in: text))
+                conditions.append(try Self.parseCondition(full, bareIsRange: lone, in: text))
             }
             guard !conditions.isEmpty, pendingOperator == nil else {
                 throw DKPError.invalidInput("invalid version constraint '\(text)': expected e.g. >=1.2.0, ~1.4 or =v1.3.4")
@@ -96,7 +99,8 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
         // A plain version is the registry's `vX.Y.Z` tag however it was written (`1.3.0`, `v1.3`);
         // anything else (a pre-release, a custom build tag) is taken as written.
         let version = Version(tolerant: tagText)
-        let plain = version.map { $0.prereleaseIdentifiers.isEmpty && $0.buildMetadataIdentifiers.isEmpty } ?? false
+        let numbers = tagText.hasPrefix("v") ? tagText.dropFirst() : Substring(tagText)
+        let plain = numbers.contains(".") && numbers.allSatisfy { $0.isASCII && ($0.isNumber || $0 == ".") } && version != nil
         let tag = plain ? version!.tag : tagText  // plain implies a version
         if !plain, let problem = Reference.problem(tag: tagText) {
             throw DKPError.invalidInput("invalid version constraint '\(text)': \(problem)")
@@ -104,7 +108,7 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
         return Pin(tag: tag, version: version, channel: channel)
     }
 
-    private static func parseCondition(_ token: String, dialect: Dialect, in text: String) throws -> Comparison {
+    private static func parseCondition(_ token: String, bareIsRange: Bool, in text: String) throws -> Comparison {
         let operators = [">=", "<=", "==", ">", "<", "=", "~", "^"]
         let op = operators.first { token.hasPrefix($0) } ?? ""
         let rest = String(token.dropFirst(op.count))
@@ -121,7 +125,7 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
         case "<": return .less(version)
         case "~": return .tilde(version)
         case "^": return .caret(version)
-        case "": return dialect == .flag ? .sameMajorFrom(version) : .equal(version)
+        case "": return bareIsRange ? .sameMajorFrom(version) : .equal(version)
         default: return .equal(version)
         }
     }
@@ -144,9 +148,10 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
     /// Only exact pins, no range: the source's channels are not read (d8: the pins are the channels).
     public var isExactOnly: Bool { alternatives.isEmpty && !pins.isEmpty }
 
-    /// The one tag of a lone `=TAG` (no channel, no range): what `--deckhouse-tag` would be.
+    /// The one tag of a lone `=TAG[+CHANNEL]` (no range): what `--deckhouse-tag` would be (for the
+    /// platform, as in d8, a `+channel` suffix changes nothing).
     public var pinnedTag: String? {
-        guard isExactOnly, pins.count == 1, pins[0].channel == nil else { return nil }
+        guard isExactOnly, pins.count == 1 else { return nil }
         return pins[0].tag
     }
 
@@ -160,15 +165,15 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
         }
     }
 
-    /// The smallest version literal a lower bound names (`>=`, `>`, `=`, `~`, `^`, a bare
-    /// version, a pin): where probing starts.
+    /// The smallest version literal a lower bound of the range names (`>=`, `>`, `=`, `~`, `^`, a
+    /// bare version): where probing starts. Pins are not probed (they are pulled by their tag).
     public var lowerBound: Version? {
-        (alternatives.flatMap { $0 }.compactMap { comparison -> Version? in
+        alternatives.flatMap { $0 }.compactMap { comparison -> Version? in
             switch comparison {
             case let .equal(v), let .greater(v), let .greaterOrEqual(v), let .tilde(v), let .caret(v), let .sameMajorFrom(v): return v
             case .less, .lessOrEqual: return nil
             }
-        } + pins.compactMap(\.version)).min()
+        }.min()
     }
 
     /// Versions named with an inclusive bound (`>=`, `<=`, `=`): kept even when a newer patch

@@ -166,12 +166,7 @@ public struct EditionSeeder: Sendable {
             // reads through must be a tar, and the synthetic base is not one.
             let layers = options.brokenControllerDigests[version] == .missing ? [stale, top] : [base, stale, top]
             seeded.controller[version] = try await pushImage(repository: root, layers: layers, tag: version)
-            let install = try await pushFiles(repository: "\(root)/install", files: [("deckhouse/candi/images_digests.json", installJSON)])
-            _ = try await pushImage(repository: "\(root)/install", layers: [install], tag: version)
-            if !options.versionsWithoutStandaloneInstaller.contains(version) {
-                let standalone = try await pushSynthetic(repository: "\(root)/install-standalone", size: options.imageLayerSize, seed: 500 + UInt64(index))
-                _ = try await pushImage(repository: "\(root)/install-standalone", layers: [standalone], tag: version)
-            }
+            try await pushInstallImages(version: version, index: index, installJSON: installJSON)
             _ = try await pushChannelImage(repository: "\(root)/release-channel", version: version, tag: version, suspend: false, changelog: true)
             if options.vex {
                 // Attestations for the plain OCI platform images (the index and the Docker image have none).
@@ -191,12 +186,7 @@ public struct EditionSeeder: Sendable {
             }
         }
 
-        for (name, type) in [("trivy-db", "db"), ("trivy-bdu", "bdu"), ("trivy-java-db", "javadb"), ("trivy-checks", "checks")]
-            where !options.missingSecurityDatabases.contains(name) {
-            let tag = EditionSeeder.securityTags[name] ?? "1"
-            seeded.securityDigests[name] = try await pushArtifact(repository: "\(root)/security/\(name)", tag: tag, kind: type)
-        }
-
+        try await pushSecurityDatabases(into: &seeded)
         let installerLayer = try await pushSynthetic(repository: "\(registryRoot)/installer", size: options.imageLayerSize, seed: 900)
         seeded.installer = try await pushImage(repository: "\(registryRoot)/installer",
                                                layers: try await commonBase(in: "\(registryRoot)/installer") + [installerLayer], tag: "latest")
@@ -217,6 +207,25 @@ public struct EditionSeeder: Sendable {
             try await seedPlugins(into: &seeded)
         }
         return seeded
+    }
+
+    /// `install:<version>` holding the installer's images_digests.json, and `install-standalone:<version>`
+    /// unless that version is to lack one.
+    private func pushInstallImages(version: String, index: Int, installJSON: [UInt8]) async throws {
+        let install = try await pushFiles(repository: "\(root)/install", files: [("deckhouse/candi/images_digests.json", installJSON)])
+        _ = try await pushImage(repository: "\(root)/install", layers: [install], tag: version)
+        guard !options.versionsWithoutStandaloneInstaller.contains(version) else { return }
+        let standalone = try await pushSynthetic(repository: "\(root)/install-standalone", size: options.imageLayerSize, seed: 500 + UInt64(index))
+        _ = try await pushImage(repository: "\(root)/install-standalone", layers: [standalone], tag: version)
+    }
+
+    /// The four security databases, each with its own media types, but those the source is to lack.
+    private func pushSecurityDatabases(into seeded: inout Seeded) async throws {
+        for (name, type) in [("trivy-db", "db"), ("trivy-bdu", "bdu"), ("trivy-java-db", "javadb"), ("trivy-checks", "checks")]
+            where !options.missingSecurityDatabases.contains(name) {
+            let tag = EditionSeeder.securityTags[name] ?? "1"
+            seeded.securityDigests[name] = try await pushArtifact(repository: "\(root)/security/\(name)", tag: tag, kind: type)
+        }
     }
 
     /// A module or a package (d8-current.md §2): a catalog tag, version images holding

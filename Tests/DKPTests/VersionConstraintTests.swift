@@ -30,9 +30,10 @@ import Version
         #expect(custom.pinnedTag == "bobV1" && custom.pins.first?.version == nil)
         #expect(try VersionConstraint(parsing: "=v1.2.0-rc.1").pinnedTag == "v1.2.0-rc.1", "a pre-release keeps its own tag")
         let onStable = try VersionConstraint(parsing: "=v1.3.0+stable")
-        #expect(onStable.pinnedTag == nil && onStable.channelAliases.map(\.channels) == [[.stable]])
+        #expect(onStable.pinnedTag == "v1.3.0" && onStable.channelAliases.map(\.channels) == [[.stable]])
+        #expect(try VersionConstraint(parsing: "=1234").pinnedTag == "1234", "a number without a dot is a custom tag, as written")
         #expect(onStable.matches(v("1.3.0")) && !onStable.matches(v("1.3.1")))
-        #expect(try VersionConstraint(parsing: "=v1.3.0").lowerBound == v("1.3.0"))
+        #expect(try VersionConstraint(parsing: "=v1.3.0").lowerBound == nil, "a pin is pulled by its tag, not probed")
     }
 
     @Test func aRepeatedNameTakesEither() throws {
@@ -44,7 +45,7 @@ import Version
         let mixed = try VersionConstraint(parsing: "=v1.0.2").or(VersionConstraint(parsing: "~1.3"))
         #expect(!mixed.isExactOnly && mixed.channelAliases.isEmpty)
         #expect(mixed.matches(v("1.0.2")) && mixed.matches(v("1.3.4")) && !mixed.matches(v("1.1.0")))
-        #expect(mixed.lowerBound == v("1.0.2"))
+        #expect(mixed.lowerBound == v("1.3.0"), "probing starts at the range, not at the pin")
     }
 
     @Test func rangesKeepTheVersionsAnInclusiveBoundNames() throws {
@@ -52,6 +53,9 @@ import Version
         #expect(try VersionConstraint(parsing: ">=1.1.0, <=1.2.4").anchors == [v("1.1.0"), v("1.2.4")])
         #expect(try VersionConstraint(parsing: "^1.2").anchors.isEmpty)
         #expect(try VersionConstraint(parsing: "~1.2.0").anchors.isEmpty)
+        // Inside a compound a bare version is that version (d8 hands compounds to plain semver).
+        let compound = try VersionConstraint(parsing: "<1.0 || 1.5.0")
+        #expect(compound.matches(v("1.5.0")) && !compound.matches(v("1.6.0")))
         let either = try VersionConstraint(parsing: "<1.0 || >= 2.1")
         #expect(either.matches(v("0.9.0")) && either.matches(v("2.1.0")) && !either.matches(v("1.5.0")))
     }

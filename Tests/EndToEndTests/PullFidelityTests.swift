@@ -191,6 +191,12 @@ import TestSupport
         let channelTags = Dictionary(pinnedReferences.filter { $0.layout == "release-channel" }.map { ($0.shortTag, $0.reference) }, uniquingKeysWith: { a, _ in a })
         #expect(channelTags == ["v1.69.3": "v1.69.3", "lts": "lts", "alpha": "lts", "beta": "lts", "early-access": "lts", "stable": "lts", "rock-solid": "lts"])
         #expect(pinnedReferences.contains { $0.layout == "install" && $0.shortTag == "lts" && $0.reference == "v1.69.3" })
+        // Pinned to the version lts points at: lts comes as the source serves it.
+        let byVersion = try await PullTests.pull(registry, into: directory, ["--dry-run", "--no-security-db", "--deckhouse-tag", "v1.69.3"])
+        #expect(byVersion.status == 0, "\(byVersion.stderrString)")
+        let byVersionReferences = try JSONDecoder().decode(References.self, from: Data(byVersion.stdout)).references
+        #expect(byVersionReferences.contains { $0.layout == "release-channel" && $0.shortTag == "lts" && $0.reference == "lts" })
+        #expect(byVersionReferences.contains { $0.layout == "install" && $0.shortTag == "lts" && $0.reference == "v1.69.3" })
 
         let wider = try await PullTests.pull(registry, into: directory, ["--dry-run", "--since-version", "v1.68.0"])
         #expect(wider.status == 0, "\(wider.stderrString)")
