@@ -164,14 +164,10 @@ extension EditionDiscovery {
     /// push unites the two layouts and the later tar in name order wins a tag, so the source's
     /// channel there would undo the pin for every package named before `versions`.
     func discoverPackageVersions(_ selection: PullSelection, into result: inout DiscoveredEdition) async throws {
-        var retags: [String: Set<String>] = [:]
         // With --only-extra-images the package tar has no channel images: nothing to leave out.
-        if selection.packages && !selection.onlyExtraImages {
-            for case let (name, constraint?) in selection.includePackages {
-                retags[name] = Set(constraint.channelAliases.flatMap(\.channels).map(\.rawValue))
-            }
-        }
-        let pinned = retags
+        let pinned: [String: Set<String>] = selection.packages && !selection.onlyExtraImages
+            ? selection.includePackages.compactMapValues { $0.map { Set($0.channelAliases.flatMap(\.channels).map(\.rawValue)) } }
+            : [:]
         let names: [String]
         do {
             names = try await client.tags(repository: sourceRepository("packages")).sorted()

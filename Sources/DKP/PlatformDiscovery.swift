@@ -170,13 +170,9 @@ extension EditionDiscovery {
             image(tar: "platform.tar", layout: "", tag: tag),
             image(tar: "platform.tar", layout: "install", tag: tag),
         ]
-        // The standalone installer is not published for every version (d8 pulls it where it exists).
-        var note: String?
-        if try await client.manifestDescriptor(repository: source.repository("install-standalone"), reference: tag) != nil {
-            images.append(image(tar: "platform.tar", layout: "install-standalone", tag: tag))
-        } else {
-            note = "\(source)/install-standalone:\(tag) does not exist: the bundle has no standalone installer for \(tag)"
-        }
+        // The standalone installer is not published for every version (d8 pulls it where it
+        // exists): asked for now, answered while the lists below are read (no round trip added).
+        async let standalone = client.manifestDescriptor(repository: source.repository("install-standalone"), reference: tag)
         let channelRepository = source.repository("release-channel")
         var release: ReleaseData?
         if try await client.manifestDescriptor(repository: channelRepository, reference: tag) != nil {
@@ -215,6 +211,12 @@ extension EditionDiscovery {
         }
         for installTag in installTags where installTag != tag {
             images.append(image(tar: "platform.tar", layout: "", tag: installTag))
+        }
+        var note: String?
+        if try await standalone != nil {
+            images.append(image(tar: "platform.tar", layout: "install-standalone", tag: tag))
+        } else {
+            note = "\(source)/install-standalone:\(tag) does not exist: the bundle has no standalone installer for \(tag)"
         }
         return (images, release, note)
     }

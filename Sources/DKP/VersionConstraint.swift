@@ -56,14 +56,14 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
         alternatives = []
         pins = []
         let trimmed = text.trimmingCharacters(in: .whitespaces)
-        if dialect == .flag, trimmed.hasPrefix("="), !trimmed.hasPrefix("=="),
-           !trimmed.contains(where: { $0 == " " || $0 == "," || $0 == "|" }) {
+        let compound = trimmed.contains { $0 == " " || $0 == "," || $0 == "|" }
+        if dialect == .flag, trimmed.hasPrefix("="), !trimmed.hasPrefix("=="), !compound {
             pins = [try Self.parsePin(String(trimmed.dropFirst()), in: text)]
             return
         }
         // d8 reads a bare version as a range only when it is the whole constraint; inside a
         // compound it is that version, as in plain semver.
-        let lone = dialect == .flag && !trimmed.contains(where: { $0 == " " || $0 == "," || $0 == "|" })
+        let lone = dialect == .flag && !compound
         for alternative in trimmed.components(separatedBy: "||") {
             var conditions: [Comparison] = []
             let tokens = alternative.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
