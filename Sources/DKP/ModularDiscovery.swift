@@ -116,36 +116,21 @@ extension EditionDiscovery {
         var images: [BundleImage] = []
         var vex: [VexSubject] = []
         var notes: [String] = []
-        let mainRepository = sourceRepository(base)
+        var withoutReleaseImage = Set<String>()
         for tag in versions {
-            let files: [String: [UInt8]]
-            do {
-                files = try await ImageFiles.read(["images_digests.json", "extra_images.json"], client: client,
-                                                  repository: mainRepository, reference: tag)
-            } catch RegistryError.notFound {
-                throw DKPError.notFound("\(source)/\(base):\(tag) does not exist")
-            }
-            if !selection.onlyExtraImages {
-                images.append(image(tar: tar, layout: base, tag: tag))
-                images.append(image(tar: tar, layout: channelLayout, tag: tag))
-                vex.append(VexSubject(tar: tar, layout: base, repository: mainRepository, subject: tag))
-                let listed = try ImageList.digests(files["images_digests.json"], file: "images_digests.json",
-                                                   of: "\(source)/\(base):\(tag)", mustListImages: false)
-                for digest in listed {
-                    images.append(digestImage(tar: tar, layout: base, digest: digest))
-                    vex.append(VexSubject(tar: tar, layout: base, repository: mainRepository, subject: digest.string))
-                }
-            }
-            let extras = try ExtraImages.tags(files["extra_images.json"], of: "\(source)/\(base):\(tag)")
-            notes += extras.notes
-            for (extraName, extraTag) in extras.tags {
-                images.append(image(tar: tar, layout: "\(base)/extra/\(extraName)", tag: extraTag))
-                // d8 looks extra images' attestations up in the main repository too.
-                vex.append(VexSubject(tar: tar, layout: base, repository: mainRepository, subject: extraTag))
-            }
+            let version = try await versionImages(kind, name: name, tag: tag, selection: selection)
+            images += version.images
+            vex += version.vex
+            notes += version.notes
+            if !version.hasReleaseImage { withoutReleaseImage.insert(tag) }
         }
         if !selection.onlyExtraImages {
-            for (pin, channels) in constraint?.channelAliases ?? [] {
+            for (pin, channels) in constraint?.channelAliases ?? [] where !channels.isEmpty {
+                guard !withoutReleaseImage.contains(pin.tag) else {
+                    notes.append("\(kind.catalog.dropLast()) \(name) \(pin.tag) has no \(kind.channelSegment) image in the source: "
+                                 + "it is not put onto \(channels.map(\.rawValue).joined(separator: ", "))")
+                    continue
+                }
                 for channel in channels {
                     images.append(image(tar: tar, layout: channelLayout, tag: pin.tag, shortTag: channel.rawValue))
                 }
@@ -155,6 +140,57 @@ extension EditionDiscovery {
             }
         }
         return ModularImages(name: name, versions: versions, images: images, vex: vex, notes: notes)
+    }
+
+    private struct VersionImages: Sendable {
+        var images: [BundleImage] = []
+        var vex: [VexSubject] = []
+        var notes: [String] = []
+        var hasReleaseImage = false
+    }
+
+    /// One version of a module or package: its main image, its image in the channel repository
+    /// where the source has one, the digest images it lists, its extra images, and the VEX subjects.
+    private func versionImages(_ kind: ModularKind, name: String, tag: String, selection: PullSelection) async throws -> VersionImages {
+        let base = "\(kind.catalog)/\(name)"
+        let channelLayout = "\(base)/\(kind.channelSegment)", tar = "\(kind.tarPrefix)\(name).tar"
+        let mainRepository = sourceRepository(base)
+        // `release:<v>` is not published for every version (d8 pulls it where it exists): asked
+        // for now, answered while the version's files are read (no round trip added).
+        async let releaseImage = selection.onlyExtraImages
+            ? nil : client.manifestDescriptor(repository: sourceRepository(channelLayout), reference: tag)
+        let files: [String: [UInt8]]
+        do {
+            files = try await ImageFiles.read(["images_digests.json", "extra_images.json"], client: client,
+                                              repository: mainRepository, reference: tag)
+        } catch RegistryError.notFound {
+            throw DKPError.notFound("\(source)/\(base):\(tag) does not exist")
+        }
+        var result = VersionImages()
+        if !selection.onlyExtraImages {
+            result.images.append(image(tar: tar, layout: base, tag: tag))
+            if try await releaseImage != nil {
+                result.images.append(image(tar: tar, layout: channelLayout, tag: tag))
+                result.hasReleaseImage = true
+            } else {
+                result.notes.append("\(source)/\(channelLayout):\(tag) does not exist: the bundle has no \(kind.channelSegment) image for \(name) \(tag)")
+            }
+            result.vex.append(VexSubject(tar: tar, layout: base, repository: mainRepository, subject: tag))
+            let listed = try ImageList.digests(files["images_digests.json"], file: "images_digests.json",
+                                               of: "\(source)/\(base):\(tag)", mustListImages: false)
+            for digest in listed {
+                result.images.append(digestImage(tar: tar, layout: base, digest: digest))
+                result.vex.append(VexSubject(tar: tar, layout: base, repository: mainRepository, subject: digest.string))
+            }
+        }
+        let extras = try ExtraImages.tags(files["extra_images.json"], of: "\(source)/\(base):\(tag)")
+        result.notes += extras.notes
+        for (extraName, extraTag) in extras.tags {
+            result.images.append(image(tar: tar, layout: "\(base)/extra/\(extraName)", tag: extraTag))
+            // d8 looks extra images' attestations up in the main repository too.
+            result.vex.append(VexSubject(tar: tar, layout: base, repository: mainRepository, subject: extraTag))
+        }
+        return result
     }
 
     /// `package-versions.tar`: every tag of `packages/<p>/version` for every package of the catalog,

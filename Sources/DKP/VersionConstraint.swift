@@ -9,10 +9,12 @@ import Version
 ///   `=TAG+CHANNEL` pins it onto that channel only;
 /// - a bare version `1.3.0`, as the whole constraint, means that version or newer within its
 ///   major (`>=1.3.0 <2.0.0`, for `0.x` too); inside a compound it is that version;
-/// - `>=`, `<=`, `>`, `<`, `~1.2` (same minor), `^1.2` (same major), conditions joined by ',' or
-///   spaces (all must hold) and alternatives joined by `||`.
+/// - anything else is a range as Masterminds/semver v3 reads it (`VersionCondition`): `>=`,
+///   `<=`, `>`, `<`, `!=`, `~1.2` (same minor), `~1` and `^1.2` (same major), `1.2.x`, conditions
+///   joined by ',' or spaces (all must hold) and alternatives joined by `||`.
 ///
-/// `.semver` is the plain semver dialect of plugin contracts, where a bare version means equality.
+/// `.semver` is the plain semver dialect of plugin contracts, where a bare version means equality
+/// (`1.2`, with its patch left open, every 1.2.x).
 public struct VersionConstraint: Sendable, CustomStringConvertible {
     public enum Dialect: Sendable { case flag, semver }
 
@@ -26,27 +28,7 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
         public let channel: ReleaseChannel?
     }
 
-    private enum Comparison: Sendable {
-        case equal(Version), greater(Version), greaterOrEqual(Version), less(Version), lessOrEqual(Version)
-        case tilde(Version), caret(Version)
-        /// A bare version in the flag dialect: it or newer, same major.
-        case sameMajorFrom(Version)
-
-        func matches(_ v: Version) -> Bool {
-            switch self {
-            case let .equal(x): return v == x
-            case let .greater(x): return v > x
-            case let .greaterOrEqual(x): return v >= x
-            case let .less(x): return v < x
-            case let .lessOrEqual(x): return v <= x
-            case let .tilde(x): return v >= x && v.major == x.major && v.minor == x.minor
-            case let .caret(x): return v >= x && v.major == x.major && (x.major > 0 || v.minor == x.minor)
-            case let .sameMajorFrom(x): return v >= x && v.major == x.major
-            }
-        }
-    }
-
-    private var alternatives: [[Comparison]]
+    private var alternatives: [[VersionCondition]]
     /// The exact pins; empty for a range.
     public private(set) var pins: [Pin]
     public private(set) var description: String
@@ -57,7 +39,8 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
         pins = []
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let compound = trimmed.contains { $0 == " " || $0 == "," || $0 == "|" }
-        if dialect == .flag, trimmed.hasPrefix("="), !trimmed.hasPrefix("=="), !compound {
+        let rangeOperator = ["==", "=>", "=<"].contains { trimmed.hasPrefix($0) }
+        if dialect == .flag, trimmed.hasPrefix("="), !rangeOperator, !compound {
             pins = [try Self.parsePin(String(trimmed.dropFirst()), in: text)]
             return
         }
@@ -65,11 +48,11 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
         // compound it is that version, as in plain semver.
         let lone = dialect == .flag && !compound
         for alternative in trimmed.components(separatedBy: "||") {
-            var conditions: [Comparison] = []
+            var conditions: [VersionCondition] = []
             let tokens = alternative.split(whereSeparator: { $0 == "," || $0 == " " }).map(String.init)
             var pendingOperator: String?
             for token in tokens {
-                if ["=", "==", ">", ">=", "<", "<=", "~", "^"].contains(token) { pendingOperator = token; continue }
+                if VersionCondition.operators.contains(where: { $0.0 == token }) { pendingOperator = token; continue }
                 let full = (pendingOperator ?? "") + token
                 pendingOperator = nil
                 conditions.append(try Self.parseCondition(full, bareIsRange: lone, in: text))
@@ -108,26 +91,20 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
         return Pin(tag: tag, version: version, channel: channel)
     }
 
-    private static func parseCondition(_ token: String, bareIsRange: Bool, in text: String) throws -> Comparison {
-        let operators = [">=", "<=", "==", ">", "<", "=", "~", "^"]
-        let op = operators.first { token.hasPrefix($0) } ?? ""
-        let rest = String(token.dropFirst(op.count))
+    private static func parseCondition(_ token: String, bareIsRange: Bool, in text: String) throws -> VersionCondition {
+        let (spelling, op) = VersionCondition.operators.first { token.hasPrefix($0.0) } ?? ("", bareIsRange ? .sameMajorFrom : .equal)
+        let rest = String(token.dropFirst(spelling.count))
         if let plus = rest.lastIndex(of: "+"), ReleaseChannel(rawValue: String(rest[rest.index(after: plus)...])) != nil {
             throw DKPError.invalidInput("invalid version constraint '\(text)': a +channel suffix needs an exact version, e.g. =v1.3.4+stable")
         }
-        guard let version = Version(tolerant: rest) else {
+        guard let condition = VersionCondition(op, literal: rest) else {
             throw DKPError.invalidInput("invalid version constraint '\(text)': '\(rest)' is not a version")
         }
-        switch op {
-        case ">=": return .greaterOrEqual(version)
-        case "<=": return .lessOrEqual(version)
-        case ">": return .greater(version)
-        case "<": return .less(version)
-        case "~": return .tilde(version)
-        case "^": return .caret(version)
-        case "": return bareIsRange ? .sameMajorFrom(version) : .equal(version)
-        default: return .equal(version)
+        // d8 reads a lone bare version with semver.NewVersion: `1.x` there is no version.
+        if op == .sameMajorFrom, condition.open == .major || rest.contains(where: { "xX*".contains($0) }) {
+            throw DKPError.invalidInput("invalid version constraint '\(text)': a bare version names one, e.g. 1.3.0; for a wildcard write ~\(rest) or >=\(rest)")
         }
+        return condition
     }
 
     /// Either constraint: d8 OR-combines a flag repeated for one name
@@ -142,7 +119,10 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
 
     /// Whether `version` satisfies the range, or is one of the pins.
     public func matches(_ version: Version) -> Bool {
-        pins.contains { $0.version == version } || alternatives.contains { $0.allSatisfy { $0.matches(version) } }
+        pins.contains { $0.version == version } || alternatives.contains { conditions in
+            let includePrerelease = conditions.contains(where: \.namesPrerelease)
+            return conditions.allSatisfy { $0.matches(version, includePrerelease: includePrerelease) }
+        }
     }
 
     /// Only exact pins, no range: the source's channels are not read (d8: the pins are the channels).
@@ -168,20 +148,21 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
     /// The smallest version literal a lower bound of the range names (`>=`, `>`, `=`, `~`, `^`, a
     /// bare version): where probing starts. Pins are not probed (they are pulled by their tag).
     public var lowerBound: Version? {
-        alternatives.flatMap { $0 }.compactMap { comparison -> Version? in
-            switch comparison {
-            case let .equal(v), let .greater(v), let .greaterOrEqual(v), let .tilde(v), let .caret(v), let .sameMajorFrom(v): return v
-            case .less, .lessOrEqual: return nil
+        alternatives.flatMap { $0 }.compactMap { condition -> Version? in
+            switch condition.op {
+            case .equal, .greater, .greaterOrEqual, .tilde, .caret, .sameMajorFrom: return condition.version
+            case .less, .lessOrEqual, .notEqual: return nil
             }
         }.min()
     }
 
-    /// Versions named with an inclusive bound (`>=`, `<=`, `=`): kept even when a newer patch
-    /// exists. Caret, tilde and a bare version are ranges: their versions are not anchors.
+    /// Versions named with an inclusive bound (`>=`, `<=`, a whole `=`): kept even when a newer
+    /// patch exists. Caret, tilde, a bare or partial version are ranges: theirs are not anchors.
     public var anchors: [Version] {
-        alternatives.flatMap { $0 }.compactMap { comparison -> Version? in
-            switch comparison {
-            case let .equal(v), let .greaterOrEqual(v), let .lessOrEqual(v): return v
+        alternatives.flatMap { $0 }.compactMap { condition -> Version? in
+            switch condition.op {
+            case .greaterOrEqual, .lessOrEqual: return condition.version
+            case .equal: return condition.open == .none ? condition.version : nil
             default: return nil
             }
         }

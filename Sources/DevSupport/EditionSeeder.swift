@@ -29,7 +29,10 @@ public struct EditionSeeder: Sendable {
         ]
         /// Versions of a module on no channel, as a real module has its older releases and custom
         /// builds (name -> tags).
-        public var moduleOffChannelVersions: [String: [String]] = ["console": ["v1.0.2", "v1.1.4", "bobV1"]]
+        public var moduleOffChannelVersions: [String: [String]] = ["console": ["v1.0.0", "v1.0.2", "v1.1.4", "bobV1"]]
+        /// Versions of a module or package (by name) with no image of their own in the channel
+        /// repository (`release:<v>`), as older releases of a real module lack one.
+        public var modularVersionsWithoutChannelImage: [String: Set<String>] = ["console": ["v1.0.0"]]
         /// The module that carries an extra image (`modules/<name>/extra/scanner`).
         public var moduleWithExtra = "console"
         /// Platform versions with no `install-standalone` image, as some releases lack one.
@@ -263,7 +266,9 @@ public struct EditionSeeder: Sendable {
             let moduleLayer = try await pushFiles(repository: repository, files: files)
             let layers = lowerFiles.isEmpty ? [moduleLayer] : [try await pushFiles(repository: repository, files: lowerFiles), moduleLayer]
             _ = try await pushImage(repository: repository, layers: layers, tag: version)
-            _ = try await pushChannelImage(repository: "\(repository)/\(channelSegment)", version: version, tag: version, suspend: false, changelog: false)
+            if options.modularVersionsWithoutChannelImage[name]?.contains(version) != true {
+                _ = try await pushChannelImage(repository: "\(repository)/\(channelSegment)", version: version, tag: version, suspend: false, changelog: false)
+            }
             if options.vex {
                 seeded.vexReferences.append(try await pushAttestation(repository: repository, tag: "\(version).att", seed: seedBase + 2000 + UInt64(vIndex)))
                 if let first = digests.first {

@@ -60,6 +60,35 @@ import Version
         #expect(either.matches(v("0.9.0")) && either.matches(v("2.1.0")) && !either.matches(v("1.5.0")))
     }
 
+    /// Ranges as Masterminds/semver v3 reads them, to which d8 hands every range: a part left
+    /// out or written as x is open.
+    @Test func rangesReadPartialVersionsAsD8sSemverLibraryDoes() throws {
+        let all = ["0.0.3", "0.0.4", "0.2.5", "0.3.0", "1.0.0", "1.2.0", "1.2.9", "1.3.0", "1.9.1", "2.0.0"]
+        func matching(_ text: String, dialect: VersionConstraint.Dialect = .flag) throws -> [String] {
+            let constraint = try VersionConstraint(parsing: text, dialect: dialect)
+            return all.filter { constraint.matches(v($0)) }
+        }
+        #expect(try matching("~1") == ["1.0.0", "1.2.0", "1.2.9", "1.3.0", "1.9.1"])
+        #expect(try matching("~1.2") == ["1.2.0", "1.2.9"])
+        #expect(try matching("~>1.2.3") == ["1.2.9"])
+        #expect(try matching("^0") == ["0.0.3", "0.0.4", "0.2.5", "0.3.0"])
+        #expect(try matching("^0.2") == ["0.2.5"])
+        #expect(try matching("^0.0.3") == ["0.0.3"])
+        #expect(try matching(">1.2") == ["1.3.0", "1.9.1", "2.0.0"])
+        #expect(try matching(">1") == ["2.0.0"])
+        #expect(try matching("<=1.2") == ["0.0.3", "0.0.4", "0.2.5", "0.3.0", "1.0.0", "1.2.0", "1.2.9"])
+        #expect(try matching("=>1.3 =<1.9") == ["1.3.0", "1.9.1"])
+        #expect(try matching(">=1 !=1.2") == ["1.0.0", "1.3.0", "1.9.1", "2.0.0"])
+        #expect(try matching(">=1.0 1.2.x") == ["1.2.0", "1.2.9"], "inside a range a partial version is every version it names")
+        #expect(try matching("1.2", dialect: .semver) == ["1.2.0", "1.2.9"])
+        #expect(try !VersionConstraint(parsing: "=>1.3").isExactOnly, "=> is an operator, not a pin of the tag '>1.3'")
+        #expect(try VersionConstraint(parsing: "<=1.2").anchors == [v("1.2.0")])
+        #expect(try VersionConstraint(parsing: ">=1.0 1.2.x").anchors == [v("1.0.0")])
+        // A pre-release only where the range names one.
+        #expect(try !VersionConstraint(parsing: ">=1.2").matches(v("1.3.0-rc.1")))
+        #expect(try VersionConstraint(parsing: ">=1.3.0-rc.0").matches(v("1.3.0-rc.1")))
+    }
+
     @Test func badConstraintsSayWhatIsWrong() {
         func message(_ text: String) -> String {
             do { _ = try VersionConstraint(parsing: text); return "" } catch { return "\(error)" }
@@ -70,5 +99,7 @@ import Version
         #expect(message("=a/b").contains("contains '/'"))
         #expect(message(">>1").contains("is not a version"))
         #expect(message(">=").contains("expected e.g."))
+        #expect(message("1.x").contains("for a wildcard write ~1.x or >=1.x"))
+        #expect(message("~1.2.3.4").contains("'1.2.3.4' is not a version"))
     }
 }

@@ -282,17 +282,22 @@ import TestSupport
         let (registry, _) = try await PullTests.seededEdition {
             $0.versionsWithoutStandaloneInstaller = ["v1.68.4"]
             $0.missingSecurityDatabases = ["trivy-checks"]
-            $0.modules = [:]; $0.packages = [:]; $0.plugins = false
+            $0.modules = $0.modules.filter { $0.key == "console" }; $0.packages = [:]; $0.plugins = false
         }
         let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
-        let output = try await PullTests.pull(registry, into: directory, ["--deckhouse-tag", "v1.68.4"])
+        // console v1.0.0 has no release:v1.0.0 (as older releases of a real module lack one).
+        let output = try await PullTests.pull(registry, into: directory, ["--deckhouse-tag", "v1.68.4", "-i", "console@>=1.0.0 <1.1.0"])
         #expect(output.status == 0, "\(output.stderrString)")
+        #expect(output.stderrString.contains("modules/console/release:v1.0.0 does not exist"), "\(output.stderrString)")
         #expect(output.stderrString.contains("install-standalone:v1.68.4 does not exist"), "\(output.stderrString)")
         #expect(output.stderrString.contains("security/trivy-checks:0 does not exist: security.tar is written without it"), "\(output.stderrString)")
         let entries = try await Self.entries(directory)
         #expect(Self.tags(entries, tar: "platform.tar", layout: "install-standalone").isEmpty)
         #expect(Self.tags(entries, tar: "platform.tar", layout: "install").contains("v1.68.4"))
         #expect(Set(entries.filter { $0.tar == "security.tar" }.map(\.layout)) == ["security/trivy-db", "security/trivy-bdu", "security/trivy-java-db"])
+        #expect(Self.tags(entries, tar: "module-console.tar", layout: "modules/console").isSuperset(of: ["v1.0.0", "v1.0.2", "v1.1.5", "v1.2.0"]))
+        let releaseTags = Self.tags(entries, tar: "module-console.tar", layout: "modules/console/release")
+        #expect(releaseTags.contains("v1.0.2") && releaseTags.contains("stable") && !releaseTags.contains("v1.0.0"), "\(releaseTags)")
         let verified = try await CLITests.run(["verify", directory.path])
         #expect(verified.status == 0, "\(verified.stderrString)")
         // Another version has its standalone installer, and it comes.
@@ -333,6 +338,10 @@ import TestSupport
         let custom = try await pull(["-i", "console@=bobV1"])
         #expect(custom.versions == ["bobV1"])
         #expect(channelTags(custom.references) == Dictionary(uniqueKeysWithValues: ["alpha", "beta", "early-access", "stable", "rock-solid", "lts"].map { ($0, "bobV1") }))
+        // A pin without a release image in the source is pulled, and put onto no channel, with a note.
+        let pinWithoutRelease = try await pull(["-i", "console@=v1.0.0"])
+        #expect(pinWithoutRelease.versions == ["v1.0.0"] && channelTags(pinWithoutRelease.references).isEmpty)
+        #expect(pinWithoutRelease.stderr.contains("module console v1.0.0 has no release image in the source: it is not put onto alpha"), "\(pinWithoutRelease.stderr)")
         // Two pins of one name: both pulled, neither retagged (each would overwrite the other)...
         let two = try await pull(["-i", "console@=v1.0.2", "-i", "console@=v1.1.4"])
         #expect(two.versions == ["v1.0.2", "v1.1.4"])
