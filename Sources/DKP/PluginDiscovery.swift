@@ -4,119 +4,99 @@ import OCI
 import Registry
 import Version
 
-/// The parts of a plugin's `contract` annotation (base64 JSON) that selection reads.
+/// The parts of a plugin's `contract` annotation (base64 JSON) that selection reads
+/// (deckhouse-cli pkg/registry/service/dto.go). Kubernetes and noneOf requirements are the
+/// cluster's to check at install time, so they are not read.
 struct PluginContract: Decodable, Sendable {
-    struct ModuleRequirement: Decodable, Sendable {
+    struct Requirement: Decodable, Sendable {
         var name: String
         var constraint: String?
     }
     struct ModuleGroup: Decodable, Sendable {
-        var modules: [ModuleRequirement]?
+        var name: String?
+        var modules: [Requirement]?
     }
     struct Modules: Decodable, Sendable {
-        var mandatory: [ModuleRequirement]?
+        var mandatory: [Requirement]?
         var anyOf: [ModuleGroup]?
+    }
+    struct Plugins: Decodable, Sendable {
+        var mandatory: [Requirement]?
+    }
+    struct Deckhouse: Decodable, Sendable {
+        var constraint: String?
     }
     struct Requirements: Decodable, Sendable {
         var modules: Modules?
+        var plugins: Plugins?
+        var deckhouse: Deckhouse?
     }
     var requirements: Requirements?
 
-    /// Modules whose presence makes d8 add the plugin: mandatory ones and members of anyOf groups.
-    var triggeringModules: [ModuleRequirement] {
-        (requirements?.modules?.mandatory ?? []) + (requirements?.modules?.anyOf ?? []).flatMap { $0.modules ?? [] }
-    }
+    var mandatoryModules: [Requirement] { requirements?.modules?.mandatory ?? [] }
+    var anyOfGroups: [ModuleGroup] { requirements?.modules?.anyOf ?? [] }
+    var mandatoryPlugins: [Requirement] { requirements?.plugins?.mandatory ?? [] }
+
+    /// The modules the plugin exists for: its mandatory ones and the members of its anyOf groups.
+    var integratedModules: [Requirement] { mandatoryModules + anyOfGroups.flatMap { $0.modules ?? [] } }
 }
 
-extension EditionDiscovery {
-    /// Plugins (d8-current.md §4): the ones `--include-plugin` names (bare: the newest stable
-    /// version), and every plugin whose contract requires a module the bundle carries (the newest
-    /// version whose constraint a bundled version of that module satisfies).
-    func discoverPlugins(_ selection: PullSelection, into result: inout DiscoveredEdition) async throws {
-        let catalog = source.registryRoot.appending(path: "deckhouse-cli/plugins").repository
-        let automatic = selection.modules && !result.modules.isEmpty && !selection.proxyRegistry
-        guard automatic || !selection.includePlugins.isEmpty else { return }
-        var names: [String]
-        if selection.proxyRegistry {
-            names = selection.includePlugins.keys.sorted()
-        } else {
-            do {
-                names = try await client.tags(repository: catalog).sorted()
-            } catch RegistryError.notFound {
-                if !selection.includePlugins.isEmpty {
-                    throw DKPError.notFound("\(source.host)/\(catalog) does not exist: no plugin can be pulled")
-                }
-                return
-            }
-        }
-        let missing = selection.includePlugins.keys.filter { !names.contains($0) }.sorted()
-        if !missing.isEmpty {
-            throw DKPError.notFound("plugin(s) \(missing.joined(separator: ", ")) not found in \(source.host)/\(catalog); available: \(names.joined(separator: ", "))")
-        }
-        if !automatic { names = names.filter { selection.includePlugins.keys.contains($0) } }
-        let bundled = result.modules.mapValues { $0.compactMap(Version.init(tag:)) }
-        let chosen = try await concurrentMap(names, limit: concurrency) { name -> (String, String?) in
-            let repository = "\(catalog)/\(name)"
-            if let explicit = selection.includePlugins[name] {
-                return (name, try await self.explicitPluginVersion(name, repository: repository, constraint: explicit))
-            }
-            return (name, try await self.automaticPluginVersion(repository: repository, bundled: bundled))
-        }
-        for case let (name, version?) in chosen {
-            let repository = "\(catalog)/\(name)"
-            result.plugins[name] = [version]
-            result.images.append(BundleImage(tar: "plugin-\(name).tar", layout: "deckhouse-cli/plugins/\(name)", repository: repository,
-                                             reference: version, shortTag: version, sourceHost: source.host))
-        }
+/// One published version of a plugin.
+struct PluginVersion: Sendable, Hashable {
+    let tag: String
+    let version: Version
+}
+
+/// Where the resolver reads plugins from.
+protocol PluginSource: Sendable {
+    /// Semver tags newest first, genuine pre-releases left out; `RegistryError` when unreadable.
+    func versions(_ name: String) async throws -> [PluginVersion]
+    /// The contract of one version (empty when it has none); `PluginSourceError.brokenContract`
+    /// when it cannot be decoded, `RegistryError.notFound` when the tag does not exist.
+    func contract(_ name: String, tag: String) async throws -> PluginContract
+    /// The plugin's repository as messages name it.
+    func displayName(of name: String) -> String
+}
+
+enum PluginSourceError: Error { case brokenContract(String) }
+
+/// The source's plugins, each tags list and contract read once: the resolver asks for the
+/// same contracts again and again while it pairs versions.
+actor PluginCatalog: PluginSource {
+
+    private let client: RegistryClient
+    private let host: String
+    private let repository: String
+    private var versionLists: [String: [PluginVersion]] = [:]
+    private var contracts: [String: PluginContract] = [:]
+
+    init(client: RegistryClient, host: String, repository: String) {
+        self.client = client
+        self.host = host
+        self.repository = repository
     }
 
-    /// Semver tags of a plugin repository, newest first, pre-releases left out.
-    private func stablePluginVersions(repository: String) async throws -> [(tag: String, version: Version)] {
-        try await client.tags(repository: repository)
-            .compactMap { tag in tag.hasPrefix("v") ? Version(tolerant: tag).map { (tag, $0) } : nil }
-            .filter { $0.1.prereleaseIdentifiers.isEmpty }
-            .sorted { $0.1 > $1.1 }
+    nonisolated func repository(of name: String) -> String { "\(repository)/\(name)" }
+    nonisolated func displayName(of name: String) -> String { "\(host)/\(repository(of: name))" }
+
+    /// The plugin's semver tags, newest first, genuine pre-releases left out (d8 keeps CI
+    /// builds such as `v1.2.0-main`, as its install does).
+    func versions(_ name: String) async throws -> [PluginVersion] {
+        if let known = versionLists[name] { return known }
+        let found = try await client.tags(repository: repository(of: name))
+            .compactMap { tag in Version(tolerant: tag).map { PluginVersion(tag: tag, version: $0) } }
+            .filter { !PluginResolver.isGenuinePrerelease($0.version) }
+            .sorted { $0.version > $1.version }
+        versionLists[name] = found
+        return found
     }
 
-    private func explicitPluginVersion(_ name: String, repository: String, constraint: VersionConstraint?) async throws -> String {
-        // `NAME@=TAG` is that tag, a pre-release or a custom build too, when the source has it.
-        if let pinned = constraint?.pinnedTag {
-            guard try await client.manifestDescriptor(repository: repository, reference: pinned) != nil else {
-                throw DKPError.notFound("\(source.host)/\(repository):\(pinned) does not exist (--include-plugin \(name)@\(constraint?.description ?? ""))")
-            }
-            return pinned
-        }
-        let versions = try await stablePluginVersions(repository: repository)
-        guard let match = versions.first(where: { constraint?.matches($0.version) ?? true }) else {
-            throw DKPError.notFound("plugin \(name) has no stable version\(constraint.map { " matching \($0)" } ?? "") in \(source.host)/\(repository); "
-                                    + "versions: \(versions.prefix(5).map(\.tag).joined(separator: ", "))")
-        }
-        return match.tag
-    }
-
-    /// The newest version whose contract names a bundled module with a constraint that one of the
-    /// bundled versions satisfies; nil when the plugin's newest contract names no bundled module.
-    private func automaticPluginVersion(repository: String, bundled: [String: [Version]]) async throws -> String? {
-        let versions = try await stablePluginVersions(repository: repository)
-        guard let newest = versions.first, let top = try await contract(repository: repository, tag: newest.tag),
-              top.triggeringModules.contains(where: { bundled[$0.name]?.isEmpty == false }) else { return nil }
-        for candidate in versions {
-            guard let contract = try await contract(repository: repository, tag: candidate.tag) else { continue }
-            let satisfied = contract.triggeringModules.contains { requirement in
-                guard let have = bundled[requirement.name], !have.isEmpty else { return false }
-                guard let text = requirement.constraint, !text.isEmpty,
-                      let constraint = try? VersionConstraint(parsing: text, dialect: .semver) else { return true }
-                return have.contains { constraint.matches($0) }
-            }
-            if satisfied { return candidate.tag }
-        }
-        return nil
-    }
-
-    /// The `contract` annotation of the image or index (else of its first child), decoded; nil when
-    /// there is none or it is not readable.
-    private func contract(repository: String, tag: String) async throws -> PluginContract? {
-        let manifest = try await client.manifest(repository: repository, reference: tag)
+    /// The contract of one version: on the image or index, else on the index's first child; none
+    /// is an empty contract, one that cannot be decoded is `brokenContract`.
+    func contract(_ name: String, tag: String) async throws -> PluginContract {
+        let key = "\(name):\(tag)"
+        if let known = contracts[key] { return known }
+        let manifest = try await client.manifest(repository: repository(of: name), reference: tag)
         var encoded: String?
         switch manifest.document {
         case let .image(image):
@@ -124,11 +104,73 @@ extension EditionDiscovery {
         case let .index(index):
             encoded = index.annotations?["contract"]
             if encoded == nil, let first = index.manifests.first,
-               case let .image(child) = try await client.manifest(repository: repository, reference: first.digest.string).document {
+               case let .image(child) = try await client.manifest(repository: repository(of: name), reference: first.digest.string).document {
                 encoded = child.annotations?["contract"]
             }
         }
-        guard let encoded, let json = Data(base64Encoded: encoded) else { return nil }
-        return try? JSONDecoder().decode(PluginContract.self, from: json)
+        var contract = PluginContract()
+        if let encoded, !encoded.isEmpty {
+            guard let json = Data(base64Encoded: encoded),
+                  let decoded = try? JSONDecoder().decode(PluginContract.self, from: json) else {
+                throw PluginSourceError.brokenContract("\(name) \(tag): its contract annotation is not base64 JSON")
+            }
+            contract = decoded
+        }
+        contracts[key] = contract
+        return contract
+    }
+}
+
+extension EditionDiscovery {
+    /// Plugins (d8-current.md §4, deckhouse-cli internal/mirror/README.MD "Plugin Mirroring"):
+    /// for each bundled version of a module a plugin's newest contract names, the newest plugin
+    /// version the bundle satisfies; the plugins those depend on; and `--include-plugin`.
+    func discoverPlugins(_ selection: PullSelection, into result: inout DiscoveredEdition) async throws {
+        let catalogRepository = source.registryRoot.appending(path: "deckhouse-cli/plugins").repository
+        let automatic = selection.modules && !result.modules.isEmpty && !selection.proxyRegistry
+        guard automatic || !selection.includePlugins.isEmpty else { return }
+        var names: [String] = []
+        if !selection.proxyRegistry {
+            var listed = true
+            do {
+                names = try await client.tags(repository: catalogRepository).sorted()
+            } catch let error as RegistryError where error.meansUnavailable {
+                // d8 skips the automatic choice quietly when the catalog is absent or out of the
+                // license's scope; what --include-plugin names is looked up in its own repository.
+                listed = false
+            }
+            let missing = listed ? selection.includePlugins.keys.filter { !names.contains($0) }.sorted() : []
+            if !missing.isEmpty {
+                throw DKPError.notFound("plugin(s) \(missing.joined(separator: ", ")) not found in \(source.host)/\(catalogRepository); "
+                                        + "available: \(names.joined(separator: ", "))")
+            }
+        }
+        let catalog = PluginCatalog(client: client, host: source.host, repository: catalogRepository)
+        var resolver = PluginResolver(catalog: catalog, canList: !selection.proxyRegistry,
+                                      bundle: result.modules.mapValues { $0.compactMap(Version.init(tag:)) },
+                                      platformVersions: result.platformVersions.compactMap(Version.init(tag:)))
+        if automatic { try await resolver.selectForModules(pluginNames: names) }
+        try await resolver.selectIncluded(selection.includePlugins)
+        result.notes += resolver.notes
+        for (name, versions) in resolver.selected.sorted(by: { $0.key < $1.key }) {
+            let repository = catalog.repository(of: name)
+            let tags = versions.sorted { $0.version > $1.version }.map(\.tag)
+            result.plugins[name] = tags
+            for tag in tags {
+                result.images.append(BundleImage(tar: "plugin-\(name).tar", layout: "deckhouse-cli/plugins/\(name)", repository: repository,
+                                                 reference: tag, shortTag: tag, sourceHost: source.host))
+            }
+        }
+    }
+}
+
+extension RegistryError {
+    /// Absent, or refused to this identity (a token registry refuses any path outside the
+    /// license's scope, published or not): for an optional plugin the same as not published.
+    var meansUnavailable: Bool {
+        switch self {
+        case .notFound, .unauthorized, .forbidden: return true
+        default: return false
+        }
     }
 }

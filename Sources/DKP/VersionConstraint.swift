@@ -29,6 +29,8 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
     }
 
     private var alternatives: [[VersionCondition]]
+    /// How many of `alternatives` each range given (each flag) holds, and its text: `ranges`.
+    private var rangeGroups: [(count: Int, text: String)] = []
     /// The exact pins; empty for a range.
     public private(set) var pins: [Pin]
     public private(set) var description: String
@@ -62,6 +64,7 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
             }
             alternatives.append(conditions)
         }
+        rangeGroups = [(alternatives.count, text)]
     }
 
     private static func parsePin(_ body: String, in text: String) throws -> Pin {
@@ -112,6 +115,7 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
     public func or(_ other: VersionConstraint) -> VersionConstraint {
         var combined = self
         combined.alternatives += other.alternatives
+        combined.rangeGroups += other.rangeGroups
         combined.pins += other.pins.filter { !pins.contains($0) }
         combined.description = "\(description) || \(other.description)"
         return combined
@@ -122,6 +126,21 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
         pins.contains { $0.version == version } || alternatives.contains { conditions in
             let includePrerelease = conditions.contains(where: \.namesPrerelease)
             return conditions.allSatisfy { $0.matches(version, includePrerelease: includePrerelease) }
+        }
+    }
+
+    /// Each range as it was given, without the pins: a name given twice with two ranges
+    /// (`-p x@~1.0 -p x@~2.0`) has two, of which d8 takes the newest plugin version of each.
+    public var ranges: [VersionConstraint] {
+        var start = 0
+        return rangeGroups.map { group in
+            var range = self
+            range.alternatives = Array(alternatives[start..<start + group.count])
+            range.pins = []
+            range.rangeGroups = [group]
+            range.description = group.text
+            start += group.count
+            return range
         }
     }
 

@@ -52,8 +52,8 @@ public struct EditionSeeder: Sendable {
         public var packageWithExtra = "nginx-tools"
         /// VEX attestations (`:sha256-<hex>.att`, `:<tag>.att`) for some platform, module and package images.
         public var vex = true
-        /// d8 plugins in `<R>/deckhouse-cli/plugins`: `module-tools` (index images, a contract requiring
-        /// `console`, a pre-release) and `diag` (no contract).
+        /// d8 plugins in `<R>/deckhouse-cli/plugins`: `module-tools` (index images whose contracts require
+        /// different `console` versions, one needing the plugin `diag`, a pre-release) and `diag` (no contract).
         public var plugins = true
         /// Size of the large base layer shared by all controller images, and of each platform image's own layer.
         public var baseLayerSize: Int64 = 256 << 10
@@ -289,14 +289,20 @@ public struct EditionSeeder: Sendable {
     /// pre-release); `diag` has plain images and no contract.
     func seedPlugins(into seeded: inout Seeded) async throws {
         let catalog = "\(registryRoot)/deckhouse-cli/plugins"
-        let contracts: [(String, String, Bool)] = [("v1.0.0", "<1.0.0", true), ("v1.1.0", ">=1.1.0", false), ("v1.2.0-rc.1", ">=1.1.0", true)]
+        // (version, console's constraint, the plugins it needs, contract on the index rather than its first child):
+        // console v1.1.5 takes v1.1.0, console v1.2.0 takes v1.1.3, which brings diag along (as d8 pairs them).
+        let needsDiag = ",\"plugins\":{\"mandatory\":[{\"name\":\"diag\",\"constraint\":\">=0.2.0\"}]}"
+        let contracts: [(String, String, String, Bool)] = [
+            ("v1.0.0", "<1.0.0", "", true), ("v1.1.0", ">=1.1.0", "", false), ("v1.1.3", ">=1.2.0", needsDiag, true),
+            ("v1.2.0-rc.1", ">=1.1.0", "", true),
+        ]
         let marker = try await pushSynthetic(repository: catalog, size: 64, seed: 8000)
         for name in ["diag", "module-tools"] {
             _ = try await pushImage(repository: catalog, layers: [marker], tag: name)
         }
         let tools = "\(catalog)/module-tools"
-        for (i, (version, constraint, onIndex)) in contracts.enumerated() {
-            let contract = "{\"name\":\"module-tools\",\"version\":\"\(version)\",\"requirements\":{\"modules\":{\"mandatory\":[{\"name\":\"console\",\"constraint\":\"\(constraint)\"}]}}}"
+        for (i, (version, constraint, plugins, onIndex)) in contracts.enumerated() {
+            let contract = "{\"name\":\"module-tools\",\"version\":\"\(version)\",\"requirements\":{\"modules\":{\"mandatory\":[{\"name\":\"console\",\"constraint\":\"\(constraint)\"}]}\(plugins)}}"
             let annotation = Data(contract.utf8).base64EncodedString()
             var children: [Descriptor] = []
             for (j, arch) in ["amd64", "arm64"].enumerated() {

@@ -46,6 +46,10 @@ import Version
         #expect(!mixed.isExactOnly && mixed.channelAliases.isEmpty)
         #expect(mixed.matches(v("1.0.2")) && mixed.matches(v("1.3.4")) && !mixed.matches(v("1.1.0")))
         #expect(mixed.lowerBound == v("1.3.0"), "probing starts at the range, not at the pin")
+        // Each range given stays itself, for plugins (d8 takes the newest version of each).
+        let ranges = try VersionConstraint(parsing: "<1.1.0").or(VersionConstraint(parsing: "=v1.4.0")).or(VersionConstraint(parsing: "~1.1 || ^2")).ranges
+        #expect(ranges.map(\.description) == ["<1.1.0", "~1.1 || ^2"] && ranges.allSatisfy(\.pins.isEmpty))
+        #expect(ranges[0].matches(v("1.0.9")) && !ranges[0].matches(v("1.1.5")) && ranges[1].matches(v("1.1.5")) && ranges[1].matches(v("2.3.0")))
     }
 
     @Test func rangesKeepTheVersionsAnInclusiveBoundNames() throws {

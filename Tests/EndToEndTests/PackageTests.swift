@@ -143,7 +143,7 @@ import TestSupport
         let result = try JSONDecoder().decode(PullTests.PullResult.self, from: Data(pull.stdout))
         #expect(Set(result.files) == ["platform.tar", "installer.tar", "security.tar",
                                      "module-console.tar", "module-commander.tar", "module-stronghold.tar",
-                                     "package-nginx-tools.tar", "package-versions.tar", "plugin-module-tools.tar"])
+                                     "package-nginx-tools.tar", "package-versions.tar", "plugin-module-tools.tar", "plugin-diag.tar"])
         #expect(result.bytesTransferred > 0)
         let sums = try await TestProcess.run("sha256sum", ["-c", "SHA256SUMS"], currentDirectory: directory)
         #expect(sums.succeeded, "\(sums.stdoutString) \(sums.stderrString)")

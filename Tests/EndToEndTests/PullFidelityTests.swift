@@ -106,9 +106,12 @@ import TestSupport
             #expect(summary.vexImages == attestations.count)
             #expect(summary.vexImages < seeded.vexReferences.count, "attestations of versions not pulled stay out")
 
-            // The plugin whose contract needs console (>=1.1.0 on its newest stable) comes along on its own.
-            #expect(Self.tags(entries, tar: "plugin-module-tools.tar", layout: "deckhouse-cli/plugins/module-tools") == ["v1.1.0"])
-            #expect(summary.plugins == ["module-tools": ["v1.1.0"]])
+            // A plugin whose contract names console comes along on its own, as d8 pairs them: for each
+            // bundled console version its newest version that version satisfies (v1.1.5 takes v1.1.0,
+            // v1.2.0 takes v1.1.3), and the plugin v1.1.3 needs (diag >=0.2.0).
+            #expect(Self.tags(entries, tar: "plugin-module-tools.tar", layout: "deckhouse-cli/plugins/module-tools") == ["v1.1.0", "v1.1.3"])
+            #expect(Self.tags(entries, tar: "plugin-diag.tar", layout: "deckhouse-cli/plugins/diag") == ["v0.2.0"])
+            #expect(summary.plugins == ["diag": ["v0.2.0"], "module-tools": ["v1.1.3", "v1.1.0"]])
             #expect(summary.packages == ["nginx-tools": ["v0.4.1", "v0.5.0"]])
             #expect(summary.platformVersions == pulledVersions)
             #expect(summary.securityDatabases.count == 4)
@@ -391,14 +394,24 @@ import TestSupport
         // Without modules no contract triggers; --include-plugin takes the newest stable version.
         let noModules = try await plan(["--no-modules", "--no-packages", "--include-plugin", "diag"])
         #expect(noModules.filter { $0.tar.hasPrefix("plugin-") }.map { "\($0.tar) \($0.shortTag)" } == ["plugin-diag.tar v0.2.0"])
+        func plugins(_ references: [References.Reference]) -> [String] {
+            references.filter { $0.tar.hasPrefix("plugin-") }.map { "\($0.layout.split(separator: "/").last ?? "") \($0.shortTag)" }.sorted()
+        }
         let constrained = try await plan(["--no-modules", "--include-plugin", "module-tools@<1.1.0"])
-        #expect(constrained.filter { $0.tar == "plugin-module-tools.tar" }.map(\.shortTag) == ["v1.0.0"])
+        #expect(plugins(constrained) == ["module-tools v1.0.0"])
+        // A version brings the plugins its contract needs, a pin too; two ranges take the newest of each.
+        #expect(plugins(try await plan(["--no-modules", "--include-plugin", "module-tools@~1.1"])) == ["diag v0.2.0", "module-tools v1.1.3"])
+        #expect(plugins(try await plan(["--no-modules", "--include-plugin", "module-tools@=v1.1.3"])) == ["diag v0.2.0", "module-tools v1.1.3"])
+        let two = try await plan(["--no-modules", "--include-plugin", "module-tools@<1.1.0", "--include-plugin", "module-tools@~1.1.0"])
+        #expect(plugins(two) == ["diag v0.2.0", "module-tools v1.0.0", "module-tools v1.1.3"])
         // An exact pin takes that tag, a pre-release too.
         let preRelease = try await plan(["--no-modules", "--include-plugin", "module-tools@=v1.2.0-rc.1"])
         #expect(preRelease.filter { $0.tar == "plugin-module-tools.tar" }.map(\.shortTag) == ["v1.2.0-rc.1"])
+        let missingPin = try await PullTests.pull(registry, into: directory, ["--dry-run", "--no-modules", "--include-plugin", "module-tools@=v9.9.9"])
+        #expect(missingPin.status == 1 && missingPin.stderrString.contains("deckhouse-cli/plugins/module-tools:v9.9.9 does not exist"), "\(missingPin.stderrString)")
         // console v1.1.5 satisfies the newest stable contract (>=1.1.0): the plugin comes along.
         let oldConsole = try await plan(["-i", "console@=v1.1.5", "--no-packages"])
-        #expect(oldConsole.filter { $0.tar == "plugin-module-tools.tar" }.map(\.shortTag) == ["v1.1.0"])
+        #expect(plugins(oldConsole) == ["module-tools v1.1.0"], "v1.1.3 needs console >=1.2.0")
         let commanderOnly = try await plan(["-i", "commander", "--no-packages"])
         #expect(!commanderOnly.contains { $0.tar.hasPrefix("plugin-") })
 

@@ -93,7 +93,7 @@ import TestSupport
         let result = try JSONDecoder().decode(PullResult.self, from: Data(output.stdout))
         #expect(Set(result.files) == ["platform.tar", "installer.tar", "security.tar",
                                      "module-console.tar", "module-commander.tar", "module-stronghold.tar",
-                                     "package-nginx-tools.tar", "package-versions.tar", "plugin-module-tools.tar"])
+                                     "package-nginx-tools.tar", "package-versions.tar", "plugin-module-tools.tar", "plugin-diag.tar"])
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
         #expect(!files.contains { $0.hasSuffix(".partial") || $0.hasSuffix(".journal") })
         let sums = try await TestProcess.run("sha256sum", ["-c", "SHA256SUMS"], currentDirectory: directory)
