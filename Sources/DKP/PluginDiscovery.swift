@@ -91,6 +91,16 @@ actor PluginCatalog: PluginSource {
         return found
     }
 
+    /// Reads the tags list and newest contract of every name at once, `limit` at a time, so the
+    /// resolver, which goes one plugin after another, finds them read (failures are left for it
+    /// to meet and report).
+    func prefetch(_ names: [String], limit: Int) async {
+        _ = try? await concurrentMap(names, limit: limit) { name in
+            guard let newest = try? await self.versions(name).first else { return }
+            _ = try? await self.contract(name, tag: newest.tag)
+        }
+    }
+
     /// The contract of one version: on the image or index, else on the index's first child; none
     /// is an empty contract, one that cannot be decoded is `brokenContract`.
     func contract(_ name: String, tag: String) async throws -> PluginContract {
@@ -149,7 +159,10 @@ extension EditionDiscovery {
         var resolver = PluginResolver(catalog: catalog, canList: !selection.proxyRegistry,
                                       bundle: result.modules.mapValues { $0.compactMap(Version.init(tag:)) },
                                       platformVersions: result.platformVersions.compactMap(Version.init(tag:)))
-        if automatic { try await resolver.selectForModules(pluginNames: names) }
+        if automatic {
+            await catalog.prefetch(names, limit: concurrency)
+            try await resolver.selectForModules(pluginNames: names)
+        }
         try await resolver.selectIncluded(selection.includePlugins)
         result.notes += resolver.notes
         for (name, versions) in resolver.selected.sorted(by: { $0.key < $1.key }) {
