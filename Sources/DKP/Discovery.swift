@@ -268,6 +268,14 @@ public struct EditionDiscovery: Sendable {
     }
 
     /// The latest patch of every minor among `versions`, plus the constraint's anchors that exist.
+    /// The latest patches of each range the constraint was given as, united: d8 filters a name
+    /// given twice (`-i m@A -i m@B`) range by range, so each keeps its own latest patch and anchors.
+    static func latestPatches(_ versions: [Version], within constraint: VersionConstraint) -> Set<Version> {
+        constraint.ranges.reduce(into: Set<Version>()) { result, range in
+            result.formUnion(latestPatches(versions.filter { range.matches($0) }, anchors: range.anchors))
+        }
+    }
+
     static func latestPatches(_ versions: [Version], anchors: [Version] = []) -> Set<Version> {
         var latest: [String: Version] = [:]
         for version in versions where version.prereleaseIdentifiers.isEmpty {

@@ -104,7 +104,7 @@ extension EditionDiscovery {
             let candidates = selection.proxyRegistry
                 ? try await probeVersions(constraint) { try await self.client.manifestDescriptor(repository: mainRepository, reference: $0.tag) != nil }
                 : try await client.tags(repository: mainRepository).compactMap(Version.init(tag:)).filter { constraint.matches($0) }
-            tags.formUnion(Self.latestPatches(candidates, anchors: constraint.anchors).map(\.tag))
+            tags.formUnion(Self.latestPatches(candidates, within: constraint).map(\.tag))
         }
         tags.formUnion(constraint?.pins.map(\.tag) ?? [])
         guard !tags.isEmpty else {

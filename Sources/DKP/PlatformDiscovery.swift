@@ -130,7 +130,7 @@ extension EditionDiscovery {
             let candidates = selection.proxyRegistry
                 ? try await probeVersions(constraint) { try await self.client.manifestDescriptor(repository: channelRepository, reference: $0.tag) != nil }
                 : known.filter { constraint.matches($0) }
-            versions = Self.latestPatches(candidates, anchors: constraint.anchors)
+            versions = Self.latestPatches(candidates, within: constraint)
             channels = channels.filter { constraint.matches($0.value.version) }
         } else {
             guard let low = selection.sinceVersion ?? channels[.rockSolid]?.version ?? channels.values.map(\.version).min(),

@@ -1,4 +1,4 @@
-import DKP
+@testable import DKP
 import Testing
 import Version
 
@@ -91,6 +91,15 @@ import Version
         // A pre-release only where the range names one.
         #expect(try !VersionConstraint(parsing: ">=1.2").matches(v("1.3.0-rc.1")))
         #expect(try VersionConstraint(parsing: ">=1.3.0-rc.0").matches(v("1.3.0-rc.1")))
+    }
+
+    /// d8 keeps the latest patch per minor of each range given on its own, with its anchors.
+    @Test func eachRangeGivenKeepsItsOwnLatestPatches() throws {
+        let tags = ["1.2.0", "1.2.1", "1.2.2", "1.2.3", "1.2.7", "1.3.4"].map(v)
+        let twice = try VersionConstraint(parsing: ">=1.2.0 <1.2.3").or(VersionConstraint(parsing: ">=1.2.3"))
+        #expect(EditionDiscovery.latestPatches(tags, within: twice) == Set(["1.2.0", "1.2.2", "1.2.3", "1.2.7", "1.3.4"].map(v)))
+        let once = try VersionConstraint(parsing: ">=1.2.0 <1.2.3 || >=1.2.3")
+        #expect(EditionDiscovery.latestPatches(tags, within: once) == Set(["1.2.0", "1.2.3", "1.2.7", "1.3.4"].map(v)), "one string is one range")
     }
 
     @Test func badConstraintsSayWhatIsWrong() {
