@@ -133,7 +133,10 @@ struct PullCommand: AsyncParsableCommand {
             throw ValidationError("--proxy-registry cannot list versions: pass --include-platform CONSTRAINT or --deckhouse-tag TAG")
         }
         if kubeconfig != nil && !detect { throw ValidationError("--kubeconfig is only used with --detect") }
-        if noPlatform && noModules && noSecurityDb && noInstaller && noPackages && includePlugins.isEmpty { throw ValidationError("every part is skipped: nothing to pull") }
+        if onlyExtraImages && !includePlugins.isEmpty {
+            throw ValidationError("--only-extra-images pulls modules' and packages' extra images only, no plugins: run --include-plugin in a pull of its own")
+        }
+        if noPlatform && noModules && includeModules.isEmpty && noSecurityDb && noInstaller && noPackages && includePlugins.isEmpty { throw ValidationError("every part is skipped: nothing to pull") }
     }
 
     func run() async throws {
@@ -259,7 +262,11 @@ struct PullCommand: AsyncParsableCommand {
         selection.excludePackages = try Self.excludedNames(excludePackages, flag: "--exclude-package")
         selection.includePlugins = try Self.namedConstraints(includePlugins, flag: "--include-plugin")
         selection.platform = !noPlatform
-        selection.modules = !noModules
+        // The list names the modules wanted, so it wins over --no-modules (d8 #417).
+        if noModules && !includeModules.isEmpty {
+            writeErr("note: --no-modules is ignored because --include-module is set; pulling only the modules it names, as d8 does\n")
+        }
+        selection.modules = !noModules || !includeModules.isEmpty
         selection.packages = !noPackages
         selection.securityDatabases = !noSecurityDb
         selection.installer = !noInstaller

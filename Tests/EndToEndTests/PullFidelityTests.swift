@@ -415,6 +415,14 @@ import TestSupport
         let commanderOnly = try await plan(["-i", "commander", "--no-packages"])
         #expect(!commanderOnly.contains { $0.tar.hasPrefix("plugin-") })
 
+        // -i names the modules wanted: it wins over --no-modules, with a note (d8 #417).
+        let named = try await PullTests.pull(registry, into: directory, ["--dry-run", "--no-platform", "--no-security-db", "--no-installer",
+                                                                         "--no-packages", "--no-modules", "-i", "commander"])
+        #expect(named.status == 0 && named.stderrString.contains("--no-modules is ignored because --include-module is set"), "\(named.stderrString)")
+        #expect(try JSONDecoder().decode(PullTests.Plan.self, from: Data(named.stdout)).modules.keys.sorted() == ["commander"])
+        let extrasAndPlugin = try await PullTests.pull(registry, into: directory, ["--dry-run", "--only-extra-images", "--include-plugin", "diag"])
+        #expect(extrasAndPlugin.status == 2 && extrasAndPlugin.stderrString.contains("no plugins"), "\(extrasAndPlugin.stderrString)")
+
         // --only-extra-images: a module's extras and nothing else of it.
         let extras = try await plan(["--only-extra-images", "--no-packages", "-i", "console"])
         #expect(Set(extras.filter { $0.tar == "module-console.tar" }.map(\.layout)) == ["modules/console/extra/scanner"])
