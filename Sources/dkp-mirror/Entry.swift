@@ -38,6 +38,9 @@ struct Entry {
         if isUsageError(error) || code == .validationFailure {
             let message = DKPMirror.fullMessage(for: error)
             FileHandle.standardError.write(Data("error: \(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message)\n".utf8))
+            if let hint = shellEatenConstraintHint(Array(CommandLine.arguments.dropFirst())) {
+                FileHandle.standardError.write(Data("hint: \(hint)\n".utf8))
+            }
             exit(2)
         }
         FileHandle.standardError.write(Data(ErrorReport(error).lines.utf8))
@@ -56,6 +59,33 @@ struct Entry {
         }
     }
 
+}
+
+/// The constraint flags of pull, and how their values look when the shell ate an unquoted
+/// `>=`/`<=` as a redirection: the next word, usually the bundle path, became the value
+/// (`--include-platform >=1.64 ./bundle`), or the module's constraint is a path (d8 names this too).
+func shellEatenConstraintHint(_ arguments: [String]) -> String? {
+    guard arguments.first == "pull" else { return nil }
+    let flags = ["--include-platform", "--since-version", "-i", "--include-module", "--include-package", "--include-plugin"]
+    var index = arguments.startIndex
+    while index < arguments.endIndex {
+        let argument = arguments[index]
+        let (flag, inlineValue) = argument.hasPrefix("--") && argument.contains("=")
+            ? (String(argument.prefix { $0 != "=" }), String(argument.drop { $0 != "=" }.dropFirst()))
+            : (argument, nil)
+        index += 1
+        guard flags.contains(flag) else { continue }
+        guard let value = inlineValue ?? (index < arguments.endIndex ? arguments[index] : nil) else { break }
+        if inlineValue == nil { index += 1 }
+        let constraint = flag == "--include-platform" || flag == "--since-version" ? value : String(value.drop { $0 != "@" }.dropFirst())
+        var isDirectory: ObjCBool = false
+        let looksLikePath = constraint.contains("/") || (!constraint.isEmpty && FileManager.default.fileExists(atPath: constraint, isDirectory: &isDirectory) && isDirectory.boolValue)
+        if looksLikePath {
+            return "\(flag) got '\(value)', a path: an unquoted >= or <= was taken by the shell as a redirection, so the next word became its value; "
+                + "quote the constraint, e.g. \(flag) '\(flag == "--include-platform" || flag == "--since-version" ? "" : "NAME@")>=1.64 <1.68'"
+        }
+    }
+    return nil
 }
 
 /// Bad usage found after parsing (a missing password, a malformed target): exit 2.

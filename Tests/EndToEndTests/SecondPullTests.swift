@@ -91,6 +91,20 @@ extension SecondPullTests {
         #expect(!output.stderrString.contains("NSCocoaErrorDomain") && !output.stderrString.contains("discovering"))
     }
 
+    /// `--include-platform >=1.64 ./bundle` unquoted: the shell redirects into a file `=1.64` and
+    /// the bundle path becomes the constraint; the error says so (as d8's diagnosis does).
+    @Test func aConstraintTheShellAteIsNamed() async throws {
+        let directory = try TestRegistry.temporaryDirectory("dkp-eaten")
+        let platform = try await CLITests.run(["pull", "--source", "127.0.0.1:1/deckhouse/ee", "--include-platform", directory.path])
+        #expect(platform.status == 2, "\(platform.stderrString)")
+        #expect(platform.stderrString.contains("hint: --include-platform got '\(directory.path)', a path: an unquoted >= or <= was taken by the shell"),
+                "\(platform.stderrString)")
+        let module = try await CLITests.run(["pull", directory.path, "--source", "127.0.0.1:1/deckhouse/ee", "-i", "console@\(directory.path)"])
+        #expect(module.status == 2 && module.stderrString.contains("quote the constraint, e.g. -i 'NAME@>=1.64 <1.68'"), "\(module.stderrString)")
+        let fine = try await CLITests.run(["pull", directory.path, "--source", "127.0.0.1:1/deckhouse/ee", "-i", "console@>>1"])
+        #expect(fine.status == 2 && !fine.stderrString.contains("hint:"), "\(fine.stderrString)")
+    }
+
     @Test func theSourceAsD8TakesIt() async throws {
         let (registry, _) = try await PullTests.seededEdition()
         let directory = try TestRegistry.temporaryDirectory("dkp-source-scheme")
