@@ -174,6 +174,10 @@ struct PullCommand: AsyncParsableCommand {
             writeErr("discovering \(edition) ...\n")
             let found = try await discovery.discover(selection)
             for note in found.notes { writeErr("note: \(note)\n") }
+            let modulesPath = LayoutRepositories.path(ofSuffix: modulesPathSuffix)
+            if modulesPath != "modules", !found.modules.isEmpty {
+                writeErr("note: modules are read from \(edition)/\(modulesPath), not from the standard \(edition)/modules (--modules-path-suffix)\n")
+            }
             releaseFreedMemory()
             let puller = BundlePuller(client: client, jobs: common.jobs, progress: renderer.progress)
             let plan = try await puller.plan(found.images, against: againstInventories)

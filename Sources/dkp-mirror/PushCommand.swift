@@ -133,6 +133,11 @@ struct PushCommand: AsyncParsableCommand {
             // Refuse early, before any byte moves, when the user may not push (leaves nothing behind).
             try await checkAccess(client, repository: reference.repository)
             printWarnings(plan.warnings)
+            let modulesPath = LayoutRepositories.path(ofSuffix: registryOptions.modulesPathSuffix)
+            if modulesPath != "modules", !plan.summary.modules.isEmpty {
+                writeErr("note: modules go to \(reference.host)/\([reference.repository, modulesPath].filter { !$0.isEmpty }.joined(separator: "/")), "
+                         + "not to \(reference.host)/\(reference.repository)/modules, where a cluster looks for them (--modules-path-suffix)\n")
+            }
             if dryRun {
                 renderer.finish(success: false)
                 try await printDryRun(plan, pusher: pusher, client: client)

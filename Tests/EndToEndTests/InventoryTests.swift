@@ -120,6 +120,8 @@ import TestSupport
         let pushed = try await CLITests.run(["push", bundle.path, "\(registry.host)/system/deckhouse", "--insecure",
                                              "--modules-path-suffix", "/mods", "--progress", "none"])
         #expect(pushed.status == 0, "\(pushed.stderrString)")
+        #expect(pushed.stderrString.contains("note: modules go to \(registry.host)/system/deckhouse/mods, not to \(registry.host)/system/deckhouse/modules"),
+                "\(pushed.stderrString)")
         let folder = try TestRegistry.temporaryDirectory("dkp-inventory")
         var found: [String: Inventory] = [:]
         for (name, host) in [("catalog", registry.host), ("walk", proxy.host)] {
