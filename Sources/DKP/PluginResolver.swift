@@ -112,7 +112,8 @@ struct PluginResolver {
                 } catch let PluginSourceError.brokenContract(detail) {
                     throw DKPError.invalidSource("--include-plugin \(name)@=\(pin.tag): \(detail); the cluster could not check its requirements")
                 }
-                let version = PluginVersion(tag: pin.tag, version: pin.version ?? Version(tolerant: pin.tag) ?? Version(major: 0, minor: 0, patch: 0))
+                // A custom build tag (`=bobV1`) has no semver: it sorts below every version.
+                let version = PluginVersion(tag: pin.tag, version: pin.version ?? Version(major: 0, minor: 0, patch: 0))
                 commit(name, version)
                 pinned.append((name, version, contract))
             }

@@ -104,7 +104,8 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
             throw DKPError.invalidInput("invalid version constraint '\(text)': '\(rest)' is not a version")
         }
         // d8 reads a lone bare version with semver.NewVersion: `1.x` there is no version.
-        if op == .sameMajorFrom, condition.open == .major || rest.contains(where: { "xX*".contains($0) }) {
+        let wildcard = rest.prefix { $0 != "-" }.split(separator: ".").contains { ["x", "X", "*"].contains($0) }
+        if op == .sameMajorFrom, wildcard {
             throw DKPError.invalidInput("invalid version constraint '\(text)': a bare version names one, e.g. 1.3.0; for a wildcard write ~\(rest) or >=\(rest)")
         }
         return condition
