@@ -267,7 +267,6 @@ public struct EditionDiscovery: Sendable {
                            shortTag: digest.hex, sourceHost: source.host)
     }
 
-    /// The latest patch of every minor among `versions`, plus the constraint's anchors that exist.
     /// The latest patches of each range the constraint was given as, united: d8 filters a name
     /// given twice (`-i m@A -i m@B`) range by range, so each keeps its own latest patch and anchors.
     static func latestPatches(_ versions: [Version], within constraint: VersionConstraint) -> Set<Version> {
@@ -276,9 +275,12 @@ public struct EditionDiscovery: Sendable {
         }
     }
 
+    /// The latest version of every minor among `versions`, plus the anchors that are among them.
+    /// A pre-release is here only where a range named one (`>=1.3.0-rc.0`), and then it counts
+    /// as d8 counts it: the newest of its minor unless that minor's release is here too.
     static func latestPatches(_ versions: [Version], anchors: [Version] = []) -> Set<Version> {
         var latest: [String: Version] = [:]
-        for version in versions where version.prereleaseIdentifiers.isEmpty {
+        for version in versions {
             let minor = "\(version.major).\(version.minor)"
             if latest[minor].map({ version > $0 }) ?? true { latest[minor] = version }
         }
@@ -306,7 +308,7 @@ public struct EditionDiscovery: Sendable {
     /// Tags in the order a bundle lists them: versions by semver, then custom tags by name.
     static func sortedTags(_ tags: Set<String>) -> [String] {
         tags.sorted { a, b in
-            switch (Version(tag: a), Version(tag: b)) {
+            switch (Version(releaseTag: a), Version(releaseTag: b)) {
             case let (x?, y?): return x < y
             case (.some, nil): return true
             case (nil, .some): return false
@@ -318,24 +320,33 @@ public struct EditionDiscovery: Sendable {
     /// `--proxy-registry`: versions matching `constraint` found by probing tags, as d8 does when the
     /// source has no tags list: from the constraint's lower bound, the patches of each minor in
     /// batches (a minor ends at a batch with no hit after one with a hit), then the next minor;
-    /// a minor with no version at all moves on to the next major, and a major with none ends it.
-    /// Unlike d8, a missing .0 patch does not end the search.
-    func probeVersions(_ constraint: VersionConstraint, exists: @escaping @Sendable (Version) async throws -> Bool) async throws -> [Version] {
-        guard let start = constraint.lowerBound else {
+    /// two minors with no version move on to the next major, and a major with none ends it.
+    /// Unlike d8, a missing .0 patch does not end the search, and each alternative of the range
+    /// (`~1.2 || ~1.60`) is walked from its own lower bound, so a gap between them loses neither.
+    static func probeVersions(_ constraint: VersionConstraint, exists: @escaping @Sendable (Version) async throws -> Bool) async throws -> [Version] {
+        let starts = constraint.lowerBounds
+        guard !starts.isEmpty else {
             throw DKPError.invalidInput("--proxy-registry needs a constraint with a lower bound (e.g. >=1.68.0), got '\(constraint)'")
         }
-        var found: [Version] = []
-        var major = start.major, minor = start.minor, firstPatch = start.patch
-        var emptyMinors = 0
-        while major <= start.major + 1 {
-            let hits = try await probeMinor(major, minor, from: firstPatch, constraint, exists)
-            found += hits
-            firstPatch = 0
-            emptyMinors = hits.isEmpty ? emptyMinors + 1 : 0
-            if emptyMinors >= 2 {
-                (major, minor, emptyMinors) = (major + 1, 0, 0)
-            } else {
-                minor += 1
+        var found = Set<Version>()
+        var probedMinors = Set<[Int]>()
+        // A start inside a minor an earlier walk probed adds nothing: that walk went on from there.
+        for start in starts where !probedMinors.contains([start.major, start.minor]) {
+            var major = start.major, minor = start.minor, firstPatch = start.patch
+            var emptyMinors = 0
+            while major <= start.major + 1 {
+                // A minor an earlier walk passed through was probed from its .0: its hits stand.
+                let hits = probedMinors.insert([major, minor]).inserted
+                    ? try await probeMinor(major, minor, from: firstPatch, constraint, exists)
+                    : Array(found.filter { $0.major == major && $0.minor == minor })
+                found.formUnion(hits)
+                firstPatch = 0
+                emptyMinors = hits.isEmpty ? emptyMinors + 1 : 0
+                if emptyMinors >= 2 {
+                    (major, minor, emptyMinors) = (major + 1, 0, 0)
+                } else {
+                    minor += 1
+                }
             }
         }
         return found.sorted()
@@ -343,8 +354,8 @@ public struct EditionDiscovery: Sendable {
 
     /// The patches of one minor that exist, probed 8 at a time: stops at a batch without a hit
     /// once the minor had one, or after two batches without any.
-    private func probeMinor(_ major: Int, _ minor: Int, from firstPatch: Int, _ constraint: VersionConstraint,
-                            _ exists: @escaping @Sendable (Version) async throws -> Bool) async throws -> [Version] {
+    private static func probeMinor(_ major: Int, _ minor: Int, from firstPatch: Int, _ constraint: VersionConstraint,
+                                   _ exists: @escaping @Sendable (Version) async throws -> Bool) async throws -> [Version] {
         let batch = 8
         var hits: [Version] = []
         var patch = firstPatch

@@ -69,6 +69,21 @@ extension Version {
 
     /// The tag form, `vX.Y.Z`.
     public var tag: String { "v\(major).\(minor).\(patch)" }
+
+    /// Parses a module's or package's release tag, `vX.Y.Z` or `vX.Y.Z-PRE` (`v1.3.0-rc.1`). d8
+    /// reads every tag semver reads and pulls `v` + its canonical form, so only a tag already in
+    /// that form names an image: `1.3.0` or `v1.3` is nil. So is a cosign tag beside a release
+    /// candidate (`v1.3.0-rc.1.att`, `.sig`, `.sbom`), which semver would read as a newer candidate.
+    public init?(releaseTag tag: String) {
+        guard tag.hasPrefix("v"), let version = Version(tolerant: tag), version.buildMetadataIdentifiers.isEmpty,
+              version.releaseTag == tag, !["att", "sig", "sbom"].contains(version.prereleaseIdentifiers.last ?? "") else { return nil }
+        self = version
+    }
+
+    /// The release-tag form, `vX.Y.Z` with `-PRE` where the version has one.
+    public var releaseTag: String {
+        prereleaseIdentifiers.isEmpty ? tag : tag + "-" + prereleaseIdentifiers.joined(separator: ".")
+    }
 }
 
 /// Every `sha256:<64 hex>` in a JSON document (images_digests.json's shape varies between
@@ -137,8 +152,9 @@ public enum ImageList {
 }
 
 /// `extra_images.json` of a module or package version: `{"<image>": "<tag>"}`. A tag written as
-/// a JSON number (`{"trivy-db": 2}`) is that number's digits, as d8 reads it; a value of another
-/// kind names no image and is skipped with a note.
+/// a JSON number (`{"trivy-db": 2}`) is that number's digits, as d8 reads it (Go's `%.0f`: a
+/// fraction rounds to the nearest, a half to even); a value of another kind names no image and
+/// is skipped with a note.
 public enum ExtraImages {
     private enum Value: Decodable {
         case text(String), number(Double), other
@@ -169,7 +185,7 @@ public enum ExtraImages {
             case let .text(tag):
                 tags.append((name, tag))
             case let .number(number) where number.isFinite && abs(number) < 1e15:
-                tags.append((name, String(Int64(number.rounded()))))
+                tags.append((name, String(Int64(number.rounded(.toNearestOrEven)))))
             default:
                 notes.append("extra_images.json of \(image): \(name) has no tag (neither a string nor a number); that extra image is skipped")
             }

@@ -102,9 +102,9 @@ extension EditionDiscovery {
         if let constraint, !exactOnly {
             let mainRepository = sourceRepository(base)
             let candidates = selection.proxyRegistry
-                ? try await probeVersions(constraint) { try await self.client.manifestDescriptor(repository: mainRepository, reference: $0.tag) != nil }
-                : try await client.tags(repository: mainRepository).compactMap(Version.init(tag:)).filter { constraint.matches($0) }
-            tags.formUnion(Self.latestPatches(candidates, within: constraint).map(\.tag))
+                ? try await Self.probeVersions(constraint) { try await self.client.manifestDescriptor(repository: mainRepository, reference: $0.tag) != nil }
+                : try await client.tags(repository: mainRepository).compactMap(Version.init(releaseTag:)).filter { constraint.matches($0) }
+            tags.formUnion(Self.latestPatches(candidates, within: constraint).map(\.releaseTag))
         }
         tags.formUnion(constraint?.pins.map(\.tag) ?? [])
         guard !tags.isEmpty else {

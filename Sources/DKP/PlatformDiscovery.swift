@@ -128,7 +128,7 @@ extension EditionDiscovery {
         var versions: Set<Version>
         if let constraint = selection.includePlatform {
             let candidates = selection.proxyRegistry
-                ? try await probeVersions(constraint) { try await self.client.manifestDescriptor(repository: channelRepository, reference: $0.tag) != nil }
+                ? try await Self.probeVersions(constraint) { try await self.client.manifestDescriptor(repository: channelRepository, reference: $0.tag) != nil }
                 : known.filter { constraint.matches($0) }
             versions = Self.latestPatches(candidates, within: constraint)
             channels = channels.filter { constraint.matches($0.value.version) }

@@ -3,8 +3,9 @@ import Foundation
 import OCI
 import Registry
 import Version
+import Yams
 
-/// The parts of a plugin's `contract` annotation (base64 JSON) that selection reads
+/// The parts of a plugin's `contract` annotation (base64 JSON, or YAML) that selection reads
 /// (deckhouse-cli pkg/registry/service/dto.go). Kubernetes and noneOf requirements are the
 /// cluster's to check at install time, so they are not read.
 struct PluginContract: Decodable, Sendable {
@@ -39,6 +40,21 @@ struct PluginContract: Decodable, Sendable {
 
     /// The modules the plugin exists for: its mandatory ones and the members of its anyOf groups.
     var integratedModules: [Requirement] { mandatoryModules + anyOfGroups.flatMap { $0.modules ?? [] } }
+
+    /// The annotation's value decoded: base64 of JSON, or of YAML (d8 passes it through
+    /// YAMLToJSON, so a contract written in YAML is read too); nil when it is neither.
+    init?(annotation encoded: String) {
+        guard let bytes = Data(base64Encoded: encoded) else { return nil }
+        if let json = try? JSONDecoder().decode(Self.self, from: bytes) {
+            self = json
+        } else if let yaml = try? YAMLDecoder().decode(Self.self, from: String(decoding: bytes, as: UTF8.self)) {
+            self = yaml
+        } else {
+            return nil
+        }
+    }
+
+    init() {}
 }
 
 /// One published version of a plugin.
@@ -120,9 +136,8 @@ actor PluginCatalog: PluginSource {
         }
         var contract = PluginContract()
         if let encoded, !encoded.isEmpty {
-            guard let json = Data(base64Encoded: encoded),
-                  let decoded = try? JSONDecoder().decode(PluginContract.self, from: json) else {
-                throw PluginSourceError.brokenContract("\(name) \(tag): its contract annotation is not base64 JSON")
+            guard let decoded = PluginContract(annotation: encoded) else {
+                throw PluginSourceError.brokenContract("\(name) \(tag): its contract annotation is neither base64 JSON nor base64 YAML")
             }
             contract = decoded
         }

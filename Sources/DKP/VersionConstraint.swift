@@ -166,14 +166,20 @@ public struct VersionConstraint: Sendable, CustomStringConvertible {
     }
 
     /// The smallest version literal a lower bound of the range names (`>=`, `>`, `=`, `~`, `^`, a
-    /// bare version): where probing starts. Pins are not probed (they are pulled by their tag).
-    public var lowerBound: Version? {
-        alternatives.flatMap { $0 }.compactMap { condition -> Version? in
-            switch condition.op {
-            case .equal, .greater, .greaterOrEqual, .tilde, .caret, .sameMajorFrom: return condition.version
-            case .less, .lessOrEqual, .notEqual: return nil
-            }
-        }.min()
+    /// bare version). Pins are not probed (they are pulled by their tag).
+    public var lowerBound: Version? { lowerBounds.min() }
+
+    /// Where probing starts: the lower bound of each alternative that has one (within one, the
+    /// highest, as all its conditions must hold), ascending. `~1.2 || ~1.60` starts at both.
+    public var lowerBounds: [Version] {
+        Set(alternatives.compactMap { conditions in
+            conditions.compactMap { condition -> Version? in
+                switch condition.op {
+                case .equal, .greater, .greaterOrEqual, .tilde, .caret, .sameMajorFrom: return condition.version
+                case .less, .lessOrEqual, .notEqual: return nil
+                }
+            }.max()
+        }).sorted()
     }
 
     /// Versions named with an inclusive bound (`>=`, `<=`, a whole `=`): kept even when a newer

@@ -27,9 +27,9 @@ public struct EditionSeeder: Sendable {
             "commander": ["alpha": "v0.9.1", "beta": "v0.9.1", "early-access": "v0.9.1", "stable": "v0.9.0", "rock-solid": "v0.9.0"],
             "stronghold": ["alpha": "v1.0.3", "stable": "v1.0.3"],
         ]
-        /// Versions of a module on no channel, as a real module has its older releases and custom
-        /// builds (name -> tags).
-        public var moduleOffChannelVersions: [String: [String]] = ["console": ["v1.0.0", "v1.0.2", "v1.1.4", "bobV1"]]
+        /// Versions of a module on no channel, as a real module has its older releases, custom
+        /// builds and release candidates (name -> tags).
+        public var moduleOffChannelVersions: [String: [String]] = ["console": ["v1.0.0", "v1.0.2", "v1.1.4", "bobV1", "v1.3.0-rc.1"]]
         /// Versions of a module or package (by name) with no image of their own in the channel
         /// repository (`release:<v>`), as older releases of a real module lack one.
         public var modularVersionsWithoutChannelImage: [String: Set<String>] = ["console": ["v1.0.0"]]

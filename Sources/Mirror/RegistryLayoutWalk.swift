@@ -39,11 +39,11 @@ extension RegistryInventory {
         return Array(Set(paths))
     }
 
-    /// The names the `extra_images.json` of each version image (tag `vX.Y.Z`) of `main` lists.
+    /// The names the `extra_images.json` of each version image (tag `vX.Y.Z`, `vX.Y.Z-PRE`) of `main` lists.
     private func extraImages(_ main: String) async throws -> Set<String> {
         let repository = registryRepository(main)
         var names = Set<String>()
-        for tag in try await tagsIfAny(main) where Version(tag: tag) != nil {
+        for tag in try await tagsIfAny(main) where Version(releaseTag: tag) != nil {
             let files: [String: [UInt8]]
             do {
                 files = try await ImageFiles.read(["extra_images.json"], client: client, repository: repository, reference: tag)

@@ -110,4 +110,24 @@ import Version
         try await proxyPinned.selectIncluded(["tools": try VersionConstraint(parsing: "=v1.0.0"), "diag": try VersionConstraint(parsing: "=v0.2.0")])
         #expect(tags(proxyPinned) == ["tools": ["v1.0.0"], "diag": ["v0.2.0"]])
     }
+
+    /// The annotation as d8 reads it: base64 of JSON, or of YAML (its YAMLToJSON pass-through).
+    @Test func aContractAnnotationIsBase64JSONOrYAML() throws {
+        func encoded(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
+        let json = try #require(PluginContract(annotation: encoded(Self.needs(["console": ">=1.2.0"], plugins: ["diag": ">=0.2.0"]))))
+        #expect(json.mandatoryModules.map(\.name) == ["console"] && json.mandatoryPlugins.first?.constraint == ">=0.2.0")
+        let yaml = try #require(PluginContract(annotation: encoded("""
+            name: tools
+            requirements:
+              modules:
+                mandatory:
+                  - name: console
+                    constraint: ">=1.2.0"
+              deckhouse:
+                constraint: ">= 1.69"
+            """)))
+        #expect(yaml.mandatoryModules.first?.constraint == ">=1.2.0" && yaml.requirements?.deckhouse?.constraint == ">= 1.69")
+        #expect(PluginContract(annotation: "not base64!") == nil)
+        #expect(PluginContract(annotation: encoded("requirements: [unclosed")) == nil)
+    }
 }

@@ -102,6 +102,21 @@ import Version
         #expect(EditionDiscovery.latestPatches(tags, within: once) == Set(["1.2.0", "1.2.3", "1.2.7", "1.3.4"].map(v)), "one string is one range")
     }
 
+    /// A module's release candidates are candidates as d8 reads them: a tag semver reads, pulled
+    /// as `v` + its canonical form, so a tag not already in that form is none.
+    @Test func releaseCandidatesAreTagsOnlyInCanonicalForm() throws {
+        #expect(Version(releaseTag: "v1.3.0-rc.1")?.releaseTag == "v1.3.0-rc.1")
+        #expect(Version(releaseTag: "v1.3.0")?.releaseTag == "v1.3.0")
+        for tag in ["1.3.0", "v1.3", "v1.3.0+build", "bobV1", "stable", "v01.3.0", "v1.3.0-rc.1.att", "v1.3.0-rc.1.sig", "v1.2.0.att"] { #expect(Version(releaseTag: tag) == nil, "\(tag)") }
+        let tags = ["v1.2.9", "v1.3.0-rc.0", "v1.3.0-rc.1", "v1.4.0-rc.1", "v1.4.0"].compactMap(Version.init(releaseTag:))
+        // A minor's release outranks its candidates; a minor with only candidates keeps the newest;
+        // the named anchor stays.
+        let named = try VersionConstraint(parsing: ">=1.3.0-rc.0")
+        #expect(EditionDiscovery.latestPatches(tags.filter { named.matches($0) }, within: named).map(\.releaseTag).sorted()
+                == ["v1.3.0-rc.0", "v1.3.0-rc.1", "v1.4.0"])
+        #expect(EditionDiscovery.latestPatches(tags, within: try VersionConstraint(parsing: ">=1.2")).map(\.releaseTag).sorted() == ["v1.2.9", "v1.4.0"])
+    }
+
     @Test func badConstraintsSayWhatIsWrong() {
         func message(_ text: String) -> String {
             do { _ = try VersionConstraint(parsing: text); return "" } catch { return "\(error)" }

@@ -312,7 +312,7 @@ import TestSupport
     }
 
     /// `--include-module NAME@CONSTRAINT` in d8's dialect (internal/mirror/README.MD): console has
-    /// v1.1.5 on stable, v1.2.0 on alpha, and v1.0.2, v1.1.4 and bobV1 on no channel.
+    /// v1.1.5 on stable, v1.2.0 on alpha, and v1.0.2, v1.1.4, bobV1 and v1.3.0-rc.1 on no channel.
     @Test func moduleConstraintsSpeakD8sDialect() async throws {
         let (registry, _) = try await PullTests.seededEdition { $0.plugins = false }
         let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
@@ -337,6 +337,10 @@ import TestSupport
         #expect(try await pull(["-i", "console@>=1.2.0"]).versions == ["v1.1.5", "v1.2.0"])
         #expect(try await pull(["-i", "console@>=1.0.2 <1.2.0"]).versions == ["v1.0.2", "v1.1.5", "v1.2.0"])
         #expect(try await pull(["-i", "console@~1.0"]).versions == ["v1.0.2", "v1.1.5", "v1.2.0"])
+        // A release candidate comes only for a range that names a pre-release, under its own tag.
+        #expect(try await pull(["-i", "console@>=1.1"]).versions == ["v1.1.5", "v1.2.0"])
+        #expect(try await pull(["-i", "console@>=1.2.0-rc.0"]).versions == ["v1.1.5", "v1.2.0", "v1.3.0-rc.1"])
+        #expect(try await pull(["-i", "console@=v1.3.0-rc.1"]).versions == ["v1.3.0-rc.1"])
         // A custom build tag pinned exactly goes onto every channel; nothing of the source's channels.
         let custom = try await pull(["-i", "console@=bobV1"])
         #expect(custom.versions == ["bobV1"])
