@@ -5,13 +5,15 @@
 # client's Host and scheme passed on, HTTP/2 offered to clients).
 #
 #   scripts/ingress.sh start DIR --upstream URL [--request-buffering on|off]
-#                                [--response-buffering on|off] [--no-http2]
+#                                [--response-buffering on|off] [--no-http2] [--forbid-manifest-head]
 #       URL: http://HOST:PORT or https://HOST:PORT (the upstream's certificate is not checked).
 #       Request buffering on (nginx's and ingress-nginx's default) reads a whole request body
 #       into DIR/tmp before it sends any of it upstream; response buffering is off by default,
 #       as ingress-nginx sets it. Config in DIR/nginx.conf, one line a request in
 #       DIR/access.log ("METHOD URI STATUS BYTES-RECEIVED"), errors in DIR/error.log, pid in
-#       DIR/pid. Prints PORT=, HOST=, URL=, CA=, PID= on stdout.
+#       DIR/pid. Prints PORT=, HOST=, URL=, CA=, PID= on stdout. --forbid-manifest-head answers
+#       every HEAD of a manifest with 403, as some registries answer a push-only user (JFrog,
+#       RTFACT-13797), while a GET or PUT of it goes through.
 #   scripts/ingress.sh stop DIR
 #       TERM (then KILL) the nginx of DIR; fine if it is not running.
 #
@@ -24,9 +26,15 @@ die() { echo "ingress.sh: $*" >&2; exit 1; }
 source "$(dirname "${BASH_SOURCE[0]}")/service-lib.sh"
 
 write_config() {
-    local dir=$1 port=$2 upstream=$3 request_buffering=$4 response_buffering=$5 http2=$6
-    local listen="listen 127.0.0.1:$port ssl"
+    local dir=$1 port=$2 upstream=$3 request_buffering=$4 response_buffering=$5 http2=$6 forbid_head=$7
+    local listen="listen 127.0.0.1:$port ssl" refusal=""
     [[ $http2 == on ]] && listen+=" http2"
+    if [[ $forbid_head == on ]]; then
+        refusal='set $refuse "";
+        if ($request_method = HEAD) { set $refuse "head"; }
+        if ($uri !~ "/manifests/") { set $refuse ""; }
+        if ($refuse = head) { return 403; }'
+    fi
     cat >"$dir/nginx.conf" <<EOF
 daemon off;
 master_process off;
@@ -53,6 +61,7 @@ http {
         proxy_connect_timeout 5s;
         proxy_send_timeout 600s;
         proxy_read_timeout 600s;
+        $refusal
         location / {
             proxy_pass $upstream;
             proxy_ssl_verify off;
@@ -67,8 +76,8 @@ EOF
 }
 
 cmd_start() {
-    [[ $# -ge 1 ]] || die "usage: ingress.sh start DIR --upstream URL [--request-buffering on|off] [--response-buffering on|off] [--no-http2]"
-    local dir=$1 upstream="" request_buffering=on response_buffering=off http2=on port attempt i
+    [[ $# -ge 1 ]] || die "usage: ingress.sh start DIR --upstream URL [--request-buffering on|off] [--response-buffering on|off] [--no-http2] [--forbid-manifest-head]"
+    local dir=$1 upstream="" request_buffering=on response_buffering=off http2=on forbid_head=off port attempt i
     shift
     while [[ $# -gt 0 ]]; do
         case $1 in
@@ -76,6 +85,7 @@ cmd_start() {
             --request-buffering) [[ $# -ge 2 && $2 =~ ^(on|off)$ ]] || die "--request-buffering takes on or off"; request_buffering=$2; shift 2 ;;
             --response-buffering) [[ $# -ge 2 && $2 =~ ^(on|off)$ ]] || die "--response-buffering takes on or off"; response_buffering=$2; shift 2 ;;
             --no-http2) http2=off; shift ;;
+            --forbid-manifest-head) forbid_head=on; shift ;;
             *) die "unknown option $1" ;;
         esac
     done
@@ -86,7 +96,7 @@ cmd_start() {
     [[ -f $dir/server.pem ]] || make_tls "$dir"
     for attempt in 1 2 3 4 5; do
         port=$(pick_port)
-        write_config "$dir" "$port" "$upstream" "$request_buffering" "$response_buffering" "$http2"
+        write_config "$dir" "$port" "$upstream" "$request_buffering" "$response_buffering" "$http2" "$forbid_head"
         : >"$dir/access.log"
         # -e: the error log from the first line on (not the compiled-in /var/log/nginx).
         if launch_listening nginx "$dir" "$port" "$NGINX_BIN" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"; then

@@ -26,7 +26,7 @@ enum BundleDirectory {
         var names = try list(directory)
         if let only {
             names = names.filter { name in
-                let stem = name.strippingSuffix(".partial") ?? name.strippingSuffix(".journal") ?? name
+                let stem = leftoverStem(name) ?? name
                 return only.contains(parseChunk(stem)?.tar ?? stem)
             }
         }
@@ -78,7 +78,7 @@ enum BundleDirectory {
                         let canonical = ChunkedFileWriter.chunkPath(TarIO.joinPath(directory, name), index: index)
                         let missingName = TarIO.splitPath(missing).name
                         let canonicalName = TarIO.splitPath(canonical).name
-                        if let leftover = leftovers[name]?.first(where: { $0 == missingName + ".partial" || $0 == canonicalName + ".partial" }) {
+                        if let leftover = leftovers[name]?.first(where: { [missingName, canonicalName].contains(leftoverStem($0)) }) {
                             throw .unfinishedTar(directory: directory, tar: name, leftover: leftover)
                         }
                         throw .missingChunk(file: missing)
@@ -90,12 +90,19 @@ enum BundleDirectory {
         }
     }
 
+    /// The file a leftover of an unfinished pull stood for: dkp-mirror's `.partial` and
+    /// `.journal`, d8's `.tmp` (it writes `NAME.tar.tmp` and `NAME.tar.NNNN.chunk.tmp` and renames
+    /// them when done, so a `kill -9` or a power cut leaves them); nil for any other file.
+    static func leftoverStem(_ name: String) -> String? {
+        name.strippingSuffix(".partial") ?? name.strippingSuffix(".journal") ?? name.strippingSuffix(".tmp")
+    }
+
     /// Sorts `names` into whole tars, chunks, leftovers of an unfinished pull and the rest.
     static func sort(_ names: [String], in directory: String) throws(BundleError) -> SortedFiles {
         var sorted = SortedFiles()
         for name in names {
             if isCompanion(name) { continue }
-            if let stem = name.strippingSuffix(".partial") ?? name.strippingSuffix(".journal") {
+            if let stem = leftoverStem(name) {
                 if let tar = parseChunk(stem)?.tar ?? (stem.hasSuffix(".tar") ? stem : nil) {
                     sorted.leftovers[tar, default: []].append(name)
                 } else {

@@ -95,7 +95,7 @@ public enum BundleError: Error, CustomStringConvertible, Equatable, Sendable {
                 + "(platform.tar, module-<name>.tar, security.tar, ... or their .chunk files)"
         case let .unfinishedTar(directory, tar, leftover):
             return "\(tar) in \(directory) is not complete: \(leftover) is left from a pull that did not finish; "
-                + "run the pull again into this directory (it resumes) before pushing"
+                + "run the pull again into this directory (dkp-mirror resumes it; d8 writes that tar again) before pushing"
         case let .conflictingTarFiles(directory, tar):
             return "\(directory) holds both \(tar) and its chunk files (\(tar).0000.chunk, ...): "
                 + "they are two copies of one tar, maybe from different pulls; keep one of them"

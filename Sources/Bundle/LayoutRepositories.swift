@@ -1,7 +1,8 @@
 /// Where each layout of a bundle goes in a target registry (dkp-source-and-bundle.md §3), the
 /// one definition push, `verify --registry` and the completeness check share: the layout at
 /// path P goes to ROOT/P, a leading `modules` replaced by the modules path suffix and a leading
-/// `packages` by the packages path suffix ("/" or "" puts them right under ROOT).
+/// `packages` by the packages path suffix ("/" puts them right under ROOT; the command line
+/// reads an empty value as the default, as d8 does).
 public struct LayoutRepositories: Sendable, Equatable {
     /// The target's repository (`system/deckhouse`).
     public var root: String

@@ -2,7 +2,9 @@ import Foundation
 import OCI
 
 /// The writing half of the bundle's OCI layouts, beside the reader (`BundleIndexScan`): entry
-/// names, `oci-layout`, and `index.json` as newer d8 writes it, byte for byte.
+/// names, `oci-layout`, and `index.json` with the descriptors, annotations and ref-name order
+/// d8 writes. Not d8's bytes: its index.json is indented and gives every descriptor an empty
+/// `platform`, which no reader of either tool looks at.
 public enum LayoutWriter {
     /// `oci-layout` of every layout.
     public static let ociLayout = Array(#"{"imageLayoutVersion":"1.0.0"}"#.utf8)

@@ -17,12 +17,15 @@ struct PluginContract: Decodable, Sendable {
         var name: String?
         var modules: [Requirement]?
     }
+    /// `conditional`: needed only where both are installed; never a reason to pull, only a note.
     struct Modules: Decodable, Sendable {
         var mandatory: [Requirement]?
         var anyOf: [ModuleGroup]?
+        var conditional: [Requirement]?
     }
     struct Plugins: Decodable, Sendable {
         var mandatory: [Requirement]?
+        var conditional: [Requirement]?
     }
     struct Deckhouse: Decodable, Sendable {
         var constraint: String?
@@ -37,6 +40,8 @@ struct PluginContract: Decodable, Sendable {
     var mandatoryModules: [Requirement] { requirements?.modules?.mandatory ?? [] }
     var anyOfGroups: [ModuleGroup] { requirements?.modules?.anyOf ?? [] }
     var mandatoryPlugins: [Requirement] { requirements?.plugins?.mandatory ?? [] }
+    var conditionalModules: [Requirement] { requirements?.modules?.conditional ?? [] }
+    var conditionalPlugins: [Requirement] { requirements?.plugins?.conditional ?? [] }
 
     /// The modules the plugin exists for: its mandatory ones and the members of its anyOf groups.
     var integratedModules: [Requirement] { mandatoryModules + anyOfGroups.flatMap { $0.modules ?? [] } }
@@ -172,13 +177,14 @@ extension EditionDiscovery {
         }
         let catalog = PluginCatalog(client: client, host: source.host, repository: catalogRepository)
         var resolver = PluginResolver(catalog: catalog, canList: !selection.proxyRegistry,
-                                      bundle: result.modules.mapValues { $0.compactMap(Version.init(tag:)) },
+                                      bundle: result.modules.mapValues { $0.compactMap(Version.init(releaseTag:)) },
                                       platformVersions: result.platformVersions.compactMap(Version.init(tag:)))
         if automatic {
             await catalog.prefetch(names, limit: concurrency)
             try await resolver.selectForModules(pluginNames: names)
         }
         try await resolver.selectIncluded(selection.includePlugins)
+        try await resolver.noteConditionalConflicts()
         result.notes += resolver.notes
         for (name, versions) in resolver.selected.sorted(by: { $0.key < $1.key }) {
             let repository = catalog.repository(of: name)

@@ -22,6 +22,9 @@ struct PluginResolver {
     private(set) var notes: [String] = []
     /// Dependencies are chosen deeper than this only in a cycle d8 would also refuse.
     private static let maxDepth = 16
+    /// d8's own commands: a plugin dependency of that name is met by d8 itself, never pulled
+    /// (deckhouse-cli internal/mirror/cmd/pull: pluginBuiltinCommands).
+    static let builtinCommands: Set<String> = ["delivery-kit", "package"]
 
     init(catalog: any PluginSource, canList: Bool, bundle: [String: [Version]], platformVersions: [Version]) {
         self.catalog = catalog
@@ -184,7 +187,7 @@ struct PluginResolver {
         guard path.count <= Self.maxDepth + 1 else {
             return "dependency chain deeper than \(Self.maxDepth): \(path.joined(separator: " -> "))"
         }
-        for requirement in contract.mandatoryPlugins {
+        for requirement in contract.mandatoryPlugins where !Self.builtinCommands.contains(requirement.name) {
             if let problem = Reference.problem(repository: requirement.name) {
                 return "dependency \"\(requirement.name)\" of \(path.last ?? ""): \(problem)"
             }
@@ -250,6 +253,31 @@ struct PluginResolver {
             return nil
         }
         return "\(asked): \(firstReject ?? "no published version satisfies it")"
+    }
+
+    // MARK: Conditional requirements
+
+    /// d8's advisories: a selected version's conditional needs never gate the choice (the module
+    /// or plugin may not be enabled on the cluster), but one the bundle carries at no satisfying
+    /// version is a co-installation hazard the operator is told of.
+    mutating func noteConditionalConflicts() async throws {
+        for (name, versions) in selected.sorted(by: { $0.key < $1.key }) {
+            for version in versions.sorted(by: { $0.version > $1.version }) {
+                guard let contract = try await readableContract(name, version.tag) else { continue }
+                for requirement in contract.conditionalModules {
+                    guard let bundled = bundle[requirement.name], !bundled.isEmpty, let text = requirement.constraint, !text.isEmpty,
+                          !Self.anySatisfies(bundled, text) else { continue }
+                    notes.append("plugin \(name)@\(version.tag): module \"\(requirement.name)\" is in the bundle, "
+                                 + "but no bundled version satisfies its conditional constraint \"\(text)\"")
+                }
+                for requirement in contract.conditionalPlugins {
+                    guard let others = selected[requirement.name], !others.isEmpty, let text = requirement.constraint, !text.isEmpty,
+                          !Self.anySatisfies(others.map(\.version), text) else { continue }
+                    notes.append("plugins \(name)@\(version.tag) and \(requirement.name) cannot be installed together: "
+                                 + "no bundled version of \"\(requirement.name)\" satisfies the conditional constraint \"\(text)\"")
+                }
+            }
+        }
     }
 
     // MARK: What the bundle satisfies

@@ -286,12 +286,13 @@ public struct EditionSeeder: Sendable {
     /// Plugins in `<R>/deckhouse-cli/plugins`: `module-tools` has index images whose contract
     /// (base64 JSON annotation `contract`, on the index or on its first child) requires the module
     /// `console` (v1.0.0: <1.0.0, which no bundle satisfies; v1.1.0: >=1.1.0; v1.1.3: >=1.2.0 and
-    /// the plugin `diag` >=0.2.0; v1.2.0-rc.1 is a pre-release); `diag` has plain images and no contract.
+    /// the plugin `diag` >=0.2.0 and `package`, which is d8's own command and never in a catalog;
+    /// v1.2.0-rc.1 is a pre-release); `diag` has plain images and no contract.
     func seedPlugins(into seeded: inout Seeded) async throws {
         let catalog = "\(registryRoot)/deckhouse-cli/plugins"
         // (version, console's constraint, the plugins it needs, contract on the index rather than its first child):
         // console v1.1.5 takes v1.1.0, console v1.2.0 takes v1.1.3, which brings diag along (as d8 pairs them).
-        let needsDiag = ",\"plugins\":{\"mandatory\":[{\"name\":\"diag\",\"constraint\":\">=0.2.0\"}]}"
+        let needsDiag = ",\"plugins\":{\"mandatory\":[{\"name\":\"diag\",\"constraint\":\">=0.2.0\"},{\"name\":\"package\",\"constraint\":\">=0.1.0\"}]}"
         let contracts: [(String, String, String, Bool)] = [
             ("v1.0.0", "<1.0.0", "", true), ("v1.1.0", ">=1.1.0", "", false), ("v1.1.3", ">=1.2.0", needsDiag, true),
             ("v1.2.0-rc.1", ">=1.1.0", "", true),

@@ -236,7 +236,7 @@ public struct BundlePusher: Sendable {
                     put.children.contains { state.put.contains("\(put.repository)@\($0)") } || (put.isTag && state.put.contains(key))
                 }
                 do {
-                    if !missing, try await client.manifestDescriptor(repository: put.repository, reference: put.reference)?.digest == put.digest {
+                    if !missing, try await Self.digestPresent(put, client: client) == put.digest {
                         state.withLock { $0.present += 1 }
                     } else {
                         try await client.putManifest(repository: put.repository, reference: put.reference, bytes: put.bytes, mediaType: put.mediaType)
@@ -256,6 +256,18 @@ public struct BundlePusher: Sendable {
             }
         }
         return state.withLock { ($0.failures, $0.present) }
+    }
+
+    /// What the target has under the manifest's reference; nil when nothing, or when it refuses
+    /// to say (403): some registries refuse a HEAD to a user who may still PUT (JFrog,
+    /// RTFACT-13797), so the manifest is put, as go-containerregistry does, and only a refused
+    /// PUT fails it.
+    private static func digestPresent(_ put: ManifestPut, client: RegistryClient) async throws -> Digest? {
+        do {
+            return try await client.manifestDescriptor(repository: put.repository, reference: put.reference)?.digest
+        } catch RegistryError.forbidden {
+            return nil
+        }
     }
 
     /// A refusal of one request (4xx other than credentials and rate limits), not of the push.

@@ -163,10 +163,13 @@ struct TargetRegistryOptions: ParsableArguments {
     @Flag(help: "Read the password from stdin.")
     var registryPasswordStdin = false
 
-    @Option(help: "Path below TARGET for modules.")
+    // An empty value is the default, as d8 reads it (NormalizeModulesPath); "/" is TARGET itself.
+    @Option(help: "Path below TARGET for modules (\"/\" for TARGET itself; empty: the default).",
+            transform: { $0.isEmpty ? "/modules" : $0 })
     var modulesPathSuffix = "/modules"
 
-    @Option(help: "Path below TARGET for packages.")
+    @Option(help: "Path below TARGET for packages (\"/\" for TARGET itself; empty: the default).",
+            transform: { $0.isEmpty ? "/packages" : $0 })
     var packagesPathSuffix = "/packages"
 
     @OptionGroup var transport: TransportOptions
@@ -220,8 +223,10 @@ struct DestinationOptions: ParsableArguments {
     var passwordStdin = false
 }
 
-/// Credentials by precedence: options, then the d8 environment variables, then the docker config.
-/// A login without a password (or the reverse) is a usage error rather than a silent anonymous try.
+/// Credentials by precedence: the login and the password each from its option, else from its d8
+/// environment variable (as d8 makes the variables the options' defaults, so `-u admin` pairs
+/// with `D8_MIRROR_REGISTRY_PASSWORD`), else the docker config. A login without a password (or
+/// the reverse) is a usage error rather than a silent anonymous try.
 func resolveCredential(host: String, login: String?, password: String?, passwordStdin: Bool,
                        names: (login: String, password: String, stdin: String),
                        environment: (login: String, password: String)?) throws -> Credential? {
@@ -231,21 +236,19 @@ func resolveCredential(host: String, login: String?, password: String?, password
         let data = FileHandle.standardInput.readDataToEndOfFile()
         password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
     }
-    if let login {
-        guard let password else { throw UsageError("\(names.login) needs a password: pass \(names.password) or \(names.stdin)") }
-        return Credential(username: login, password: password)
+    let env = ProcessInfo.processInfo.environment
+    let envLogin = environment.flatMap { env[$0.login] }.flatMap { $0.isEmpty ? nil : $0 }
+    let envPassword = environment.flatMap { env[$0.password] }
+    let loginFromOption = login != nil
+    guard let login = login ?? envLogin else {
+        if password != nil { throw UsageError("\(names.password) needs \(names.login)\(environment.map { " (or \($0.login))" } ?? "")") }
+        return try DockerConfig().credential(for: host)
     }
-    if password != nil { throw UsageError("\(names.password) needs \(names.login)") }
-    if let environment {
-        let env = ProcessInfo.processInfo.environment
-        if let login = env[environment.login], !login.isEmpty {
-            guard let password = env[environment.password] else {
-                throw UsageError("\(environment.login) is set but \(environment.password) is not")
-            }
-            return Credential(username: login, password: password)
-        }
+    guard let password = password ?? envPassword else {
+        let from = loginFromOption ? "\(names.login) is given" : "\(environment?.login ?? names.login) is set"
+        throw UsageError("\(from) but no password: pass \(names.password) or \(names.stdin)\(environment.map { ", or set \($0.password)" } ?? "")")
     }
-    return try DockerConfig().credential(for: host)
+    return Credential(username: login, password: password)
 }
 
 /// Parses a push or verify target as d8 takes it: an `http://` or `https://` prefix and

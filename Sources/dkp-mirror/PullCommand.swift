@@ -87,7 +87,8 @@ struct PullCommand: AsyncParsableCommand {
     var proxyRegistry = false
     @Flag(help: "Start from scratch: discard what earlier runs of this pull wrote instead of resuming.")
     var noPullResume = false
-    @Option(help: ArgumentHelp("Where modules live in the source, relative to --source (\"/\" for the edition root itself); the bundle always names them modules/<name>.", valueName: "PATH"))
+    @Option(help: ArgumentHelp("Where modules live in the source, relative to --source (\"/\" for the edition root itself; empty: the default, as d8 reads it); the bundle always names them modules/<name>.", valueName: "PATH"),
+            transform: { $0.isEmpty ? "/modules" : $0 })
     var modulesPathSuffix = "/modules"
     @Option(help: ArgumentHelp("Accepted for d8 compatibility and unused: dkp-mirror writes every blob in place in the final tars and needs no temporary directory.", valueName: "DIR"))
     var tmpDir: String?

@@ -41,6 +41,9 @@ struct PushCommand: AsyncParsableCommand {
     @Flag(help: "Print what would be uploaded and what exists already; upload nothing.")
     var dryRun = false
 
+    @Option(help: ArgumentHelp("Accepted for d8 compatibility and unused: dkp-mirror reads every blob straight from the tars and unpacks nothing.", valueName: "DIR"))
+    var tmpDir: String?
+
     @OptionGroup(title: "Registry") var registryOptions: TargetRegistryOptions
 
     @OptionGroup(title: "Cluster") var clusterOptions: ClusterTargetOptions
@@ -133,10 +136,12 @@ struct PushCommand: AsyncParsableCommand {
             // Refuse early, before any byte moves, when the user may not push (leaves nothing behind).
             try await checkAccess(client, repository: reference.repository)
             printWarnings(plan.warnings)
-            let modulesPath = LayoutRepositories.path(ofSuffix: registryOptions.modulesPathSuffix)
-            if modulesPath != "modules", !plan.summary.modules.isEmpty {
-                writeErr("note: modules go to \(reference.host)/\([reference.repository, modulesPath].filter { !$0.isEmpty }.joined(separator: "/")), "
-                         + "not to \(reference.host)/\(reference.repository)/modules, where a cluster looks for them (--modules-path-suffix)\n")
+            for (kind, suffix, flag, carried) in [("modules", registryOptions.modulesPathSuffix, "--modules-path-suffix", !plan.summary.modules.isEmpty),
+                                                  ("packages", registryOptions.packagesPathSuffix, "--packages-path-suffix", !plan.summary.packages.isEmpty)] {
+                let path = LayoutRepositories.path(ofSuffix: suffix)
+                guard path != kind, carried else { continue }
+                writeErr("note: \(kind) go to \(reference.host)/\([reference.repository, path].filter { !$0.isEmpty }.joined(separator: "/")), "
+                         + "not to \(reference.host)/\(reference.repository)/\(kind), where a cluster looks for them (\(flag))\n")
             }
             if dryRun {
                 renderer.finish(success: false)

@@ -490,6 +490,24 @@ struct BundleIndexTests {
         expectOpenFails(dir) { $0 == .unfinishedTar(directory: dir, tar: "module-x.tar", leftover: "module-x.tar.0001.chunk.partial") }
     }
 
+    /// d8 writes `NAME.tar.tmp` (and `NAME.tar.NNNN.chunk.tmp`) and renames it when done: one
+    /// left by a killed d8 pull is an unfinished tar too, not a file to pass over.
+    @Test func leftoverTmpOfAnUnfinishedD8Pull() throws {
+        let dir = try scratch()
+        defer { TarTestTools.cleanup(dir) }
+        try F.writeTar(dir, "platform.tar", F.platform())
+        try TarTestTools.write(dir + "/module-x.tar.tmp", [1, 2, 3])
+        expectOpenFails(dir) { $0 == .unfinishedTar(directory: dir, tar: "module-x.tar", leftover: "module-x.tar.tmp") }
+        try FileManager.default.removeItem(atPath: dir + "/module-x.tar.tmp")
+        try F.writeTar(dir, "module-x.tar", F.module("x", root: "modules/x"), chunkSize: 1000)
+        try FileManager.default.moveItem(atPath: dir + "/module-x.tar.0001.chunk", toPath: dir + "/module-x.tar.0001.chunk.tmp")
+        expectOpenFails(dir) { $0 == .unfinishedTar(directory: dir, tar: "module-x.tar", leftover: "module-x.tar.0001.chunk.tmp") }
+        // Some other .tmp is no tar's: passed over as before.
+        try FileManager.default.moveItem(atPath: dir + "/module-x.tar.0001.chunk.tmp", toPath: dir + "/module-x.tar.0001.chunk")
+        try TarTestTools.write(dir + "/notes.tmp", [1])
+        #expect(try BundleIndex.open(directory: dir).tars.map(\.name).sorted() == ["module-x.tar", "platform.tar"])
+    }
+
     @Test func journalWithoutTarIsAnUnfinishedPull() throws {
         let dir = try scratch()
         defer { TarTestTools.cleanup(dir) }

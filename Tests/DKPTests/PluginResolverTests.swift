@@ -111,6 +111,23 @@ import Version
         #expect(tags(proxyPinned) == ["tools": ["v1.0.0"], "diag": ["v0.2.0"]])
     }
 
+    /// A dependency on one of d8's own commands is met by d8; conditional needs never gate the
+    /// choice, but one the bundle cannot meet is a note (d8's advisories).
+    @Test func builtinsAreMetAndConditionalNeedsAreNotes() async throws {
+        let tools = #"{"requirements":{"modules":{"mandatory":[{"name":"console","constraint":">=1.1.0"}],"#
+            + #""conditional":[{"name":"commander","constraint":">=1.0"},{"name":"stronghold","constraint":">=1.0"}]},"#
+            + #""plugins":{"mandatory":[{"name":"package","constraint":">=1.0"},{"name":"diag"}],"#
+            + #""conditional":[{"name":"diag","constraint":"<0.2.0"},{"name":"absent","constraint":">=9"}]}}}"#
+        var resolver = resolver(["tools": ["v1.1.0": tools], "diag": ["v0.2.0": ""]])
+        try await resolver.selectForModules(pluginNames: ["tools"])
+        try await resolver.noteConditionalConflicts()
+        #expect(tags(resolver) == ["tools": ["v1.1.0"], "diag": ["v0.2.0"]], "package is d8's own command: nothing to pull")
+        #expect(resolver.notes == [
+            "plugin tools@v1.1.0: module \"commander\" is in the bundle, but no bundled version satisfies its conditional constraint \">=1.0\"",
+            "plugins tools@v1.1.0 and diag cannot be installed together: no bundled version of \"diag\" satisfies the conditional constraint \"<0.2.0\"",
+        ], "\(resolver.notes)")
+    }
+
     /// The annotation as d8 reads it: base64 of JSON, or of YAML (its YAMLToJSON pass-through).
     @Test func aContractAnnotationIsBase64JSONOrYAML() throws {
         func encoded(_ text: String) -> String { Data(text.utf8).base64EncodedString() }

@@ -110,7 +110,7 @@ import TestSupport
             (["inspect", "\(source.host)/a/b:v1"], 1, "--insecure"),
             (["inspect", "no-host-here:v1"], 2, "no registry host"),
             (["inspect", "\(source.host)/a/b:v1", "--no-such-flag"], 2, "Unknown option"),
-            (["copy", "\(source.host)/a/b:v1", dest, "--dest-login", "rw"], 2, "needs a password"),
+            (["copy", "\(source.host)/a/b:v1", dest, "--dest-login", "rw"], 2, "--dest-login is given but no password"),
             (["tags", "\(source.host)/a/b:v1", "--insecure"], 2, "drop the tag"),
             (["inspect", "\(source.host)/a/b:v1", "--ca-file", "/nonexistent.pem"], 2, "/nonexistent.pem"),
         ]

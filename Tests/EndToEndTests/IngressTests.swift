@@ -38,4 +38,29 @@ import TestSupport
         #expect(result.peakResidentBytes > 0 && result.peakResidentBytes < 150_000_000, "peak RSS \(result.peakResidentBytes)")
         withExtendedLifetime(source) {}
     }
+
+    /// A registry that refuses a manifest HEAD (403) to a user who may push (JFrog, RTFACT-13797):
+    /// each manifest is put anyway, as go-containerregistry does for d8, and all of it arrives.
+    @Test func aRefusedManifestLookupIsPutAnyway() async throws {
+        let (source, _) = try await PullTests.seededEdition()
+        let bundle = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let pulled = try await PullTests.pull(source, into: bundle, ["--deckhouse-tag", "v1.69.3"])
+        try #require(pulled.status == 0, "\(pulled.stderrString)")
+
+        let target = try await TestRegistry.start(tls: true, users: ["rw": "head-refused-8"])
+        let ingress = try await TestIngress.start(upstream: target, forbidManifestHead: true)
+        let output = try await CLITests.run(
+            ["push", bundle.path, "\(ingress.host)/system/deckhouse", "--ca-file", ingress.caFile,
+             "-u", "rw", "--registry-password-stdin", "--json", "--progress", "none"],
+            stdin: "head-refused-8")
+        #expect(output.status == 0, "\(output.stderrString)")
+        let result = try JSONDecoder().decode(PushTests.PushResult.self, from: Data(output.stdout))
+        #expect(result.failures.isEmpty, "\(result.failures)")
+        let requests = ingress.requests
+        #expect(requests.contains { $0.hasPrefix("HEAD /v2/system/deckhouse") && $0.contains("/manifests/") && $0.split(separator: " ")[2] == "403" },
+                "\(requests.suffix(20))")
+        #expect(requests.contains { $0.hasPrefix("PUT /v2/system/deckhouse") && $0.contains("/manifests/") && $0.split(separator: " ")[2] == "201" })
+        #expect(try await TargetCheck.expectComplete(target, password: "head-refused-8", bundle: bundle, modules: TargetCheck.editionModules) > 40)
+        withExtendedLifetime(source) {}
+    }
 }

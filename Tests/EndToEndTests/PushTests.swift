@@ -184,8 +184,18 @@ import TestSupport
         #expect(plan.repositories.contains("system/deckhouse/mods/console"))
         #expect(plan.repositories.contains("system/deckhouse/mods"), "module discovery tags")
         #expect(plan.repositories.contains("system/deckhouse/release-channel"))
+        // An empty suffix is the default, as d8 reads it; "/" is TARGET itself. Packages elsewhere get a note.
+        for (suffix, console) in [("", "system/deckhouse/modules/console"), ("/", "system/deckhouse/console")] {
+            let other = try await CLITests.run(["push", bundle.path, "\(target.host)/system/deckhouse", "--ca-file", target.caFile!, "-u", "rw",
+                                                "-p", "rw-pw-12", "--dry-run", "--json", "--modules-path-suffix", suffix, "--packages-path-suffix", "/pkgs"])
+            #expect(other.status == 0, "\(other.stderrString)")
+            #expect(try JSONDecoder().decode(DryRun.self, from: Data(other.stdout)).repositories.contains(console), "'\(suffix)'")
+            #expect(other.stderrString.contains("note: packages go to \(target.host)/system/deckhouse/pkgs, not to \(target.host)/system/deckhouse/packages"),
+                    "\(other.stderrString)")
+            #expect(other.stderrString.contains("note: modules go to") == (suffix == "/"), "\(other.stderrString)")
+        }
 
-        // Nothing was written by either run.
+        // Nothing was written by any run.
         var configuration = RegistryConfiguration()
         configuration.caFile = target.caFile
         configuration.credential = Credential(username: "rw", password: "rw-pw-12")

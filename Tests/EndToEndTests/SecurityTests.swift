@@ -134,6 +134,11 @@ import TestSupport
             try await run("push env \(mode)", ["push", pulled.path, dest, "--ca-file", caFile] + mode,
                           environment: ["D8_MIRROR_REGISTRY_LOGIN": "rw", "D8_MIRROR_REGISTRY_PASSWORD": secrets.targetPassword],
                           expect: 0)
+            // Each of the two from its option or else its variable, as d8 pairs them.
+            try await run("push -u with env password \(mode)", ["push", pulled.path, dest, "--ca-file", caFile, "-u", "rw"] + mode,
+                          environment: ["D8_MIRROR_REGISTRY_PASSWORD": secrets.targetPassword], expect: 0)
+            try await run("push env login with -p \(mode)", ["push", pulled.path, dest, "--ca-file", caFile, "-p", secrets.targetPassword] + mode,
+                          environment: ["D8_MIRROR_REGISTRY_LOGIN": "rw"], expect: 0)
             try await run("push wrong \(mode)", ["push", pulled.path, dest, "--ca-file", caFile, "-u", "rw",
                                                   "-p", secrets.wrongPassword] + mode, expect: 1)
             try await run("push unreachable \(mode)", ["push", pulled.path, "127.0.0.1:\(closed)/system/deckhouse", "-u", "rw",

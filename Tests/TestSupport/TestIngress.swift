@@ -17,11 +17,14 @@ public final class TestIngress: Sendable {
 
     /// `requestBuffering`: nginx reads each whole request body into a file before it sends it
     /// upstream (its default and ingress-nginx's); off, it streams the body as it arrives.
+    /// `forbidManifestHead`: every HEAD of a manifest is answered 403, as some registries answer
+    /// a push-only user.
     public static func start(upstream registry: TestRegistry, requestBuffering: Bool = true,
-                             http2: Bool = true) async throws -> TestIngress {
+                             http2: Bool = true, forbidManifestHead: Bool = false) async throws -> TestIngress {
         let scheme = registry.isTLS ? "https" : "http"
         var arguments = ["--upstream", "\(scheme)://\(registry.host)", "--request-buffering", requestBuffering ? "on" : "off"]
         if !http2 { arguments.append("--no-http2") }
+        if forbidManifestHead { arguments.append("--forbid-manifest-head") }
         let (directory, info) = try await ScriptService.start(RepoPaths.ingressScript, prefix: "dkp-ingress", arguments)
         return TestIngress(directory: directory, port: Int(info["PORT"]!)!, caFile: info["CA"] ?? "")  // start checked PORT
     }
