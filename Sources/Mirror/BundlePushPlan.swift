@@ -92,6 +92,10 @@ extension BundlePusher {
         return plan
     }
 
+    /// Discovery tags last of all, as d8 pushes them: a cluster that lists `modules` finds a
+    /// module only once its images and release channels are there.
+    static let discoveryOrder = 7
+
     /// `modules:<m>`, `packages:<p>`, `deckhouse-cli/plugins:<n>` for every item directory the
     /// bundle holds, naming the newest version's image of the item's main layout (else of any
     /// of its layouts, else its first image): only the tag name carries meaning.
@@ -108,7 +112,7 @@ extension BundlePusher {
             var chosen: PlannedTag?
             for path in candidates {
                 let tags = (planned[path] ?? []).filter { !$0.tag.hasSuffix(".att") && !$0.tag.hasPrefix("sha256:") }
-                if let newest = tags.compactMap({ t in Version(tag: t.tag).map { ($0, t) } }).max(by: { $0.0 < $1.0 })?.1 {
+                if let newest = tags.compactMap({ t in Version(releaseTag: t.tag).map { ($0, t) } }).max(by: { $0.0 < $1.0 })?.1 {
                     chosen = newest
                     break
                 }
@@ -116,13 +120,14 @@ extension BundlePusher {
             chosen = chosen ?? candidates.lazy.compactMap { planned[$0]?.first { !$0.tag.hasSuffix(".att") } }.first
             guard let chosen else { continue }
             let repository = repository(for: item.kind.rawValue)
-            try builder.add(chosen.tree, layout: chosen.layout, repository: repository, reference: item.name, order: 4,
+            try builder.add(chosen.tree, layout: chosen.layout, repository: repository, reference: item.name, order: Self.discoveryOrder,
                             what: "\(item.kind.rawValue) discovery tag \(item.name)")
         }
     }
 
-    /// Images first, then attestations, then channel aliases, then discovery tags, then the
-    /// release-channel repositories: a cluster never sees a channel pointing at something missing.
+    /// Images first, then attestations, then channel aliases, then the release-channel
+    /// repositories (versions, then channels): a cluster never sees a channel pointing at
+    /// something missing.
     static func order(layout: String, tag: String) -> Int {
         let isChannel = ReleaseChannel(rawValue: tag) != nil
         let isReleaseLayout = layout == "release-channel" || layout.hasSuffix("/release")

@@ -77,7 +77,7 @@ struct BlobPush: Sendable {
 /// The push, planned from the bundle's index.json files alone.
 public struct PushPlan: Sendable {
     var blobs: [BlobPush]
-    /// In order: children by digest, then tags, channel tags last, release channels very last.
+    /// In order: children by digest, then tags, channel tags, release channels, discovery tags.
     var manifests: [ManifestPut]
     /// Images that cannot be pushed (a missing or corrupt manifest in the bundle).
     public var problems: [String]
@@ -103,7 +103,7 @@ public struct PushPlan: Sendable {
 /// `modules:<m>`, `packages:<p>`, `deckhouse-cli/plugins:<n>`. Blobs first, through one bounded
 /// pool, each read out of the tar and hashed on the way; a blob goes up once and is mounted
 /// into every other repository that needs it; then manifests, children before parents,
-/// tags after the images they name, release channels last.
+/// tags after the images they name, release channels after them, discovery tags last.
 public struct BundlePusher: Sendable {
     public let client: RegistryClient
     public let bundle: BundleIndex
