@@ -114,7 +114,7 @@ public struct ReleaseData: Sendable {
 public struct DiscoveredEdition: Sendable {
     public var images: [BundleImage] = []
     public var platformVersions: [String] = []
-    /// Channel name -> version, as the source's release channels say.
+    /// Channel name -> version, as the bundle serves them (a pin on every channel it is put on).
     public var channels: [String: String] = [:]
     public var modules: [String: [String]] = [:]
     public var packages: [String: [String]] = [:]
@@ -237,7 +237,15 @@ public struct EditionDiscovery: Sendable {
 
     private func discoverInstaller(tag: String, into result: inout DiscoveredEdition) async throws {
         let repository = source.registryRoot.appending(path: "installer").repository
-        guard try await client.manifestDescriptor(repository: repository, reference: tag) != nil else {
+        let found: Descriptor?
+        do {
+            found = try await client.manifestDescriptor(repository: repository, reference: tag)
+        } catch let error as RegistryError where error.meansUnavailable {
+            // Outside the edition root, so outside some licenses' scope: d8 warns and goes on.
+            result.notes.append("\(source.host)/\(repository):\(tag) is refused to this identity (\(error)): the bundle has no installer (pass --no-installer to skip it)")
+            return
+        }
+        guard found != nil else {
             result.notes.append("\(source.host)/\(repository):\(tag) does not exist: the bundle has no installer (pass --installer-tag or --no-installer)")
             return
         }

@@ -25,17 +25,21 @@ extension EditionDiscovery {
     func discoverPlatform(_ selection: PullSelection, into result: inout DiscoveredEdition) async throws -> [VexSubject] {
         let channelRepository = source.repository("release-channel")
         let read = try await readChannels(repository: channelRepository)
-        result.channels = read.states.reduce(into: [:]) { $0[$1.key.rawValue] = $1.value.version.tag }
-        let known = selection.proxyRegistry ? [] : try await client.tags(repository: channelRepository).compactMap(Version.init(tag:))
-
         let choice: PlatformChoice
         if let wanted = selection.pinnedTag {
-            choice = try await choosePinned(wanted, selection, read, known: known, notes: &result.notes)
+            // A pin needs no tags list (d8 reads none): a source that refuses one is pulled from.
+            choice = try await choosePinned(wanted, selection, read, notes: &result.notes)
         } else {
+            let known = selection.proxyRegistry ? [] : try await client.tags(repository: channelRepository).compactMap(Version.init(tag:))
             choice = try await chooseRange(selection, read, known: known)
         }
         let selected = choice.selected
         let channelImages = choice.channelImages, installAliases = choice.installAliases
+        // The channels as the bundle serves them (a pin's alias names the pinned version), not
+        // every channel the source has.
+        result.channels = channelImages.reduce(into: [:]) { channels, entry in
+            channels[entry.key.rawValue] = ReleaseChannel(rawValue: entry.value).flatMap { read.states[$0]?.version.tag } ?? entry.value
+        }
         result.platformVersions = selected
 
         let range = selection.pinnedTag == nil
@@ -46,7 +50,7 @@ extension EditionDiscovery {
         for version in perVersion {
             result.images += version.images
             if let release = version.release { result.releases.append(release) }
-            if let note = version.note { result.notes.append(note) }
+            result.notes += version.notes
             subjects += version.images.filter { $0.layout == "" && $0.reference.hasPrefix("sha256:") }
                 .map { VexSubject(tar: "platform.tar", layout: "", repository: source.root.repository, subject: $0.reference) }
         }
@@ -71,7 +75,7 @@ extension EditionDiscovery {
     }
 
     /// `--deckhouse-tag`: one version (or a channel's), retagged on every default channel.
-    private func choosePinned(_ wanted: String, _ selection: PullSelection, _ read: ChannelRead, known: [Version],
+    private func choosePinned(_ wanted: String, _ selection: PullSelection, _ read: ChannelRead,
                               notes: inout [String]) async throws -> PlatformChoice {
         let channelRepository = source.repository("release-channel")
         var choice = PlatformChoice()
@@ -79,7 +83,7 @@ extension EditionDiscovery {
         if let channel = ReleaseChannel(rawValue: wanted) {
             guard let state = read.states[channel] else {
                 if let failure = read.failures[channel] { throw DKPError.invalidSource(failure) }
-                throw DKPError.notFound("release channel \(wanted) is not published in \(source); \(describe(read.states, known))")
+                throw DKPError.notFound("release channel \(wanted) is not published in \(source); \(describe(read.states, await knownVersions(selection)))")
             }
             tag = state.version.tag
         } else {
@@ -88,7 +92,7 @@ extension EditionDiscovery {
         // A channel pin takes the channel's own image; a version pin, that version's.
         let aliasSource = wanted
         guard try await client.manifestDescriptor(repository: source.root.repository, reference: tag) != nil else {
-            throw DKPError.notFound("\(source):\(wanted) does not exist; \(describe(read.states, known))")
+            throw DKPError.notFound("\(source):\(wanted) does not exist; \(describe(read.states, await knownVersions(selection)))")
         }
         let matched = read.states.filter { $0.key.rawValue == wanted || $0.value.version.tag == tag }.map(\.key)
         try checkSuspended(matched, read, selection)
@@ -113,6 +117,12 @@ extension EditionDiscovery {
 
     /// A range: the channels' versions and, with `--include-platform` or `--since-version`, the
     /// latest patch of each minor in between.
+    /// The versions `release-channel` has tags for, for a message: none where it cannot be listed.
+    private func knownVersions(_ selection: PullSelection) async -> [Version] {
+        guard !selection.proxyRegistry else { return [] }
+        return ((try? await client.tags(repository: source.repository("release-channel"))) ?? []).compactMap(Version.init(tag:))
+    }
+
     private func chooseRange(_ selection: PullSelection, _ read: ChannelRead, known: [Version]) async throws -> PlatformChoice {
         let channelRepository = source.repository("release-channel")
         var choice = PlatformChoice()
@@ -165,7 +175,7 @@ extension EditionDiscovery {
 
     /// The images of one platform version: controller, installers, its channel image, and every
     /// digest its images_digests.json files list; for a range pull also its release data.
-    private func platformImages(tag: String, releaseData: Bool) async throws -> (images: [BundleImage], release: ReleaseData?, note: String?) {
+    private func platformImages(tag: String, releaseData: Bool) async throws -> (images: [BundleImage], release: ReleaseData?, notes: [String]) {
         var images = [
             image(tar: "platform.tar", layout: "", tag: tag),
             image(tar: "platform.tar", layout: "install", tag: tag),
@@ -175,7 +185,15 @@ extension EditionDiscovery {
         async let standalone = client.manifestDescriptor(repository: source.repository("install-standalone"), reference: tag)
         let channelRepository = source.repository("release-channel")
         var release: ReleaseData?
-        if try await client.manifestDescriptor(repository: channelRepository, reference: tag) != nil {
+        var notes: [String] = []
+        if try await client.manifestDescriptor(repository: channelRepository, reference: tag) == nil {
+            // d8 stops a range pull here; the version's images are whole without it, so it is
+            // said (a pinned pull says it where the channels are chosen).
+            if releaseData {
+                notes.append("\(source)/release-channel:\(tag) does not exist: the bundle has no release-channel image for \(tag), "
+                             + "and deckhousereleases.yaml no DeckhouseRelease for it")
+            }
+        } else {
             images.append(image(tar: "platform.tar", layout: "release-channel", tag: tag))
             if releaseData {
                 let files = try await ImageFiles.read(["version.json", "changelog.yaml"], client: client,
@@ -188,8 +206,7 @@ extension EditionDiscovery {
         // The lists of platform images are required: without them the bundle would silently lack
         // the images (ImageList says which image and file, and what is wrong).
         let controllerList = "deckhouse/modules/images_digests.json"
-        let controller = try await ImageFiles.read([controllerList, "deckhouse/edition", "deckhouse/version"],
-                                                   client: client, repository: source.root.repository, reference: tag)
+        let controller = try await ImageFiles.read([controllerList], client: client, repository: source.root.repository, reference: tag)
         var found = Set(try ImageList.digests(controller[controllerList], file: controllerList, of: "\(source):\(tag)", mustListImages: true))
         let installList = "deckhouse/candi/images_digests.json", olderInstallList = "deckhouse/candi/images_tags.json"
         let installImage = "\(source.host)/\(source.repository("install")):\(tag)"
@@ -212,13 +229,12 @@ extension EditionDiscovery {
         for installTag in installTags where installTag != tag {
             images.append(image(tar: "platform.tar", layout: "", tag: installTag))
         }
-        var note: String?
         if try await standalone != nil {
             images.append(image(tar: "platform.tar", layout: "install-standalone", tag: tag))
         } else {
-            note = "\(source)/install-standalone:\(tag) does not exist: the bundle has no standalone installer for \(tag)"
+            notes.append("\(source)/install-standalone:\(tag) does not exist: the bundle has no standalone installer for \(tag)")
         }
-        return (images, release, note)
+        return (images, release, notes)
     }
 
     /// `version.json` of every channel image in `repository` (`lts` included; channels that do not

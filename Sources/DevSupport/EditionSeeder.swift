@@ -37,6 +37,8 @@ public struct EditionSeeder: Sendable {
         public var moduleWithExtra = "console"
         /// Platform versions with no `install-standalone` image, as some releases lack one.
         public var versionsWithoutStandaloneInstaller: Set<String> = []
+        /// Platform versions with no `release-channel:<version>` image of their own.
+        public var versionsWithoutReleaseChannelImage: Set<String> = []
         /// Security databases (`trivy-checks`, ...) the source does not serve.
         public var missingSecurityDatabases: Set<String> = []
         /// Platform channels whose version.json says `"suspend": true`.
@@ -170,7 +172,9 @@ public struct EditionSeeder: Sendable {
             let layers = options.brokenControllerDigests[version] == .missing ? [stale, top] : [base, stale, top]
             seeded.controller[version] = try await pushImage(repository: root, layers: layers, tag: version)
             try await pushInstallImages(version: version, index: index, installJSON: installJSON)
-            _ = try await pushChannelImage(repository: "\(root)/release-channel", version: version, tag: version, suspend: false, changelog: true)
+            if !options.versionsWithoutReleaseChannelImage.contains(version) {
+                _ = try await pushChannelImage(repository: "\(root)/release-channel", version: version, tag: version, suspend: false, changelog: true)
+            }
             if options.vex {
                 // Attestations for the plain OCI platform images (the index and the Docker image have none).
                 for digest in digests.dropFirst(2) {

@@ -194,7 +194,9 @@ struct PullCommand: AsyncParsableCommand {
             renderer.finish()
             // deckhousereleases.yaml only for range pulls (d8: a pinned bundle relies on its channel aliases).
             if selection.pinnedTag == nil && !found.releases.isEmpty {
-                try AtomicFile.write(directory + "/deckhousereleases.yaml", Array(try DeckhouseReleases.yaml(found.releases).utf8))
+                let releases = try DeckhouseReleases.yaml(found.releases)
+                for note in releases.notes { writeErr("note: \(note)\n") }
+                try AtomicFile.write(directory + "/deckhousereleases.yaml", Array(releases.text.utf8))
             }
             await client.shutdown()
             let summary = PullSummary(found: found, result: result, bundleBytes: plan.totalBytes)

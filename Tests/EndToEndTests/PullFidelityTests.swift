@@ -284,6 +284,7 @@ import TestSupport
     @Test func optionalImagesThatAreAbsentAreNotesNotFailures() async throws {
         let (registry, _) = try await PullTests.seededEdition {
             $0.versionsWithoutStandaloneInstaller = ["v1.68.4"]
+            $0.versionsWithoutReleaseChannelImage = ["v1.70.1"]
             $0.missingSecurityDatabases = ["trivy-checks"]
             $0.modules = $0.modules.filter { $0.key == "console" }; $0.packages = [:]; $0.plugins = false
         }
@@ -309,6 +310,16 @@ import TestSupport
         #expect(withIt.status == 0 && !withIt.stderrString.contains("install-standalone"), "\(withIt.stderrString)")
         let references = try JSONDecoder().decode(References.self, from: Data(withIt.stdout)).references
         #expect(references.contains { $0.layout == "install-standalone" && $0.shortTag == "v1.69.3" })
+        // A channel's version without its own release-channel image: its images come, and the gap is said.
+        let ranged = try await PullTests.pull(registry, into: other, ["--include-platform", ">=1.69", "--dry-run", "--no-modules"])
+        #expect(ranged.status == 0, "\(ranged.stderrString)")
+        #expect(ranged.stderrString.contains("release-channel:v1.70.1 does not exist: the bundle has no release-channel image for v1.70.1"),
+                "\(ranged.stderrString)")
+        let rangedReferences = try JSONDecoder().decode(References.self, from: Data(ranged.stdout)).references
+        #expect(rangedReferences.contains { $0.layout == "" && $0.shortTag == "v1.70.1" })
+        #expect(!rangedReferences.contains { $0.layout == "release-channel" && $0.reference == "v1.70.1" })
+        #expect(rangedReferences.contains { $0.layout == "release-channel" && $0.reference == "v1.69.3" })
+        #expect(rangedReferences.contains { $0.layout == "release-channel" && $0.shortTag == "alpha" }, "the channel itself comes")
     }
 
     /// `--include-module NAME@CONSTRAINT` in d8's dialect (internal/mirror/README.MD): console has
@@ -436,6 +447,19 @@ import TestSupport
                                                                           "--no-security-db", "--installer-tag", "v0.0.0-missing"])
         #expect(output.status == 0, "\(output.stderrString)")
         #expect(output.stderrString.contains("installer:v0.0.0-missing does not exist"))
+
+        // An installer outside the license's scope (403): a note, and the rest of the pull goes on, as in d8.
+        // A pinned pull lists no release-channel tags, so a source that refuses the list is pulled from.
+        let refusing = try await HTTPFaultProxy.start(upstream: registry, rules: [
+            .init(.status(403), pathContains: "/v2/deckhouse/installer/"), .init(.status(403), pathContains: "/release-channel/tags/list"),
+        ])
+        let refused = try await CLITests.run(["pull", directory.path, "--source", "\(refusing.host)/deckhouse/ee", "--insecure", "--dry-run",
+                                              "--json", "--progress", "none", "--deckhouse-tag", "v1.69.3", "--no-modules", "--no-packages"])
+        #expect(refused.status == 0, "\(refused.stderrString)")
+        #expect(refused.stderrString.contains("installer:latest is refused to this identity"), "\(refused.stderrString)")
+        let refusedReferences = try JSONDecoder().decode(References.self, from: Data(refused.stdout)).references
+        #expect(!refusedReferences.contains { $0.tar == "installer.tar" } && refusedReferences.contains { $0.tar == "platform.tar" })
+        #expect(refusing.requestLines.contains { $0.hasPrefix("HEAD /v2/deckhouse/installer/") }, "the installer was asked for and refused")
     }
 
     @Test func proxyRegistryFindsVersionsByProbing() async throws {

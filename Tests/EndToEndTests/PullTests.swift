@@ -137,6 +137,10 @@ import TestSupport
         let plan = try JSONDecoder().decode(Plan.self, from: Data(dry.stdout))
         #expect(plan.versions == ["v1.67.5", "v1.68.4", "v1.69.3", "v1.70.1"])
         #expect(plan.channels["rock-solid"] == "v1.67.5" && plan.channels["alpha"] == "v1.70.1")
+        // A pin: the channels as the bundle serves them, the pinned version on each.
+        let pinned = try await Self.pull(registry, into: directory, ["--dry-run", "--no-modules", "--deckhouse-tag", "stable"])
+        #expect(try JSONDecoder().decode(Plan.self, from: Data(pinned.stdout)).channels
+                == Dictionary(uniqueKeysWithValues: ["alpha", "beta", "early-access", "stable", "rock-solid"].map { ($0, "v1.68.4") }), "\(pinned.stderrString)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty, "a dry run writes nothing")
 
         let whole = try await Self.pull(registry, into: directory, ["--no-modules"])
