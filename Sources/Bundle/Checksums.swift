@@ -103,6 +103,45 @@ public enum Checksums {
         return "\\\(digest.hex)  \(escaped)\n"
     }
 
+    /// One line of a `SHA256SUMS` as read back: the file name (`./` dropped) and the digest.
+    public enum ListedFile: Equatable, Sendable {
+        case file(name: String, hex: String)
+        /// A line that is not `<64 hex> <name>`.
+        case unreadable(String)
+        /// A name outside the bundle directory (absolute, or with `..`).
+        case outside(String)
+    }
+
+    /// The lines of a `SHA256SUMS` (coreutils format, text or binary mode).
+    public static func listedFiles(inSHA256SUMS text: String) -> [ListedFile] {
+        text.split(separator: "\n").filter { !$0.isEmpty }.map { line in
+            let parts = line.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].count == 64, parts[0].allSatisfy(\.isHexDigit) else { return .unreadable(String(line)) }
+            var name = parts[1].hasPrefix(" ") || parts[1].hasPrefix("*") ? String(parts[1].dropFirst()) : String(parts[1])
+            if name.hasPrefix("./") { name.removeFirst(2) }
+            if name.hasPrefix("/") || name.split(separator: "/").contains("..") { return .outside(name) }
+            return .file(name: name, hex: String(parts[0]).lowercased())
+        }
+    }
+
+    /// The files of `directory` that its `SHA256SUMS` lists, or a `.gostsum` is for, and that
+    /// are not there: a bundle that lost a tar on the way to the closed site.
+    public static func listedButMissing(in directory: String) -> (missing: [String], list: String)? {
+        let manager = FileManager.default
+        var missing: [String] = [], lists: [String] = []
+        if let text = try? String(contentsOfFile: TarIO.joinPath(directory, "SHA256SUMS"), encoding: .utf8) {
+            let gone = listedFiles(inSHA256SUMS: text).compactMap { listed -> String? in
+                guard case let .file(name, _) = listed, !manager.fileExists(atPath: TarIO.joinPath(directory, name)) else { return nil }
+                return name
+            }
+            if !gone.isEmpty { missing += gone; lists.append("SHA256SUMS") }
+        }
+        let gostsums = ((try? manager.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".gostsum") }
+        let unmatched = gostsums.map { String($0.dropLast(".gostsum".count)) }.filter { !manager.fileExists(atPath: TarIO.joinPath(directory, $0)) }
+        if !unmatched.isEmpty { missing += unmatched; lists.append("their .gostsum files") }
+        return missing.isEmpty ? nil : (Array(Set(missing)).sorted(), lists.joined(separator: " and "))
+    }
+
     private static func relativeName(_ file: String, in directory: String) throws(BundleError) -> String {
         var name = file
         let prefix = directory.hasSuffix("/") ? directory : directory + "/"

@@ -11,23 +11,19 @@ extension BundleVerifier {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return ([:], []) }
         var problems: [VerifyProblem] = []
         var expected = [String: String]()
-        for line in text.split(separator: "\n") where !line.isEmpty {
-            let parts = line.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].count == 64, parts[0].allSatisfy(\.isHexDigit) else {
+        for listed in Checksums.listedFiles(inSHA256SUMS: text) {
+            switch listed {
+            case let .unreadable(line):
                 problems.append(VerifyProblem(check: "SHA256SUMS", message: "SHA256SUMS: unreadable line '\(line.prefix(80))'"))
-                continue
-            }
-            var name = parts[1].hasPrefix(" ") || parts[1].hasPrefix("*") ? String(parts[1].dropFirst()) : String(parts[1])
-            if name.hasPrefix("./") { name.removeFirst(2) }
-            if name.hasPrefix("/") || name.split(separator: "/").contains("..") {
+            case let .outside(name):
                 problems.append(VerifyProblem(check: "SHA256SUMS", message: "SHA256SUMS lists '\(name)', outside the bundle directory: not read"))
-                continue
+            case let .file(name, hex):
+                guard FileManager.default.fileExists(atPath: directory + "/" + name) else {
+                    problems.append(VerifyProblem(check: "SHA256SUMS", message: "\(name) is listed in SHA256SUMS but missing"))
+                    continue
+                }
+                expected[name] = hex
             }
-            guard FileManager.default.fileExists(atPath: directory + "/" + name) else {
-                problems.append(VerifyProblem(check: "SHA256SUMS", message: "\(name) is listed in SHA256SUMS but missing"))
-                continue
-            }
-            expected[name] = String(parts[0]).lowercased()
         }
         return (expected, problems)
     }

@@ -235,6 +235,7 @@ func resolveCredential(host: String, login: String?, password: String?, password
         guard password == nil else { throw UsageError("pass either \(names.password) or \(names.stdin), not both") }
         let data = FileHandle.standardInput.readDataToEndOfFile()
         password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+        if password?.isEmpty == true { throw UsageError("\(names.stdin): standard input held no password; pipe it in, e.g. printf %s \"$PASSWORD\" | dkp-mirror ...") }
     }
     let env = ProcessInfo.processInfo.environment
     let envLogin = environment.flatMap { env[$0.login] }.flatMap { $0.isEmpty ? nil : $0 }
@@ -242,6 +243,10 @@ func resolveCredential(host: String, login: String?, password: String?, password
     let loginFromOption = login != nil
     guard let login = login ?? envLogin else {
         if password != nil { throw UsageError("\(names.password) needs \(names.login)\(environment.map { " (or \($0.login))" } ?? "")") }
+        // As d8 refuses a password without a user: a silent anonymous try would be refused later, less clearly.
+        if let environment, envPassword?.isEmpty == false {
+            throw UsageError("\(environment.password) is set but no login: pass \(names.login) or set \(environment.login)")
+        }
         return try DockerConfig().credential(for: host)
     }
     guard let password = password ?? envPassword else {

@@ -216,6 +216,9 @@ struct PullCommand: AsyncParsableCommand {
     /// The source's credential: the license key (flag or D8_MIRROR_LICENSE_TOKEN), else a login
     /// and password, else what the Docker config holds for the host.
     private func sourceConfiguration(host: String) throws -> RegistryConfiguration {
+        if license != nil && (sourceLogin != nil || sourcePassword != nil) {
+            throw UsageError("--license and --source-login/--source-password both name the source's credential: pass one of them")
+        }
         var configuration = transport.configuration(common: common, credential: nil)
         configuration.optionNames.login = "--source-login"
         configuration.optionNames.password = "--source-password"

@@ -102,6 +102,13 @@ struct PushCommand: AsyncParsableCommand {
             throw UsageError("--file \(file) is not a bundle tar: give NAME.tar or one of its chunk files NAME.tar.NNNN.chunk")
         }
         let bundle = try openBundle(directory, files: files)
+        // A tar lost on the way to the closed site would leave its images out of a push that
+        // otherwise succeeds: what the bundle's own lists name must be there.
+        if let directory, let (missing, list) = Checksums.listedButMissing(in: (directory as NSString).standardizingPath) {
+            let shown = missing.prefix(5).joined(separator: ", ") + (missing.count > 5 ? ", ... (\(missing.count) in all)" : "")
+            throw UsageError("\(directory) lacks \(shown), which \(list) list\(list == "SHA256SUMS" ? "s" : ""): the bundle is incomplete; "
+                             + "copy the missing files again (dkp-mirror verify \(directory) checks the copy), or push only the tars you mean with --file")
+        }
         // A differential bundle (pull --against): its list of left-out blobs; damaged is exit code 2.
         // With --file alone, the folder of the tars when they share one.
         let folders = Set(files.map { (($0 as NSString).standardizingPath as NSString).deletingLastPathComponent })

@@ -126,6 +126,19 @@ import TestSupport
                 #expect(lines.count <= 2 && lines.dropFirst().allSatisfy { $0.hasPrefix("hint: ") }, "what failed, what to do: \(stderr)")
             }
         }
+        // Credentials that cannot be meant: said before anything is tried, naming where they came from.
+        let bundle = try TestRegistry.temporaryDirectory("dkp-cred")
+        let inventoryFile = bundle.appendingPathComponent("target.inventory").path
+        let envPasswordAlone = try await Self.run(["inventory", "--registry", dest, "--ca-file", target.caFile!, "-o", inventoryFile],
+                                                  environment: ["D8_MIRROR_REGISTRY_PASSWORD": "right-one-55"])
+        #expect(envPasswordAlone.status == 2 && envPasswordAlone.stderrString.contains("D8_MIRROR_REGISTRY_PASSWORD is set but no login"),
+                "\(envPasswordAlone.stderrString)")
+        let emptyStdin = try await Self.run(["inventory", "--registry", dest, "--ca-file", target.caFile!, "-o", inventoryFile,
+                                             "-u", "rw", "--registry-password-stdin"], stdin: "")
+        #expect(emptyStdin.status == 2 && emptyStdin.stderrString.contains("standard input held no password"), "\(emptyStdin.stderrString)")
+        let both = try await Self.run(["pull", bundle.path, "--source", "\(source.host)/a", "--insecure", "--license", "k", "--source-login", "u"])
+        #expect(both.status == 2 && both.stderrString.contains("--license and --source-login/--source-password"), "\(both.stderrString)")
+        for output in [envPasswordAlone, emptyStdin, both] { #expect(!output.stderrString.contains("right-one-55")) }
     }
 
     @Test func largeLayerCopyStaysSmallInMemory() async throws {

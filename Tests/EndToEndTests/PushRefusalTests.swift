@@ -101,6 +101,21 @@ import TestSupport
         let both = try await CLITests.run(["verify", bundle.path, "--registry", "https://\(target.host)/system/deckhouse",
                                            "--insecure", "--progress", "none"])
         #expect(both.status == 2 && both.stderrString.contains("https://") && both.stderrString.contains("--insecure"), "\(both.stderrString)")
+
+        // A tar lost on the way (SHA256SUMS lists it): refused before anything moves, not a push
+        // that succeeds without its images.
+        let fresh = try await TestRegistry.start()
+        let lost = bundle.appendingPathComponent("module-console.tar")
+        try FileManager.default.moveItem(at: lost, to: bundle.appendingPathComponent("elsewhere.bak"))
+        let incomplete = try await CLITests.run(["push", bundle.path, "\(fresh.host)/system/deckhouse", "--insecure", "--progress", "none"])
+        #expect(incomplete.status == 2, "\(incomplete.stderrString)")
+        #expect(incomplete.stderrString.contains("lacks module-console.tar, which SHA256SUMS lists: the bundle is incomplete"), "\(incomplete.stderrString)")
+        var configuration = RegistryConfiguration()
+        configuration.insecure = true
+        let tags = try await RegistryClient.with(host: fresh.host, configuration: configuration) { client in
+            try? await client.tags(repository: "system/deckhouse")
+        }
+        #expect(tags == nil, "nothing pushed: \(tags ?? [])")
         withExtendedLifetime(source) {}
     }
 }
