@@ -306,8 +306,10 @@ final class Transport: Sendable {
         let lower = text.lowercased()
         if lower.contains("certificate_verify_failed") || lower.contains("certificate verify failed")
             || lower.contains("unable to get local issuer") || lower.contains("self signed") || lower.contains("self-signed") {
-            return (RegistryError.untrustedCertificate(host: host, detail: "certificate verify failed",
-                    hint: "pass \(names.caFile) PEM with the CA that signed it, or \(names.tlsSkipVerify) to skip verification"), false)
+            let hint = configuration.caFile.map { "\($0) (\(names.caFile)) is not the CA that signed \(host)'s certificate: pass the one that did, "
+                + "or \(names.tlsSkipVerify) to skip verification" }
+                ?? "pass \(names.caFile) PEM with the CA that signed it, or \(names.tlsSkipVerify) to skip verification"
+            return (RegistryError.untrustedCertificate(host: host, detail: "certificate verify failed", hint: hint), false)
         }
         if lower.contains("wrong_version_number") || lower.contains("http_request") {
             return (RegistryError.tlsFailure(host: host, detail: "the server does not speak TLS",

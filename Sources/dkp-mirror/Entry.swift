@@ -36,11 +36,14 @@ struct Entry {
             DKPMirror.exit(withError: error)
         }
         if isUsageError(error) || code == .validationFailure {
-            let message = DKPMirror.fullMessage(for: error)
-            FileHandle.standardError.write(Data("error: \(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message)\n".utf8))
-            if let hint = shellEatenConstraintHint(Array(CommandLine.arguments.dropFirst())) {
-                FileHandle.standardError.write(Data("hint: \(hint)\n".utf8))
-            }
+            let full = DKPMirror.fullMessage(for: error)
+            let message = full.hasPrefix("Error: ") ? String(full.dropFirst(7)) : full
+            // The hint right under the line it explains, before the parser's usage text.
+            let lines = message.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
+            var text = "error: \(lines.first ?? "")\n"
+            if let hint = shellEatenConstraintHint(Array(CommandLine.arguments.dropFirst())) { text += "hint: \(hint)\n" }
+            if lines.count > 1 { text += lines[1] + "\n" }
+            FileHandle.standardError.write(Data(text.utf8))
             exit(2)
         }
         FileHandle.standardError.write(Data(ErrorReport(error).lines.utf8))
@@ -80,8 +83,13 @@ func shellEatenConstraintHint(_ arguments: [String]) -> String? {
         let constraint = flag == "--include-platform" || flag == "--since-version" ? value : String(value.drop { $0 != "@" }.dropFirst())
         var isDirectory: ObjCBool = false
         let looksLikePath = constraint.contains("/") || (!constraint.isEmpty && FileManager.default.fileExists(atPath: constraint, isDirectory: &isDirectory) && isDirectory.boolValue)
-        if looksLikePath {
-            return "\(flag) got '\(value)', a path: an unquoted >= or <= was taken by the shell as a redirection, so the next word became its value; "
+        // `--include-platform >=1.64 bundle`: the value is the bundle's name, not even the start
+        // of a version or constraint (a typo such as 1.6x would start like one).
+        let startsLikeAVersion = constraint.first.map { $0.isNumber || "v=<>~^!".contains($0) } ?? true
+        let platformValueIsAName = (flag == "--include-platform" || flag == "--since-version") && !startsLikeAVersion
+        if looksLikePath || platformValueIsAName {
+            return "\(flag) got '\(value)', \(looksLikePath ? "a path" : "a name, not a version"): "
+                + "an unquoted >= or <= was taken by the shell as a redirection, so the next word became its value; "
                 + "quote the constraint, e.g. \(flag) '\(flag == "--include-platform" || flag == "--since-version" ? "" : "NAME@")>=1.64 <1.68'"
         }
     }

@@ -101,6 +101,14 @@ extension SecondPullTests {
                 "\(platform.stderrString)")
         let module = try await CLITests.run(["pull", directory.path, "--source", "127.0.0.1:1/deckhouse/ee", "-i", "console@\(directory.path)"])
         #expect(module.status == 2 && module.stderrString.contains("quote the constraint, e.g. -i 'NAME@>=1.64 <1.68'"), "\(module.stderrString)")
+        // `--include-platform >=1.68 b5`: the shell leaves `--include-platform b5`, and the bundle
+        // argument is missing; the hint comes right under the error, before the usage text.
+        let named = try await CLITests.run(["pull", "--source", "127.0.0.1:1/deckhouse/ee", "--include-platform", "b5"])
+        let namedLines = named.stderrString.split(separator: "\n")
+        #expect(named.status == 2 && namedLines.count > 2 && namedLines[0].hasPrefix("error: ")
+                && namedLines[1].hasPrefix("hint: --include-platform got 'b5', a name, not a version: an unquoted >= or <="), "\(named.stderrString)")
+        let typo = try await CLITests.run(["pull", directory.path, "--source", "127.0.0.1:1/deckhouse/ee", "--include-platform", "1.6x.0"])
+        #expect(typo.status == 2 && !typo.stderrString.contains("hint: --include-platform"), "\(typo.stderrString)")
         let fine = try await CLITests.run(["pull", directory.path, "--source", "127.0.0.1:1/deckhouse/ee", "-i", "console@>>1"])
         #expect(fine.status == 2 && !fine.stderrString.contains("hint:"), "\(fine.stderrString)")
     }
