@@ -19,7 +19,7 @@ enum ModularKind: Sendable {
 }
 
 /// An image whose VEX attestation (`.att`) to look up, and where a found one goes.
-struct VexSubject: Sendable {
+struct VexSubject: Sendable, Hashable {
     var tar: String
     var layout: String
     var repository: String
@@ -117,10 +117,13 @@ extension EditionDiscovery {
         var vex: [VexSubject] = []
         var notes: [String] = []
         var withoutReleaseImage = Set<String>()
+        // Versions share images (an extra image's tag, a digest two releases list): each once,
+        // so the plan counts and looks up what the bundle holds.
+        var seenImages = Set<BundleImage>(), seenVex = Set<VexSubject>()
         for tag in versions {
             let version = try await versionImages(kind, name: name, tag: tag, selection: selection)
-            images += version.images
-            vex += version.vex
+            images += version.images.filter { seenImages.insert($0).inserted }
+            vex += version.vex.filter { seenVex.insert($0).inserted }
             notes += version.notes
             if !version.hasReleaseImage { withoutReleaseImage.insert(tag) }
         }

@@ -47,11 +47,14 @@ extension EditionDiscovery {
             try await self.platformImages(tag: tag, releaseData: range)
         }
         var subjects: [VexSubject] = []
+        // Releases share most platform images: each once, looked up for VEX once.
+        var seen = Set<BundleImage>()
         for version in perVersion {
-            result.images += version.images
+            let new = version.images.filter { seen.insert($0).inserted }
+            result.images += new
             if let release = version.release { result.releases.append(release) }
             result.notes += version.notes
-            subjects += version.images.filter { $0.layout == "" && $0.reference.hasPrefix("sha256:") }
+            subjects += new.filter { $0.layout == "" && $0.reference.hasPrefix("sha256:") }
                 .map { VexSubject(tar: "platform.tar", layout: "", repository: source.root.repository, subject: $0.reference) }
         }
         for (channel, reference) in channelImages.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {

@@ -104,6 +104,10 @@ extension Transport {
                               user: configuration.credential?.username, detail: detail)
         case 400 where detail.contains("HTTPS server"):
             return .tlsFailure(host: host, detail: "the registry serves HTTPS", hint: "drop \(configuration.optionNames.insecure)")
+        case 400 where operation.request.method == .HEAD && configuration.insecure:
+            // An HTTPS server's answer to plain HTTP says so in its body, which a HEAD has none of.
+            return .tlsFailure(host: host, detail: "400 to a plain-HTTP HEAD: the registry most likely serves HTTPS",
+                               hint: "drop \(configuration.optionNames.insecure)")
         default:
             return .http(method: operation.request.method.rawValue, url: Transport.redact(operation.request.url),
                          status: Int(response.status.code), detail: detail)

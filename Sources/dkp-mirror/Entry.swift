@@ -165,7 +165,10 @@ final class Interrupts: Sendable {
             while true { pause() }
         }
         let note = forced ? " (stopped without waiting for the transfers to wind down)" : ""
-        FileHandle.standardError.write(Data("interrupted; run the same command again to resume\(note)\n".utf8))
+        // Only what transfers resumes; a check or a listing starts over, and says so.
+        let resumes = ["pull", "push", "copy"].contains(CommandLine.arguments.dropFirst().first ?? "")
+        let line = resumes ? "interrupted; run the same command again to resume" : "interrupted; nothing was written, run the command again to start over"
+        writeErr("\(line)\(note)\n")
         if forced { _exit(128 + signo) }
         Foundation.exit(128 + signo)
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Mirror
+import Synchronization
 
 /// Renders a `TransferProgress` on stderr: a redrawn bar on a terminal, a plain line every
 /// few seconds otherwise, or JSON events on stdout.
@@ -17,6 +18,7 @@ final class ProgressRenderer: Sendable {
     /// Makes the progress object with a listener that fits `mode`, and starts the renderer.
     static func start(_ requested: ProgressMode) -> ProgressRenderer {
         let mode = resolve(requested)
+        if mode == .json { terminal.withLock { $0.jsonEventsOnStdout = true } }
         let progress = TransferProgress(listener: { event in
             switch (mode, event) {
             case let (.json, .blobDone(digest, bytes, skipped)):
@@ -56,7 +58,7 @@ final class ProgressRenderer: Sendable {
         if success {
             Self.render(progress, mode: mode, final: true)
         } else if mode == .bar {
-            writeErr("\n")
+            writeErr("")
         }
     }
 
@@ -73,7 +75,7 @@ final class ProgressRenderer: Sendable {
             let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
             let remaining = Double(max(0, s.totalBytes - done))
             let eta = rate > 0 && !final ? " ETA \(formatDuration(remaining / rate))" : ""
-            writeErr("\r[\(bar)] \(Int(fraction * 100))% \(formatBytes(done))/\(formatBytes(s.totalBytes)) \(formatBytes(Int64(rate)))/s blobs \(s.doneBlobs)/\(s.totalBlobs) images \(s.doneImages)/\(s.totalImages)\(eta)   \(final ? "\n" : "")")
+            drawBar("\r[\(bar)] \(Int(fraction * 100))% \(formatBytes(done))/\(formatBytes(s.totalBytes)) \(formatBytes(Int64(rate)))/s blobs \(s.doneBlobs)/\(s.totalBlobs) images \(s.doneImages)/\(s.totalImages)\(eta)   ", final: final)
         case .plain:
             if s.totalBlobs == 0 && !final { return }
             writeErr("progress: \(formatBytes(s.transferredBytes + s.skippedBytes))/\(formatBytes(s.totalBytes)), blobs \(s.doneBlobs)/\(s.totalBlobs), images \(s.doneImages)/\(s.totalImages), \(formatBytes(Int64(rate)))/s\n")
@@ -87,8 +89,31 @@ final class ProgressRenderer: Sendable {
     }
 }
 
+/// What is on the terminal: whether a progress bar is drawn on the last line of stderr, and
+/// whether stdout carries JSON events (then a result is one line too).
+private struct TerminalState {
+    var barDrawn = false
+    var jsonEventsOnStdout = false
+}
+
+private let terminal = Mutex(TerminalState())
+
+/// Draws the bar over itself; `final` ends its line.
+private func drawBar(_ line: String, final: Bool) {
+    terminal.withLock { state in
+        FileHandle.standardError.write(Data((line + (final ? "\n" : "")).utf8))
+        state.barDrawn = !final
+    }
+}
+
+/// A line of its own on stderr: over a drawn bar it first clears that line (the next tick draws
+/// the bar again below), so a note never runs into the bar.
 func writeErr(_ text: String) {
-    FileHandle.standardError.write(Data(text.utf8))
+    terminal.withLock { state in
+        let clear = state.barDrawn ? "\r\u{1B}[K" : ""
+        state.barDrawn = false
+        FileHandle.standardError.write(Data((clear + text).utf8))
+    }
 }
 
 private let stdoutLock = NSLock()
@@ -101,10 +126,12 @@ func emitJSON(_ object: [String: Any]) {
     stdoutLock.unlock()
 }
 
-/// Encodes a result as pretty JSON on stdout.
+/// Encodes a result as pretty JSON on stdout; as one line among `--progress json` events, so
+/// stdout stays one JSON object per line.
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    let oneLine = terminal.withLock { $0.jsonEventsOnStdout }
+    encoder.outputFormatting = oneLine ? [.sortedKeys, .withoutEscapingSlashes] : [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     FileHandle.standardOutput.write(try encoder.encode(value) + Data("\n".utf8))
 }
 

@@ -77,6 +77,11 @@ struct PushCommand: AsyncParsableCommand {
             return (positionals[0], positionals[1], files)
         case 1:
             guard !files.isEmpty else {
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: positionals[0], isDirectory: &isDirectory), isDirectory.boolValue {
+                    throw UsageError("push got one argument, the directory \(positionals[0]), and no TARGET; give the target after it: "
+                        + "push \(positionals[0]) registry.example.com/system/deckhouse (or --cluster to take it from the cluster)")
+                }
                 throw UsageError("push got one argument, TARGET \(positionals[0]); give the bundle directory before it "
                     + "(push BUNDLE_DIR TARGET), or the tars to push with --file F")
             }

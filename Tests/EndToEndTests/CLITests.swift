@@ -111,6 +111,7 @@ import TestSupport
             (["inspect", "no-host-here:v1"], 2, "no registry host"),
             (["inspect", "\(source.host)/a/b:v1", "--no-such-flag"], 2, "Unknown option"),
             (["copy", "\(source.host)/a/b:v1", dest, "--dest-login", "rw"], 2, "--dest-login is given but no password"),
+            (["copy", "\(source.host)/a/b:v1", dest, "--src-insecure", "--dest-insecure"], 1, "hint: drop --dest-insecure"),
             (["tags", "\(source.host)/a/b:v1", "--insecure"], 2, "drop the tag"),
             (["inspect", "\(source.host)/a/b:v1", "--ca-file", "/nonexistent.pem"], 2, "/nonexistent.pem"),
         ]

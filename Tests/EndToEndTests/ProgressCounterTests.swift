@@ -19,8 +19,13 @@ import TestSupport
         let (source, _) = try await PullTests.seededEdition()
         let directory = try TestRegistry.temporaryDirectory("dkp-progress-pull")
         let output = try await CLITests.run(["pull", directory.path, "--source", "\(source.host)/deckhouse/ee", "--insecure",
-                                             "--deckhouse-tag", "v1.69.3", "--progress", "json"])
+                                             "--deckhouse-tag", "v1.69.3", "--progress", "json", "--json"])
         #expect(output.status == 0, "\(output.stderrString)")
+        // Events and the result on one stdout: every line is one JSON object, the result last.
+        let lines = output.stdoutString.split(separator: "\n")
+        #expect(lines.allSatisfy { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) is [String: Any] }, "\(output.stdoutString.prefix(2000))")
+        let result = try #require(lines.last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
+        #expect(result["event"] == nil && result["images"] != nil, "\(result)")
         let last = try Self.lastProgress(output)
         #expect(last["totalImages"] ?? 0 > 50)
         #expect(last["images"] == last["totalImages"], "\(last)")
