@@ -53,7 +53,13 @@ public enum BundleError: Error, CustomStringConvertible, Equatable, Sendable {
     public var description: String {
         switch self {
         case let .io(path, operation, code):
-            return "cannot \(operation) \(path): \(String(cString: strerror(code))) (errno \(code))"
+            let what = switch code {
+            case ENOENT: "; check the path"
+            case EACCES, EPERM: "; check that this user may read (and write) it"
+            case ENOTDIR: "; a part of the path is a file, not a directory"
+            default: ""
+            }
+            return "cannot \(operation) \(path): \(String(cString: strerror(code))) (errno \(code))\(what)"
         case let .diskFull(path):
             return "no space left on the device holding \(path): free space (or choose another directory) "
                 + "and run the command again; it resumes where it stopped"

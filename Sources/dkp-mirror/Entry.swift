@@ -41,7 +41,8 @@ struct Entry {
             // The hint right under the line it explains, before the parser's usage text.
             let lines = message.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false)
             var text = "error: \(lines.first ?? "")\n"
-            if let hint = shellEatenConstraintHint(Array(CommandLine.arguments.dropFirst())) { text += "hint: \(hint)\n" }
+            let arguments = Array(CommandLine.arguments.dropFirst())
+            if let hint = shellEatenConstraintHint(arguments) ?? unknownCommandHint(arguments) { text += "hint: \(hint)\n" }
             if lines.count > 1 { text += lines[1] + "\n" }
             FileHandle.standardError.write(Data(text.utf8))
             exit(2)
@@ -94,6 +95,34 @@ func shellEatenConstraintHint(_ arguments: [String]) -> String? {
         }
     }
     return nil
+}
+
+/// `dkp-mirror verfy ...`: the command meant, when the first word is no command but close to one
+/// (at most two letters off).
+func unknownCommandHint(_ arguments: [String]) -> String? {
+    guard let word = arguments.first, !word.hasPrefix("-") else { return nil }
+    let names = DKPMirror.configuration.subcommands.compactMap { $0.configuration.commandName }
+    guard !names.contains(word) else { return nil }
+    let distances = names.map { (name: $0, distance: editDistance(word, $0)) }
+    guard let closest = distances.min(by: { $0.distance < $1.distance }), closest.distance <= 2 else { return nil }
+    return "'\(word)' is no command; did you mean '\(closest.name)'? (dkp-mirror --help lists them)"
+}
+
+/// Levenshtein distance, for the suggestion above.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    guard !a.isEmpty, !b.isEmpty else { return max(a.count, b.count) }
+    var row = Array(0...b.count)
+    for i in 1...a.count {
+        var previous = row[0]
+        row[0] = i
+        for j in 1...b.count {
+            let current = row[j]
+            row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+            previous = current
+        }
+    }
+    return row[b.count]
 }
 
 /// Bad usage found after parsing (a missing password, a malformed target): exit 2.

@@ -164,9 +164,9 @@ struct PullCommand: AsyncParsableCommand {
             selection.deckhouseTag = cluster.tag
             writeErr("cluster runs \(cluster.tag), edition \(cluster.edition) (from \(cluster.editionSource)): pulling \(edition):\(cluster.tag)\n")
         }
-        let directory = try prepareDirectory()
-
         let configuration = try sourceConfiguration(host: edition.host)
+        let (directory, created) = try prepareDirectory()
+
         let client = try RegistryClient(host: edition.host, configuration: configuration)
         let renderer = ProgressRenderer.start(dryRun ? .none : common.progress)
         do {
@@ -209,6 +209,9 @@ struct PullCommand: AsyncParsableCommand {
         } catch {
             renderer.finish(success: false)
             await client.shutdown()
+            // A directory this run made and left empty (the pull failed before writing) goes
+            // again; rmdir leaves anything that holds a file.
+            if created { rmdir(directory) }
             throw error
         }
     }
@@ -323,7 +326,8 @@ struct PullCommand: AsyncParsableCommand {
     }
 
     /// Creates the directory; refuses one holding files that are not a bundle's, unless --force.
-    private func prepareDirectory() throws -> String {
+    /// The bundle directory, and whether this run made it.
+    private func prepareDirectory() throws -> (path: String, created: Bool) {
         let path = (bundleDirectory as NSString).standardizingPath
         let manager = FileManager.default
         var isDirectory: ObjCBool = false
@@ -343,8 +347,9 @@ struct PullCommand: AsyncParsableCommand {
             } catch {
                 throw UsageError("cannot create \(path): \(error.localizedDescription)")
             }
+            return (path, true)
         }
-        return path
+        return (path, false)
     }
 
     static func isBundleFile(_ name: String) -> Bool {

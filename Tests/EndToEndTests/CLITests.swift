@@ -110,6 +110,7 @@ import TestSupport
             (["inspect", "\(source.host)/a/b:v1"], 1, "--insecure"),
             (["inspect", "no-host-here:v1"], 2, "no registry host"),
             (["inspect", "\(source.host)/a/b:v1", "--no-such-flag"], 2, "Unknown option"),
+            (["verfy", "/tmp"], 2, "hint: 'verfy' is no command; did you mean 'verify'?"),
             (["copy", "\(source.host)/a/b:v1", dest, "--dest-login", "rw"], 2, "--dest-login is given but no password"),
             (["copy", "\(source.host)/a/b:v1", dest, "--src-insecure", "--dest-insecure"], 1, "hint: drop --dest-insecure"),
             (["tags", "\(source.host)/a/b:v1", "--insecure"], 2, "drop the tag"),
@@ -140,6 +141,11 @@ import TestSupport
         let both = try await Self.run(["pull", bundle.path, "--source", "\(source.host)/a", "--insecure", "--license", "k", "--source-login", "u"])
         #expect(both.status == 2 && both.stderrString.contains("--license and --source-login/--source-password"), "\(both.stderrString)")
         for output in [envPasswordAlone, emptyStdin, both] { #expect(!output.stderrString.contains("right-one-55")) }
+        // A pull that fails before writing anything leaves no empty bundle directory behind.
+        let fresh = bundle.appendingPathComponent("new-bundle")
+        let noEdition = try await Self.run(["pull", fresh.path, "--source", "\(source.host)/no/edition", "--insecure", "--progress", "none"])
+        #expect(noEdition.status == 1, "\(noEdition.stderrString)")
+        #expect(!FileManager.default.fileExists(atPath: fresh.path), "\(noEdition.stderrString)")
     }
 
     @Test func largeLayerCopyStaysSmallInMemory() async throws {
