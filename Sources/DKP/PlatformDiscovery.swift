@@ -97,7 +97,9 @@ extension EditionDiscovery {
         guard try await client.manifestDescriptor(repository: source.root.repository, reference: tag) != nil else {
             throw DKPError.notFound("\(source):\(wanted) does not exist; \(describe(read.states, await knownVersions(selection)))")
         }
-        let matched = read.states.filter { $0.key.rawValue == wanted || $0.value.version.tag == tag }.map(\.key)
+        // The channels the request names, as d8 matches them: by name, or by the version asked
+        // for (`--deckhouse-tag stable` is stable alone, whatever else shares its version).
+        let matched = read.states.filter { $0.key.rawValue == wanted || $0.value.version.tag == wanted }.map(\.key)
         try checkSuspended(matched, read, selection)
         choice.selected = [tag]
         // The pinned version's channel image answers on every default channel, so a cluster on

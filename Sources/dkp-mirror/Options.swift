@@ -12,7 +12,7 @@ enum ProgressMode: String, ExpressibleByArgument, CaseIterable {
 
 /// Options every command has (cli.md, "Common options").
 struct CommonOptions: ParsableArguments {
-    @Option(name: [.short, .long], help: "Concurrent blob transfers.")
+    @Option(name: [.short, .long], help: "How much runs at once: blob transfers (pull, push, copy), hashing (verify), HEADs (verify --registry: 3, as the cluster checks, unless given).")
     var jobs: Int = 8
 
     @Flag(help: "Print a machine-readable result on stdout.")

@@ -231,6 +231,12 @@ import TestSupport
         // Pinned to the stable version: beta is not part of the pull.
         let pinned = try await PullTests.pull(registry, into: directory, ["--no-security-db", "--deckhouse-tag", "v1.68.4", "--dry-run"])
         #expect(pinned.status == 0, "\(pinned.stderrString)")
+        // Pinned to a channel: that channel alone, as d8 matches it, though beta shares its version...
+        let channelPin = try await PullTests.pull(registry, into: directory, ["--no-security-db", "--deckhouse-tag", "early-access", "--dry-run"])
+        #expect(channelPin.status == 0, "\(channelPin.stderrString)")
+        // ...while the version itself names every channel at it, beta too.
+        let versionPin = try await PullTests.pull(registry, into: directory, ["--no-security-db", "--deckhouse-tag", "v1.69.3", "--dry-run"])
+        #expect(versionPin.status == 1 && versionPin.stderrString.contains("beta"), "\(versionPin.stderrString)")
         let ignored = try await PullTests.pull(registry, into: directory, ["--no-security-db", "--ignore-suspend"])
         #expect(ignored.status == 0, "\(ignored.stderrString)")
         let entries = try await Self.entries(directory)
