@@ -61,12 +61,7 @@ public struct BundleVerifier: Sendable {
 
         // Structure: every reference's manifest tree is complete.
         var references = 0
-        var warnings: [String] = []
-        if !FileManager.default.fileExists(atPath: directory + "/SHA256SUMS") && gosts.expected.isEmpty {
-            // Every blob is still checked against its digest; what cannot be seen is a whole tar gone.
-            warnings.append("the bundle has no SHA256SUMS (nor .gostsum files): whole files are not checked, "
-                            + "so a tar missing from the copy goes unseen; copy SHA256SUMS along with the tars")
-        }
+        var warnings = noListsWarning(gostsums: gosts.expected).map { [$0] } ?? []
         var wanted: [(layout: BundleIndex.Layout, location: BlobLocation)] = []
         let leftOut = LeftOutTally(directory: directory)
         for layout in bundle.layouts {

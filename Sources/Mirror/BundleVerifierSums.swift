@@ -28,6 +28,14 @@ extension BundleVerifier {
         return (expected, problems)
     }
 
+    /// Without SHA256SUMS or `.gostsum` files every blob is still checked against its digest;
+    /// what cannot be seen is a whole tar gone, which the operator is told.
+    func noListsWarning(gostsums: [String: String]) -> String? {
+        guard !FileManager.default.fileExists(atPath: directory + "/SHA256SUMS"), gostsums.isEmpty else { return nil }
+        return "the bundle has no SHA256SUMS (nor .gostsum files): whole files are not checked, "
+            + "so a tar missing from the copy goes unseen; copy SHA256SUMS along with the tars"
+    }
+
     /// With a SHA256SUMS, every tar file (or chunk) of the bundle it does not list: the file is
     /// not of the pull that wrote SHA256SUMS (another pull's, or put there by hand).
     func unlistedFileProblems(listed: [String: String]) -> [VerifyProblem] {
