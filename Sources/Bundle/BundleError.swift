@@ -49,6 +49,8 @@ public enum BundleError: Error, CustomStringConvertible, Equatable, Sendable {
     case unsafeEntryName(tar: String, name: String, reason: String)
     /// Two tars of the bundle hold the layout of the same repository path.
     case duplicateLayout(path: String, tars: [String])
+    /// Several tars that cannot be read, each with its own error: all are named at once.
+    indirect case severalTars([BundleError])
 
     public var description: String {
         switch self {
@@ -117,6 +119,8 @@ public enum BundleError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .duplicateLayout(path, tars):
             return "the repository '\(path.isEmpty ? "/" : path)' is in more than one tar (\(tars.joined(separator: ", "))): "
                 + "the bundle mixes files of different pulls; keep one of them"
+        case let .severalTars(errors):
+            return "\(errors.count) tars of the bundle cannot be read:\n" + errors.map { "  \($0)" }.joined(separator: "\n")
         }
     }
 

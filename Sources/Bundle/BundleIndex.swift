@@ -334,6 +334,8 @@ extension BundleError {
         case .corrupt, .missingChunk, .noTars, .unfinishedTar, .conflictingTarFiles, .missingOCILayout,
             .missingLayoutIndex, .unsafeEntryName, .duplicateLayout:
             return true
+        case let .severalTars(errors):
+            return errors.allSatisfy(\.isBadInput)
         case let .io(_, _, code):
             return code == ENOENT || code == ENOTDIR || code == EACCES || code == EPERM || code == EISDIR
                 || code == ELOOP || code == ENAMETOOLONG

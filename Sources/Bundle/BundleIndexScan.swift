@@ -31,11 +31,18 @@ enum TarScanner {
             do throws(BundleError) { result = .success(try scan(tars[i])) } catch { result = .failure(error) }
             results.withLock { $0[i] = result }
         }
+        // Every tar that cannot be read is named, not just the first: an operator fixes the copy once.
         var scanned = [Scanned]()
+        var failures = [BundleError]()
         for (tar, result) in zip(tars, results.withLock { $0 }) {
-            guard let result else { throw .corrupt(file: tar.name, detail: "the tar was not indexed") }
-            scanned.append(try result.get())
+            switch result {
+            case let .success(found)?: scanned.append(found)
+            case let .failure(error)?: failures.append(error)
+            case nil: failures.append(.corrupt(file: tar.name, detail: "the tar was not indexed"))
+            }
         }
+        if failures.count == 1 { throw failures[0] }
+        if failures.count > 1 { throw .severalTars(failures) }
         return scanned
     }
 

@@ -420,6 +420,25 @@ struct BundleIndexTests {
         }
     }
 
+    /// Two damaged tars are named together, so one more copy fixes both.
+    @Test func everyUnreadableTarIsNamedAtOnce() throws {
+        let dir = try scratch()
+        defer { TarTestTools.cleanup(dir) }
+        let module = try F.writeTar(dir, "module-x.tar", F.module("x", root: "modules/x"))
+        let platform = try F.writeTar(dir, "platform.tar", F.platform())
+        try TarTestTools.write(dir + "/module-x.tar", Array(module[0..<(module.count / 2)]))
+        try TarTestTools.write(dir + "/platform.tar", Array(platform[0..<700]))
+        expectOpenFails(dir) { error in
+            guard case let .severalTars(errors) = error, errors.count == 2 else { return false }
+            let files = errors.compactMap { error -> String? in
+                if case let .corrupt(file, _) = error { return file }
+                return nil
+            }
+            return files == [dir + "/module-x.tar", dir + "/platform.tar"]
+                && error.description.hasPrefix("2 tars of the bundle cannot be read:\n  ")
+        }
+    }
+
     @Test func layoutWithoutOCILayoutFile() throws {
         let dir = try scratch()
         defer { TarTestTools.cleanup(dir) }
