@@ -101,9 +101,10 @@ struct InventoryCommand: AsyncParsableCommand {
             writeErr("warning: \(target.name) holds no images: is the path right (as given to push)?\n")
         }
         try result.inventory.write(to: output)
+        // The repositories that hold images, as the file lists them (and `--check` counts them);
+        // an empty one the walk visited is not one.
         var summary = summary(result.inventory, file: output)
         summary.walk = result.walk.rawValue
-        summary.repositories = result.repositories
         summary.warnings = result.warnings
         return summary
     }
@@ -118,9 +119,7 @@ struct InventoryCommand: AsyncParsableCommand {
             throw UsageError("\(error)")
         }
         try inventory.write(to: output)
-        var summary = summary(inventory, file: output)
-        summary.repositories = index.layouts.count
-        return summary
+        return summary(inventory, file: output)
     }
 
     private func summary(_ inventory: Inventory, file: String) -> Summary {
