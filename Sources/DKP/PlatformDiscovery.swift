@@ -120,14 +120,14 @@ extension EditionDiscovery {
         return choice
     }
 
-    /// A range: the channels' versions and, with `--include-platform` or `--since-version`, the
-    /// latest patch of each minor in between.
     /// The versions `release-channel` has tags for, for a message: none where it cannot be listed.
     private func knownVersions(_ selection: PullSelection) async -> [Version] {
         guard !selection.proxyRegistry else { return [] }
         return ((try? await client.tags(repository: source.repository("release-channel"))) ?? []).compactMap(Version.init(tag:))
     }
 
+    /// A range: the channels' versions and, with `--include-platform` or `--since-version`, the
+    /// latest patch of each minor in between.
     private func chooseRange(_ selection: PullSelection, _ read: ChannelRead, known: [Version]) async throws -> PlatformChoice {
         let channelRepository = source.repository("release-channel")
         var choice = PlatformChoice()
