@@ -6,6 +6,7 @@
 #
 #   scripts/ingress.sh start DIR --upstream URL [--request-buffering on|off]
 #                                [--response-buffering on|off] [--no-http2] [--forbid-manifest-head]
+#                                [--manifest-head-status CODE] [--no-forwarded-proto]
 #       URL: http://HOST:PORT or https://HOST:PORT (the upstream's certificate is not checked).
 #       Request buffering on (nginx's and ingress-nginx's default) reads a whole request body
 #       into DIR/tmp before it sends any of it upstream; response buffering is off by default,
@@ -13,7 +14,10 @@
 #       DIR/access.log ("METHOD URI STATUS BYTES-RECEIVED"), errors in DIR/error.log, pid in
 #       DIR/pid. Prints PORT=, HOST=, URL=, CA=, PID= on stdout. --forbid-manifest-head answers
 #       every HEAD of a manifest with 403, as some registries answer a push-only user (JFrog,
-#       RTFACT-13797), while a GET or PUT of it goes through.
+#       RTFACT-13797), while a GET or PUT of it goes through; --manifest-head-status CODE answers
+#       them with CODE instead (405: a registry that does not take HEAD). --no-forwarded-proto leaves out
+#       X-Forwarded-Proto, so a plain-HTTP registry behind it builds http:// upload URLs (a
+#       TLS-terminating proxy that does not tell the registry it is reached over HTTPS).
 #   scripts/ingress.sh stop DIR
 #       TERM (then KILL) the nginx of DIR; fine if it is not running.
 #
@@ -26,14 +30,15 @@ die() { echo "ingress.sh: $*" >&2; exit 1; }
 source "$(dirname "${BASH_SOURCE[0]}")/service-lib.sh"
 
 write_config() {
-    local dir=$1 port=$2 upstream=$3 request_buffering=$4 response_buffering=$5 http2=$6 forbid_head=$7
-    local listen="listen 127.0.0.1:$port ssl" refusal=""
+    local dir=$1 port=$2 upstream=$3 request_buffering=$4 response_buffering=$5 http2=$6 manifest_head_status=$7 forwarded_proto=$8
+    local listen="listen 127.0.0.1:$port ssl" refusal="" proto_header='proxy_set_header X-Forwarded-Proto $scheme;'
+    [[ $forwarded_proto == on ]] || proto_header=""
     [[ $http2 == on ]] && listen+=" http2"
-    if [[ $forbid_head == on ]]; then
+    if [[ $manifest_head_status != off ]]; then
         refusal='set $refuse "";
         if ($request_method = HEAD) { set $refuse "head"; }
         if ($uri !~ "/manifests/") { set $refuse ""; }
-        if ($refuse = head) { return 403; }'
+        if ($refuse = head) { return '"$manifest_head_status"'; }'
     fi
     cat >"$dir/nginx.conf" <<EOF
 daemon off;
@@ -66,7 +71,7 @@ http {
             proxy_pass $upstream;
             proxy_ssl_verify off;
             proxy_set_header Host \$http_host;
-            proxy_set_header X-Forwarded-Proto \$scheme;
+            ${proto_header}
             proxy_set_header X-Forwarded-For \$remote_addr;
             proxy_set_header Connection "";
         }
@@ -76,8 +81,8 @@ EOF
 }
 
 cmd_start() {
-    [[ $# -ge 1 ]] || die "usage: ingress.sh start DIR --upstream URL [--request-buffering on|off] [--response-buffering on|off] [--no-http2] [--forbid-manifest-head]"
-    local dir=$1 upstream="" request_buffering=on response_buffering=off http2=on forbid_head=off port attempt i
+    [[ $# -ge 1 ]] || die "usage: ingress.sh start DIR --upstream URL [--request-buffering on|off] [--response-buffering on|off] [--no-http2] [--forbid-manifest-head] [--manifest-head-status CODE] [--no-forwarded-proto]"
+    local dir=$1 upstream="" request_buffering=on response_buffering=off http2=on manifest_head_status=off forwarded_proto=on port attempt i
     shift
     while [[ $# -gt 0 ]]; do
         case $1 in
@@ -85,7 +90,9 @@ cmd_start() {
             --request-buffering) [[ $# -ge 2 && $2 =~ ^(on|off)$ ]] || die "--request-buffering takes on or off"; request_buffering=$2; shift 2 ;;
             --response-buffering) [[ $# -ge 2 && $2 =~ ^(on|off)$ ]] || die "--response-buffering takes on or off"; response_buffering=$2; shift 2 ;;
             --no-http2) http2=off; shift ;;
-            --forbid-manifest-head) forbid_head=on; shift ;;
+            --forbid-manifest-head) manifest_head_status=403; shift ;;
+            --manifest-head-status) [[ $# -ge 2 && $2 =~ ^[1-5][0-9][0-9]$ ]] || die "--manifest-head-status takes an HTTP status"; manifest_head_status=$2; shift 2 ;;
+            --no-forwarded-proto) forwarded_proto=off; shift ;;
             *) die "unknown option $1" ;;
         esac
     done
@@ -96,7 +103,7 @@ cmd_start() {
     [[ -f $dir/server.pem ]] || make_tls "$dir"
     for attempt in 1 2 3 4 5; do
         port=$(pick_port)
-        write_config "$dir" "$port" "$upstream" "$request_buffering" "$response_buffering" "$http2" "$forbid_head"
+        write_config "$dir" "$port" "$upstream" "$request_buffering" "$response_buffering" "$http2" "$manifest_head_status" "$forwarded_proto"
         : >"$dir/access.log"
         # -e: the error log from the first line on (not the compiled-in /var/log/nginx).
         if launch_listening nginx "$dir" "$port" "$NGINX_BIN" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"; then
@@ -117,5 +124,5 @@ cmd_start() {
 case ${1:-} in
     start) shift; cmd_start "$@" ;;
     stop) [[ $# -ge 2 ]] || die "usage: ingress.sh stop DIR"; stop_pid_file "$2/pid" ;;
-    *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

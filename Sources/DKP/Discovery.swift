@@ -124,6 +124,8 @@ public struct DiscoveredEdition: Sendable {
     public var notes: [String] = []
     /// Release data of each platform version of a range pull (empty for a pinned pull).
     public var releases: [ReleaseData] = []
+    /// `REPOSITORY:CHANNEL` -> the digest discovery read there: the plan fetches these (see `ChannelPins`).
+    public var channelDigests: [String: Digest] = [:]
 
     /// Adds what another phase of discovery found, after what this one holds.
     mutating func merge(_ other: DiscoveredEdition) {
@@ -150,6 +152,8 @@ public struct EditionDiscovery: Sendable {
     public let concurrency: Int
     /// Where modules live in the source, relative to `<E>` (`--modules-path-suffix`, `/` for `<E>` itself).
     public let modulesPathSuffix: String
+    /// What `readChannels` read, shared by every copy of this value.
+    let channelPins = ChannelPins()
 
     /// The security databases and the tags d8 pulls.
     public static let securityDatabases: [(name: String, tag: String)] = [
@@ -219,6 +223,7 @@ public struct EditionDiscovery: Sendable {
             result.images += found
             result.vexImages = found.count
         }
+        result.channelDigests = channelPins.all
         return result
     }
 

@@ -89,7 +89,7 @@ extension EditionDiscovery {
         // Only exact pins take no channel images from the source (d8): the pins are the channels.
         var read = ChannelRead()
         if !exactOnly {
-            read = try await readChannels(repository: sourceRepository(channelLayout))
+            read = try await readChannels(repository: sourceRepository(channelLayout), prerelease: true)
             if let (channel, failure) = read.failures.sorted(by: { $0.key.rawValue < $1.key.rawValue }).first {
                 throw DKPError.invalidSource("\(name) channel \(channel.rawValue): \(failure)")
             }
@@ -98,7 +98,7 @@ extension EditionDiscovery {
         }
         // Every channel's version, whatever the constraint (d8 pulls them "in addition"), then
         // the latest patch per minor of what matches a range, then the pins.
-        var tags = Set(read.states.values.map(\.version.tag))
+        var tags = Set(read.states.values.map(\.version.releaseTag))
         if let constraint, !exactOnly {
             let mainRepository = sourceRepository(base)
             let candidates = selection.proxyRegistry

@@ -2,6 +2,7 @@ import BoundedPool
 import Foundation
 import OCI
 import Registry
+import Synchronization
 import Version
 
 /// What a channel image's `version.json` says.
@@ -17,6 +18,19 @@ struct ChannelRead: Sendable {
     var failures: [ReleaseChannel: String] = [:]
 
     var hasLTS: Bool { states[.lts] != nil }
+}
+
+/// The digest of each channel tag discovery read (`REPOSITORY:CHANNEL` -> manifest digest), so
+/// the plan fetches what was read: a channel moved by a release between the two would
+/// otherwise give a bundle whose channel names a version whose images it does not hold.
+final class ChannelPins: Sendable {
+    private let pins = Mutex<[String: Digest]>([:])
+
+    func record(repository: String, tag: String, digest: Digest) {
+        pins.withLock { $0["\(repository):\(tag)"] = digest }
+    }
+
+    var all: [String: Digest] { pins.withLock { $0 } }
 }
 
 extension EditionDiscovery {
@@ -243,8 +257,10 @@ extension EditionDiscovery {
     }
 
     /// `version.json` of every channel image in `repository` (`lts` included; channels that do not
-    /// exist are left out, channels that cannot be read are failures).
-    func readChannels(repository: String) async throws -> ChannelRead {
+    /// exist are left out, channels that cannot be read are failures). With `prerelease`, a
+    /// version may be a release candidate (`v1.3.0-rc.1`, as a module's channel may name; d8
+    /// takes it as written); the platform's are `vX.Y.Z`.
+    func readChannels(repository: String, prerelease: Bool = false) async throws -> ChannelRead {
         let pairs = try await concurrentMap(ReleaseChannel.allCases, limit: concurrency) { channel -> (ReleaseChannel, Result<ChannelState, DKPError>?) in
             // The manifest's GET answers whether the channel exists: no HEAD before it (one round
             // trip less before the first blob byte).
@@ -262,9 +278,11 @@ extension EditionDiscovery {
             guard let file = try? JSONDecoder().decode(ChannelVersionFile.self, from: Data(bytes)) else {
                 return (channel, .failure(.invalidSource("\(what): version.json is not {\"version\": \"vX.Y.Z\", ...}")))
             }
-            guard let version = Version(tag: file.version.hasPrefix("v") ? file.version : "v" + file.version) else {
-                return (channel, .failure(.invalidSource("\(what): version.json says version \"\(file.version)\", which is not vX.Y.Z")))
+            let written = file.version.hasPrefix("v") ? file.version : "v" + file.version
+            guard let version = prerelease ? Version(releaseTag: written) : Version(tag: written) else {
+                return (channel, .failure(.invalidSource("\(what): version.json says version \"\(file.version)\", which is not vX.Y.Z\(prerelease ? " or vX.Y.Z-PRE" : "")")))
             }
+            channelPins.record(repository: repository, tag: channel.rawValue, digest: manifest.digest)
             return (channel, .success(ChannelState(version: version, suspended: file.suspend ?? false)))
         }
         var read = ChannelRead()

@@ -82,13 +82,15 @@ public struct BundlePuller: Sendable {
     // MARK: plan
 
     /// With `against` (`pull --against`), a blob that inventory lists is left out of the tars
-    /// (manifests never are): see `DifferentialBundle`.
-    public func plan(_ images: [BundleImage], against: AgainstInventories? = nil) async throws -> BundlePlan {
+    /// (manifests never are): see `DifferentialBundle`. `pinned` (`REPOSITORY:TAG` -> digest,
+    /// discovery's `channelDigests`) names tags fetched by the digest discovery read there.
+    public func plan(_ images: [BundleImage], against: AgainstInventories? = nil,
+                     pinned: [String: Digest] = [:]) async throws -> BundlePlan {
         var leftOut = against.map { LeftOutPlan(against: $0.description) }
         // Fetch each distinct (repository, reference) once; aliases share their target's fetch.
         let keys = Array(Set(images.map { ManifestKey(repository: $0.repository, reference: $0.reference) })).sorted()
         let spool = try ManifestSpool()
-        var (fetched, descriptors) = try await concurrentFetch(keys, spool: spool)
+        var (fetched, descriptors) = try await concurrentFetch(keys, spool: spool, pinned: pinned)
 
         var byTar: [String: [String: LayoutContent]] = [:]
         // Each layout's reference list made at its final size: grown by doubling, the old and
@@ -163,14 +165,15 @@ public struct BundlePuller: Sendable {
 
     /// Every tree, and one descriptor for each blob the trees use: thousands of images share
     /// one config and base layer, and each parsed copy of their descriptors had its own strings.
-    private func concurrentFetch(_ keys: [ManifestKey], spool: ManifestSpool) async throws -> ([ManifestKey: ManifestTree], [Digest: Descriptor]) {
+    private func concurrentFetch(_ keys: [ManifestKey], spool: ManifestSpool,
+                                 pinned: [String: Digest]) async throws -> ([ManifestKey: ManifestTree], [Digest: Descriptor]) {
         var result: [ManifestKey: ManifestTree] = [:]
         result.reserveCapacity(keys.count)
         var descriptors: [Digest: Descriptor] = [:]
         var mediaTypes: Set<MediaType> = []
         // Images built on the same config and layers have equal lists: one buffer for all of them.
         var blobLists: Set<[Digest]> = []
-        try await forEachConcurrently(keys, limit: jobs, { key in try await self.fetchTree(key, spool: spool) }) { key, fetched, blobs in
+        try await forEachConcurrently(keys, limit: jobs, { key in try await self.fetchTree(key, spool: spool, pinned: pinned) }) { key, fetched, blobs in
             for blob in blobs where descriptors[blob.digest] == nil { descriptors[blob.digest] = blob }
             // The tree keeps the table's copies of its strings, not its own.
             var tree = fetched
@@ -182,8 +185,10 @@ public struct BundlePuller: Sendable {
     }
 
     /// A manifest with, for an index, every child manifest (recursively).
-    private func fetchTree(_ key: ManifestKey, spool: ManifestSpool) async throws -> (ManifestKey, ManifestTree, [Descriptor]) {
-        let top = try await client.manifest(repository: key.repository, reference: key.reference)
+    private func fetchTree(_ key: ManifestKey, spool: ManifestSpool,
+                           pinned: [String: Digest]) async throws -> (ManifestKey, ManifestTree, [Descriptor]) {
+        let reference = pinned["\(key.repository):\(key.reference)"]?.string ?? key.reference
+        let top = try await client.manifest(repository: key.repository, reference: reference)
         var all = [top]
         var queue = [top]
         while let manifest = queue.popLast() {

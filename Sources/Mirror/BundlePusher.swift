@@ -156,6 +156,7 @@ public struct BundlePusher: Sendable {
         let damagedCopies = Mutex<[String]>([])
         let counts = Mutex<(uploaded: Int, mounted: Int, present: Int)>((0, 0, 0))
         let lacked = Mutex<Set<String>>([])  // "repository@digest" of blobs a lookup found missing
+        let refused = Mutex<[String: String]>([:])  // "repository@digest" -> why the registry refused the blob there
         // A differential bundle: refused here, before any upload or manifest, when the target lacks a left-out blob.
         let leftOut = try await completeLeftOut(plan)
         failed.withLock { $0.merge(leftOut.failed) { a, _ in a } }
@@ -167,6 +168,8 @@ public struct BundlePusher: Sendable {
             do {
                 let outcome = try await Self.pushBlob(blob, client: client, progress: progress, lacked: { repository in
                     lacked.withLock { _ = $0.insert("\(repository)@\(blob.digest)") }
+                }, refused: { repository, reason in
+                    refused.withLock { $0["\(repository)@\(blob.digest)"] = reason }
                 }) { line in
                     damagedCopies.withLock { $0.append(line) }
                 }
@@ -181,7 +184,8 @@ public struct BundlePusher: Sendable {
                 progress.blobDone(digest: blob.digest.string, bytes: blob.descriptor.size, transferred: false)
             }
         }
-        let manifests = try await pushManifests(plan.manifests, brokenBlobs: failed.withLock { $0 }, lacked: lacked.withLock { $0 })
+        let manifests = try await pushManifests(plan.manifests, brokenBlobs: failed.withLock { $0 }, lacked: lacked.withLock { $0 },
+                                                refusedBlobs: refused.withLock { $0 })
         let failures = plan.problems + manifests.failures
         let snapshot = progress.snapshot
         let seconds = progress.elapsed.inSeconds
@@ -209,9 +213,10 @@ public struct BundlePusher: Sendable {
     /// from its repository (`lacked`, "repository@digest"), or this push has just put a child of
     /// it or, for a tag, the manifest itself there. That trusts that a registry holding a
     /// manifest holds its blobs in that repository; where it does not (a blob deleted through
-    /// the API), the manifest's same bytes are put again.
+    /// the API), the manifest's same bytes are put again. `refusedBlobs` ("repository@digest"
+    /// -> why) holds back the manifests of that repository that need the blob.
     func pushManifests(_ manifests: [ManifestPut], brokenBlobs: [Digest: String],
-                       lacked: Set<String> = []) async throws -> (failures: [String], present: Int) {
+                       lacked: Set<String> = [], refusedBlobs: [String: String] = [:]) async throws -> (failures: [String], present: Int) {
         struct State { var broken: [String: String] = [:]; var failures: [String] = []; var present = 0; var put = Set<String>() }
         let state = Mutex(State())
         let client = self.client
@@ -221,7 +226,7 @@ public struct BundlePusher: Sendable {
             try await forEachConcurrently(stage, limit: jobs) { put in
                 let key = "\(put.repository)@\(put.digest)"
                 let held = state.withLock { state -> String? in
-                    if let reason = put.blobs.compactMap({ brokenBlobs[$0] }).first { return reason }
+                    if let reason = put.blobs.compactMap({ brokenBlobs[$0] ?? refusedBlobs["\(put.repository)@\($0)"] }).first { return reason }
                     let broken = state.broken
                     return put.children.compactMap { broken["\(put.repository)@\($0)"] }.first ?? broken[key]
                 }
@@ -283,38 +288,45 @@ public struct BundlePusher: Sendable {
     /// every other repository gets it by a cross-repository mount, which sends no bytes. The
     /// upload reads the blob's first copy; a copy whose bytes fail the digest is reported
     /// through `damaged` and the next is read, until one is intact (else it throws).
-    /// `lacked` hears of each repository a lookup found without the blob.
+    /// `lacked` hears of each repository a lookup found without the blob; `refused`, of each
+    /// repository that refused it by its own rules (a 4xx: a name it does not take, a path the
+    /// user may not write), which fails that repository's images only.
     static func pushBlob(_ blob: BlobPush, client: RegistryClient, progress: TransferProgress,
                          lacked: @Sendable (String) -> Void = { _ in },
+                         refused: @Sendable (_ repository: String, _ reason: String) -> Void = { _, _ in },
                          damaged: @Sendable (String) -> Void) async throws -> (uploaded: Int, mounted: Int, present: Int) {
         var source: String?
         var result = (uploaded: 0, mounted: 0, present: 0)
         var transferred = false
         var intactCopy = 0  // a copy found damaged is neither read nor reported again for the next repository
         for repository in blob.repositories {
-            // Once this push has uploaded the blob, the registry lacked it: the other
-            // repositories are asked for a mount at once (one request less for each on a fresh
-            // registry); only a refused mount is followed by a lookup. A re-push only looks.
-            if transferred, let from = source, try await client.mountBlob(repository: repository, digest: blob.digest, from: from) {
-                result.mounted += 1
-                continue
+            do {
+                // Once this push has uploaded the blob, the registry lacked it: the other
+                // repositories are asked for a mount at once (one request less for each on a fresh
+                // registry); only a refused mount is followed by a lookup. A re-push only looks.
+                if transferred, let from = source, try await client.mountBlob(repository: repository, digest: blob.digest, from: from) {
+                    result.mounted += 1
+                    continue
+                }
+                if try await client.blobSize(repository: repository, digest: blob.digest) != nil {
+                    result.present += 1
+                    source = source ?? repository
+                    continue
+                }
+                lacked(repository)
+                if !transferred, let from = source, try await client.mountBlob(repository: repository, digest: blob.digest, from: from) {
+                    result.mounted += 1
+                    continue
+                }
+                // The registry refused the mount: these bytes go a second time, and the total says so.
+                if transferred { progress.plan(blobs: 0, bytes: blob.descriptor.size, images: 0) }
+                intactCopy = try await uploadIntactCopy(blob, from: intactCopy, to: repository, client: client, progress: progress, damaged: damaged)
+                result.uploaded += 1
+                transferred = true
+                source = repository
+            } catch let error as RegistryError where refusesOnlyThis(error) {
+                refused(repository, "the registry refused blob \(blob.digest) in \(repository): \(error.failure)")
             }
-            if try await client.blobSize(repository: repository, digest: blob.digest) != nil {
-                result.present += 1
-                source = source ?? repository
-                continue
-            }
-            lacked(repository)
-            if !transferred, let from = source, try await client.mountBlob(repository: repository, digest: blob.digest, from: from) {
-                result.mounted += 1
-                continue
-            }
-            // The registry refused the mount: these bytes go a second time, and the total says so.
-            if transferred { progress.plan(blobs: 0, bytes: blob.descriptor.size, images: 0) }
-            intactCopy = try await uploadIntactCopy(blob, from: intactCopy, to: repository, client: client, progress: progress, damaged: damaged)
-            result.uploaded += 1
-            transferred = true
-            source = repository
         }
         progress.blobDone(digest: blob.digest.string, bytes: blob.descriptor.size, transferred: transferred)
         return result

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Network
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// An access scope for a Bearer token: `repository:<name>:<actions>`.
@@ -34,21 +35,19 @@ actor Authenticator {
     private let host: String
     private let credential: Credential?
     private let configuration: RegistryConfiguration
-    private let clients: HTTPClients
+    private let tokenService: TokenService
     private var method = Method.unknown
     private var tokens: [String: Token] = [:]
     private var pending: [String: Task<Token, Error>] = [:]
     /// The scope the registry named in its last challenge, used when a request names none (the ping).
     private var challengeScopes: [String] = []
 
-    /// Largest token response read (tokens are small; a huge answer is refused).
-    static let maxTokenResponse = 1 << 20
-
-    init(host: String, configuration: RegistryConfiguration, clients: HTTPClients) {
+    init(host: String, configuration: RegistryConfiguration, clients: HTTPClients,
+         statistics: NIOLockedValueBox<TransferStatistics>) {
         self.host = host
         self.credential = configuration.credential
         self.configuration = configuration
-        self.clients = clients
+        self.tokenService = TokenService(host: host, configuration: configuration, clients: clients, statistics: statistics)
     }
 
     /// The `Authorization` value to send for a request needing `scopes`, or nil when none is known to be needed yet.
@@ -87,8 +86,20 @@ actor Authenticator {
     }
 
     /// The error for a request that stays unauthorized after authenticating once more.
-    func finalUnauthorized(header: String?, sentAuthorization: String? = nil) -> RegistryError {
+    /// `registryDetail` is the registry's own message (Harbor's names the repository and the
+    /// action it refused), `scopes` what the token was asked for.
+    func finalUnauthorized(header: String?, sentAuthorization: String? = nil,
+                           registryDetail: String = "", scopes: [Scope] = []) -> RegistryError {
         if sentAuthorization?.hasPrefix("Basic ") == true { return unauthorized(detail: "wrong username or password") }
+        if let credential, sentAuthorization?.hasPrefix("Bearer ") == true, let scope = scopes.first {
+            // The token service took the credentials; the token it gave does not cover the request.
+            let message = registryDetail.isEmpty ? "" : ": \(registryDetail)"
+            let actions = scope.actions.joined(separator: " and ")
+            return .unauthorized(host: host, user: credential.username,
+                                 detail: "the token service accepted them, but the registry refuses the token for \(actions) on \(scope.repository)\(message)",
+                                 hint: "give user '\(credential.username)' \(actions) rights on \(scope.repository)"
+                                     + (scope.actions.contains("push") ? " (on Harbor the project must exist and the user or robot account needs push to it)" : ""))
+        }
         let challenge = AuthChallenge.parse(header ?? "").first
         if let error = challenge?.parameters["error"] {
             return unauthorized(detail: error == "insufficient_scope" ? "no access to the requested repository" : error)
@@ -97,11 +108,15 @@ actor Authenticator {
     }
 
     func unauthorized(detail: String) -> RegistryError {
+        .unauthorized(host: host, user: credential?.username, detail: detail, hint: Self.credentialHint(configuration))
+    }
+
+    /// What to do about credentials the registry or its token service refused.
+    static func credentialHint(_ configuration: RegistryConfiguration) -> String {
         let names = configuration.optionNames
-        let hint = credential == nil
+        return configuration.credential == nil
             ? "pass \(names.login) and \(names.password) (or log in with docker)"
             : "check \(names.login) and \(names.password)"
-        return .unauthorized(host: host, user: credential?.username, detail: detail, hint: hint)
     }
 
     private static func key(_ scopes: [String]) -> String { scopes.sorted().joined(separator: " ") }
@@ -122,56 +137,7 @@ actor Authenticator {
     }
 
     private func fetchToken(realm: String, service: String?, scopes: [String]) async throws -> Token {
-        guard var components = URLComponents(string: realm), components.scheme != nil else {
-            throw RegistryError.invalidResponse(what: "the token service of \(host)", detail: "unusable realm URL in the challenge")
-        }
-        var query = components.queryItems ?? []
-        if let service { query.append(URLQueryItem(name: "service", value: service)) }
-        for scope in scopes { query.append(URLQueryItem(name: "scope", value: scope)) }
-        components.queryItems = query.isEmpty ? nil : query
-        // '+' in a scope would read as a space on the server side.
-        components.percentEncodedQuery = components.percentEncodedQuery?.replacingOccurrences(of: "+", with: "%2B")
-        guard let url = components.string else {
-            throw RegistryError.invalidResponse(what: "the token service of \(host)", detail: "unusable realm URL")
-        }
-        var request = HTTPClientRequest(url: url)
-        request.headers.add(name: "User-Agent", value: Transport.userAgent)
-        if let credential { request.headers.add(name: "Authorization", value: credential.basicAuthorization) }
-
-        let response: HTTPClientResponse
-        do {
-            response = try await clients.client(for: url).execute(request, deadline: .now() + .seconds(Int64(configuration.idleTimeout.components.seconds) * 2))
-        } catch {
-            throw Transport.classify(error, host: components.host ?? host, configuration: configuration, proxy: clients.proxy(for: url)).error
-        }
-        let body: ByteBuffer
-        do {
-            body = try await response.body.collect(upTo: Self.maxTokenResponse)
-        } catch is NIOTooManyBytesError {
-            throw RegistryError.tooLarge(what: "the token response of \(host)", limit: Self.maxTokenResponse)
-        } catch {
-            throw Transport.classify(error, host: components.host ?? host, configuration: configuration).error
-        }
-        switch response.status.code {
-        case 200:
-            break
-        case 401, 403:
-            throw unauthorized(detail: "the token service answered \(response.status.code)")
-        default:
-            throw RegistryError.http(method: "GET", url: Transport.redact(url), status: Int(response.status.code),
-                                     detail: Transport.errorDetail(body))
-        }
-        struct Reply: Decodable {
-            var token: String?
-            var access_token: String?
-            var expires_in: Int?
-        }
-        guard let reply = try? JSONDecoder().decode(Reply.self, from: Data(body.readableBytesView)),
-              let value = reply.token ?? reply.access_token, !value.isEmpty else {
-            throw RegistryError.invalidResponse(what: "the token service of \(host)", detail: "no token in the answer")
-        }
-        // Refresh a little early; the spec's default lifetime is 60 seconds.
-        let lifetime = max(1, (reply.expires_in ?? 60) - 10)
-        return Token(value: value, expires: .now + .seconds(lifetime))
+        let granted = try await tokenService.fetch(realm: realm, service: service, scopes: scopes)
+        return Token(value: granted.value, expires: .now + granted.lifetime)
     }
 }

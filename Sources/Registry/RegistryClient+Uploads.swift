@@ -25,10 +25,13 @@ extension RegistryClient {
                 do {
                     return try await uploadOnce(repository: repository, descriptor: descriptor, mountFrom: mountFrom, content: content)
                 } catch {
-                    let failure = Transport.classify(error, host: host, configuration: configuration)
+                    // A session the registry no longer knows (404 BLOB_UPLOAD_UNKNOWN: it restarted,
+                    // or purged it) is started afresh; any other failure as its category says.
+                    let failure = (error as? UploadSessionLost).map { (error: $0.error, retriable: true) }
+                        ?? Transport.classify(error, host: host, configuration: configuration)
                     guard failure.retriable, let retry = budget.retry() else { throw failure.error }
                     configuration.logger.info("upload of \(descriptor.digest) to \(host)/\(repository): \(Transport.brief(failure.error)); starting it again (\(budget.describe(retry)))")
-                    try await transport.backoff(attempt: retry, retryAfter: nil)
+                    try await transport.backoff(attempt: retry, retryAfter: budget.takeServerDelay())
                 }
             }
         }
@@ -112,9 +115,29 @@ extension RegistryClient {
                 await cancelUpload(session: session, repository: repository, retryable: false)
                 throw failure
             }
+            // The bytes may have landed even though the answer did not: a closing PUT whose
+            // commit outlasted a timeout (an Ingress's 504, ours), or one retried after the
+            // registry had committed it and dropped the session (404). Ask before starting over.
+            if !(error is CancellationError), await isStored(descriptor, in: repository) { return .uploaded }
+            if case RegistryError.notFound = error { throw UploadSessionLost(error: error) }
             throw error
         }
     }
+
+    /// Whether `repository` holds the blob, at its size; false when that cannot be told. One
+    /// request, not retried: the upload's own loop decides what happens next.
+    private func isStored(_ descriptor: Descriptor, in repository: String) async -> Bool {
+        let response = try? await transport.execute(
+            RegistryOperation(.HEAD, "\(base)/v2/\(Self.escaped(repository))/blobs/\(descriptor.digest)", scopes: [.push(repository)],
+                              retryable: false, expecting: [200, 404], what: "blob \(descriptor.digest) in \(host)/\(repository)",
+                              repository: repository, action: "push"))
+        return response?.status == 200 && response?.contentLength == descriptor.size
+    }
+}
+
+/// An upload session's URL answered 404: the registry dropped the session.
+struct UploadSessionLost: Error {
+    var error: Error
 }
 
 /// The bytes of one blob into an open upload session: one PUT, one streamed PATCH and a PUT,

@@ -12,6 +12,9 @@ final class RetryBudget: Sendable {
 
     let attempts: Int
     private let failures = Mutex(0)
+    /// The last `Retry-After` a server gave to a request that was not retried on the spot (a
+    /// streamed upload): the loop that starts the operation again waits that long.
+    private let serverDelay = Mutex<Duration?>(nil)
 
     init(attempts: Int) {
         self.attempts = max(1, attempts)
@@ -30,6 +33,19 @@ final class RetryBudget: Sendable {
     /// The operation moved forward: its failures so far no longer count.
     func progressed() {
         failures.withLock { $0 = 0 }
+    }
+
+    func serverAskedToWait(_ delay: Duration?) {
+        guard let delay else { return }
+        serverDelay.withLock { $0 = delay }
+    }
+
+    /// The wait a server asked for since the last call, if any (then forgotten).
+    func takeServerDelay() -> Duration? {
+        serverDelay.withLock { delay in
+            defer { delay = nil }
+            return delay
+        }
     }
 
     /// "retry N of M" for log lines.

@@ -46,6 +46,8 @@ final class Transport: Sendable {
     let clients: HTTPClients
     let auth: Authenticator
     let statistics = NIOLockedValueBox(TransferStatistics())
+    /// The registry answered a manifest HEAD with 405 or 501: existence checks use GET.
+    let manifestHeadUnsupported = NIOLockedValueBox(false)
     private var logger: Logger { configuration.logger }
 
     init(host: String, configuration: RegistryConfiguration) throws {
@@ -78,7 +80,7 @@ final class Transport: Sendable {
         // Separate connections per transfer beat multiplexing many large blobs on one HTTP/2 stream window.
         http.httpVersion = .http1Only
         self.clients = HTTPClients(configuration: http, proxies: configuration.proxies)
-        self.auth = Authenticator(host: host, configuration: configuration, clients: self.clients)
+        self.auth = Authenticator(host: host, configuration: configuration, clients: self.clients, statistics: statistics)
     }
 
     func shutdown() async {
@@ -98,7 +100,10 @@ final class Transport: Sendable {
         var reauthenticated = false
         var url = request.url
         var redirects = 0
-        var leftOrigin = false
+        // Credentials go only to the registry's own origin: an upload `Location` naming another
+        // host gets none, as a redirect to blob storage gets none (as Go's registry clients do).
+        var leftOrigin = !Self.sameOrigin(url, baseURL)
+        if leftOrigin, let refusal = Self.downgrade(of: url, from: baseURL, host: host) { throw refusal }
         while true {
             try Task.checkCancellation()
             var outgoing = HTTPClientRequest(url: url)
@@ -130,10 +135,12 @@ final class Transport: Sendable {
 
             if status == 401, !leftOrigin {
                 let challenge = response.headers.first(name: "WWW-Authenticate")
-                await Self.drain(response)
                 if reauthenticated || !request.retryable && sentAuthorization != nil {
-                    throw await auth.finalUnauthorized(header: challenge, sentAuthorization: sentAuthorization)
+                    let detail = await Self.errorDetail(of: response)
+                    throw await auth.finalUnauthorized(header: challenge, sentAuthorization: sentAuthorization,
+                                                       registryDetail: detail, scopes: request.scopes)
                 }
+                await Self.drain(response)
                 try await auth.challenged(by: challenge, scopes: request.scopes, sentAuthorization: sentAuthorization)
                 reauthenticated = true
                 continue
@@ -149,13 +156,16 @@ final class Transport: Sendable {
                 url = next
                 continue
             }
-            if status == 408 || status == 429 || (500...599).contains(status), request.retryable,
-               let retry = budget.retry() {
+            if status == 408 || status == 429 || (500...599).contains(status) {
                 let retryAfter = response.headers.first(name: "Retry-After").flatMap(Self.parseRetryAfter)
-                await Self.drain(response)
-                logger.info("\(request.method) \(Self.redact(url)): status \(status); retrying (\(budget.describe(retry)))")
-                try await backoff(attempt: retry, retryAfter: retryAfter)
-                continue
+                if request.retryable, let retry = budget.retry() {
+                    await Self.drain(response)
+                    logger.info("\(request.method) \(Self.redact(url)): status \(status); retrying (\(budget.describe(retry)))")
+                    try await backoff(attempt: retry, retryAfter: retryAfter)
+                    continue
+                }
+                // An upload that restarts after this waits as long as the server asked.
+                budget.serverAskedToWait(retryAfter)
             }
             return response
         }
@@ -164,14 +174,13 @@ final class Transport: Sendable {
     /// Waits before a retry: `Retry-After` when the server gave one (capped), else exponential backoff with jitter.
     func backoff(attempt: Int, retryAfter: Duration?) async throws {
         statistics.withLockedValue { $0.retries += 1 }
-        let delay: Duration
-        if let retryAfter {
-            delay = min(retryAfter, configuration.maxBackoff * 3)
-        } else {
-            let exponential = configuration.initialBackoff * (1 << min(attempt - 1, 16))
-            delay = min(exponential, configuration.maxBackoff) * Double.random(in: 0.5...1.0)
-        }
-        try await Task.sleep(for: delay)
+        try await Task.sleep(for: Self.backoffDelay(attempt: attempt, retryAfter: retryAfter, configuration: configuration))
+    }
+
+    static func backoffDelay(attempt: Int, retryAfter: Duration?, configuration: RegistryConfiguration) -> Duration {
+        if let retryAfter { return min(retryAfter, configuration.maxBackoff * 3) }
+        let exponential = configuration.initialBackoff * (1 << min(attempt - 1, 16))
+        return min(exponential, configuration.maxBackoff) * Double.random(in: 0.5...1.0)
     }
 
     /// Reads a whole small body (a manifest, a tag list, a token) of at most `limit` bytes.
@@ -243,6 +252,17 @@ final class Transport: Sendable {
     static func resolve(_ location: String, against url: String) -> String? {
         guard let base = URL(string: url), let resolved = URL(string: location, relativeTo: base) else { return nil }
         return resolved.absoluteString
+    }
+
+    /// The refusal of a plain-HTTP URL on the registry's own host when the registry is spoken
+    /// to over HTTPS: an upload `Location` from a registry behind a TLS-terminating proxy that
+    /// does not know it is reached over HTTPS. The credentials are not sent in the clear.
+    static func downgrade(of url: String, from base: String, host: String) -> RegistryError? {
+        guard let target = URLComponents(string: url), let origin = URLComponents(string: base),
+              target.scheme?.lowercased() == "http", origin.scheme == "https",
+              target.host?.lowercased() == origin.host?.lowercased() else { return nil }
+        return .tlsFailure(host: host, detail: "it named a plain-HTTP URL (\(redact(url))) to send data to; credentials are not sent without TLS",
+                           hint: "have the registry build its URLs with https (its external URL; behind an Ingress or proxy: X-Forwarded-Proto: https)")
     }
 
     static func sameOrigin(_ a: String, _ b: String) -> Bool {

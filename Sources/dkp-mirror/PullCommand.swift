@@ -181,7 +181,7 @@ struct PullCommand: AsyncParsableCommand {
             }
             releaseFreedMemory()
             let puller = BundlePuller(client: client, jobs: common.jobs, progress: renderer.progress)
-            let plan = try await puller.plan(found.images, against: againstInventories)
+            let plan = try await puller.plan(found.images, against: againstInventories, pinned: found.channelDigests)
             if dryRun {
                 renderer.finish(success: false)
                 try printPlan(plan, found)

@@ -145,13 +145,36 @@ import TestSupport
 
     @Test func pushAbandonsAStalledAnswer() async throws {
         let (bundle, target, proxy) = try await Self.bundleAndTarget([
-            .init(.stallResponse(afterBodyBytes: 0...0), methods: ["PUT"], pathContains: "/blobs/uploads/", limit: 1),
-            .init(.stallResponse(afterBodyBytes: 0...0), methods: ["HEAD"], pathContains: "/blobs/", every: 5, limit: 1),
+            .init(.withholdResponse, methods: ["PUT"], pathContains: "/blobs/uploads/", limit: 1),
+            .init(.withholdResponse, methods: ["HEAD"], pathContains: "/blobs/", every: 5, limit: 1),
         ])
         let output = try await Self.push(bundle, to: proxy, Self.stallRetries, timeout: Self.stallTimeout)
         #expect(output.status == 0, "\(output.stderrString)\n\(proxy.log.joined(separator: "\n"))")
         #expect(proxy.faultsInjected == 2)
         #expect(try await TargetCheck.expectComplete(target, password: nil, bundle: bundle, modules: TargetCheck.editionModules) > 40)
+    }
+
+    /// The registry refuses one repository's blobs by its own rules (400): that repository's
+    /// images fail, named, and the push exits 1; everything else goes up.
+    @Test func aBlobRefusedInOneRepositoryFailsOnlyItsImages() async throws {
+        let refusedRepository = "system/deckhouse/modules/stronghold"
+        let (bundle, target, proxy) = try await Self.bundleAndTarget([
+            .init(.status(400), methods: ["POST"], pathContains: "/\(refusedRepository)/blobs/uploads/"),
+        ])
+        let output = try await Self.push(bundle, to: proxy)
+        #expect(output.status == 1, "\(output.stderrString)")
+        let result = try JSONDecoder().decode(PushTests.PushResult.self, from: Data(output.stdout))
+        #expect(!result.failures.isEmpty && result.failures.allSatisfy { $0.contains("stronghold") && $0.contains("400") }, "\(result.failures)")
+        let client = try TargetCheck.client(target)
+        let references = try await TargetCheck.references(bundle)
+        let elsewhere = references.filter { $0.repository != refusedRepository }
+        #expect(elsewhere.count < references.count && elsewhere.count > 40)
+        for (repository, tag, descriptor) in elsewhere {
+            let reference = tag.isEmpty ? descriptor.digest.string : tag
+            let found = try? await client.manifestDescriptor(repository: repository, reference: reference)
+            #expect(found?.digest == descriptor.digest, "\(repository):\(reference)")
+        }
+        await client.shutdown()
     }
 
     @Test func pushThatOutlastsTheRetriesStopsClearlyThenCompletes() async throws {

@@ -503,4 +503,23 @@ import TestSupport
         #expect(bad.status == 2)
         #expect(bad.stderrString.contains("D8_MIRROR_TIMEOUT"))
     }
+
+    /// A module's channel may name a release candidate (d8 pulls the version as written): it is
+    /// pulled under its own tag, not cut to v1.3.0, and the channel image comes along.
+    @Test func aModuleChannelOnAReleaseCandidateIsPulledAsWritten() async throws {
+        let (registry, _) = try await PullTests.seededEdition {
+            $0.plugins = false
+            $0.modules["console"]?["alpha"] = "v1.3.0-rc.1"
+        }
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let output = try await PullTests.pull(registry, into: directory, ["--dry-run", "--no-platform", "--no-security-db",
+                                                                          "--no-installer", "--no-packages", "-i", "console"])
+        #expect(output.status == 0, "\(output.stderrString)")
+        let plan = try JSONDecoder().decode(PullTests.Plan.self, from: Data(output.stdout))
+        #expect(plan.modules["console"] == ["v1.1.5", "v1.2.0", "v1.3.0-rc.1"], "\(plan.modules)")
+        let references = try JSONDecoder().decode(References.self, from: Data(output.stdout)).references
+        #expect(references.contains { $0.layout == "modules/console" && $0.reference == "v1.3.0-rc.1" })
+        #expect(references.contains { $0.layout == "modules/console/release" && $0.shortTag == "alpha" })
+        #expect(!references.contains { $0.reference == "v1.3.0" })
+    }
 }

@@ -172,6 +172,9 @@ import TestSupport
         #expect(readOnly.status == 1)
         #expect(readOnly.stderrString.split(separator: "\n").contains { $0.hasPrefix("error: ") })
         #expect(readOnly.stderrString.contains("'ro'"), "\(readOnly.stderrString)")
+        // The token service took the password: the message says what the token lacks, not "check the password".
+        #expect(readOnly.stderrString.contains("the token service accepted them")
+                && readOnly.stderrString.contains("push rights on system/deckhouse"), "\(readOnly.stderrString)")
         #expect(!readOnly.stderrString.contains("ro-pw-12"))
         #expect(!readOnly.stderrString.contains("pushing "), "refused before the upload starts")
 

@@ -101,4 +101,39 @@ import TestSupport
         #expect(again.blobsUploaded == 0)
         withExtendedLifetime(source) {}
     }
+
+    /// A release moves a channel tag between discovery (which read its version.json) and the
+    /// plan: the bundle holds the channel image discovery read, not the moved one, so the
+    /// channel never names a version whose images the bundle lacks.
+    @Test func aChannelThatMovesAfterDiscoveryIsPulledAsDiscoveryReadIt() async throws {
+        let source = try await Self.seededSource()
+        let directory = try TestRegistry.temporaryDirectory("dkp-engine-moved").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = RegistryConfiguration()
+        configuration.insecure = true
+        let (read, moved) = try await RegistryClient.with(host: source.host, configuration: configuration) { client in
+            // A range: its channels come under their own tags (a pinned pull retags its version's image).
+            var selection = PullSelection()
+            selection.includePlatform = try VersionConstraint(parsing: ">=1.69 <1.71")
+            selection.modules = false
+            selection.packages = false
+            let edition = EditionSource(try Reference(parsing: "\(source.host)/deckhouse/ee"))
+            let found = try await EditionDiscovery(client: client, source: edition, concurrency: 4).discover(selection)
+            let channels = "deckhouse/ee/release-channel"
+            let beta = try #require(found.channelDigests["\(channels):beta"], "\(found.channelDigests)")
+            // The release: beta now points where alpha does (v1.70.1).
+            let alpha = try await client.manifest(repository: channels, reference: "alpha")
+            try await client.putManifest(repository: channels, reference: "beta", bytes: alpha.bytes, mediaType: alpha.mediaType)
+            let puller = BundlePuller(client: client, jobs: 4, progress: TransferProgress())
+            let plan = try await puller.plan(found.images, pinned: found.channelDigests)
+            _ = try await puller.pull(plan, into: directory, chunkSize: nil)
+            return (beta, alpha.digest)
+        }
+        #expect(read != moved)
+        let bundle = try BundleIndex.open(directory: directory)
+        let channels = try #require(bundle.layouts.first { $0.path == "release-channel" })
+        let beta = channels.descriptors.first { $0.annotations?["io.deckhouse.image.short_tag"] == "beta" }
+        #expect(beta?.digest == read, "the bundle's beta is \(beta?.digest.string ?? "missing")")
+        withExtendedLifetime(source) {}
+    }
 }

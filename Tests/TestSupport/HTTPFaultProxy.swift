@@ -25,6 +25,14 @@ public final class HTTPFaultProxy: Sendable {
         /// The response's head and a random number of body bytes reach the client, then
         /// nothing more: the connection stays open and silent.
         case stallResponse(afterBodyBytes: ClosedRange<Int>)
+        /// The request reaches the registry, which does its work; the client gets `status` with
+        /// an empty body instead of the registry's answer: a gateway that gave up on a request
+        /// the registry completed (an Ingress's 504 on a long commit).
+        case replaceStatus(Int)
+        /// The request reaches the registry, which does its work; no byte of its answer reaches
+        /// the client, and the connection stays open and silent (a bodyless answer, which
+        /// `stallResponse` cannot hold back, included).
+        case withholdResponse
         /// The request reaches the registry without its `Range` header, so it is answered with
         /// the whole body (200): a registry or proxy that does not serve ranges.
         case dropRange
@@ -292,6 +300,10 @@ final class ClientSideHandler: ChannelDuplexHandler {
                 upstream?.armResponse(.cut(0), range: range)
             case .stallResponse(let range):
                 upstream?.armResponse(.stall(0), range: range)
+            case .replaceStatus(let status):
+                upstream?.overrideResponse(.replace(status))
+            case .withholdResponse:
+                upstream?.overrideResponse(.withhold)
             case nil:
                 break
             }
@@ -384,11 +396,41 @@ final class UpstreamSideHandler: ChannelDuplexHandler {
     private var responseRange: ClosedRange<Int> = 0...0
     private var responseBytes = 0
     private var halted = false
+    /// The next response is not passed on as the registry gave it.
+    private var override: ResponseOverride?
+
+    enum ResponseOverride {
+        case replace(Int)
+        case withhold
+    }
 
     init(state: HTTPProxyState) { self.state = state }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    fileprivate func overrideResponse(_ override: ResponseOverride) { self.override = override }
+
+    /// Handles a response part under `override`: true when it was dealt with here.
+    private func overridden(_ part: HTTPClientResponsePart) -> Bool {
+        guard let override else { return false }
+        switch (override, part) {
+        case (.replace(let status), .head):
+            let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status),
+                                        headers: HTTPHeaders([("Content-Length", "0")]))
+            client?.send(.head(head))
+        case (.replace, .end):
+            self.override = nil
+            client?.send(.end(nil))
+            client?.flush()
+        case (.withhold, .end):
+            self.override = nil
+            halted = true
+        case (.replace, .body), (.withhold, _):
+            break
+        }
+        return true
+    }
 
     var canWrite: Bool { context?.channel.isWritable ?? false }
 
@@ -423,7 +465,9 @@ final class UpstreamSideHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !halted else { return }
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        if overridden(part) { return }
+        switch part {
         case .head(let head):
             responseBytes = 0
             let length = head.headers.first(name: "Content-Length").flatMap { Int($0) }

@@ -41,9 +41,11 @@ public final class TestRegistry: Sendable {
     }
 
     /// Starts a registry. `tls`: HTTPS with a fresh CA (`caFile`). `users`: htpasswd
-    /// (basic) auth. `token`: bearer-token auth trusting `token` (exclusive with `users`).
+    /// (basic) auth. `token`: bearer-token auth trusting `token` (exclusive with `users`);
+    /// `realm`, when given, is the token URL the registry names instead of `token.realm` (a
+    /// proxy in front of the issuer).
     public static func start(
-        tls: Bool = false, users: [String: String] = [:], token: TokenIssuer? = nil
+        tls: Bool = false, users: [String: String] = [:], token: TokenIssuer? = nil, realm: String? = nil
     ) async throws -> TestRegistry {
         if !users.isEmpty && token != nil {
             throw TestSupportError("TestRegistry: users (htpasswd) and token auth exclude each other")
@@ -55,7 +57,7 @@ public final class TestRegistry: Sendable {
             args += ["--user", "\(name):\(password)"]
         }
         if let token {
-            args += ["--token", token.realm, token.service, token.issuer, token.certFile]
+            args += ["--token", realm ?? token.realm, token.service, token.issuer, token.certFile]
         }
         let output: TestProcess.Output
         do {
