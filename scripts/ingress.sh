@@ -7,6 +7,7 @@
 #   scripts/ingress.sh start DIR --upstream URL [--request-buffering on|off]
 #                                [--response-buffering on|off] [--no-http2] [--forbid-manifest-head]
 #                                [--manifest-head-status CODE] [--no-forwarded-proto]
+#                                [--client-max-body-size SIZE]
 #       URL: http://HOST:PORT or https://HOST:PORT (the upstream's certificate is not checked).
 #       Request buffering on (nginx's and ingress-nginx's default) reads a whole request body
 #       into DIR/tmp before it sends any of it upstream; response buffering is off by default,
@@ -18,6 +19,8 @@
 #       them with CODE instead (405: a registry that does not take HEAD). --no-forwarded-proto leaves out
 #       X-Forwarded-Proto, so a plain-HTTP registry behind it builds http:// upload URLs (a
 #       TLS-terminating proxy that does not tell the registry it is reached over HTTPS).
+#       --client-max-body-size SIZE (nginx's syntax: 1m) answers larger request bodies with 413,
+#       as an Ingress without ingress-nginx's proxy-body-size annotation does (default 0: none).
 #   scripts/ingress.sh stop DIR
 #       TERM (then KILL) the nginx of DIR; fine if it is not running.
 #
@@ -30,7 +33,7 @@ die() { echo "ingress.sh: $*" >&2; exit 1; }
 source "$(dirname "${BASH_SOURCE[0]}")/service-lib.sh"
 
 write_config() {
-    local dir=$1 port=$2 upstream=$3 request_buffering=$4 response_buffering=$5 http2=$6 manifest_head_status=$7 forwarded_proto=$8
+    local dir=$1 port=$2 upstream=$3 request_buffering=$4 response_buffering=$5 http2=$6 manifest_head_status=$7 forwarded_proto=$8 body_limit=$9
     local listen="listen 127.0.0.1:$port ssl" refusal="" proto_header='proxy_set_header X-Forwarded-Proto $scheme;'
     [[ $forwarded_proto == on ]] || proto_header=""
     [[ $http2 == on ]] && listen+=" http2"
@@ -59,7 +62,7 @@ http {
         $listen;
         ssl_certificate $dir/server.pem;
         ssl_certificate_key $dir/server.key;
-        client_max_body_size 0;
+        client_max_body_size $body_limit;
         proxy_request_buffering $request_buffering;
         proxy_buffering $response_buffering;
         proxy_http_version 1.1;
@@ -81,8 +84,8 @@ EOF
 }
 
 cmd_start() {
-    [[ $# -ge 1 ]] || die "usage: ingress.sh start DIR --upstream URL [--request-buffering on|off] [--response-buffering on|off] [--no-http2] [--forbid-manifest-head] [--manifest-head-status CODE] [--no-forwarded-proto]"
-    local dir=$1 upstream="" request_buffering=on response_buffering=off http2=on manifest_head_status=off forwarded_proto=on port attempt i
+    [[ $# -ge 1 ]] || die "usage: ingress.sh start DIR --upstream URL [--request-buffering on|off] [--response-buffering on|off] [--no-http2] [--forbid-manifest-head] [--manifest-head-status CODE] [--no-forwarded-proto] [--client-max-body-size SIZE]"
+    local dir=$1 upstream="" request_buffering=on response_buffering=off http2=on manifest_head_status=off forwarded_proto=on body_limit=0 port attempt i
     shift
     while [[ $# -gt 0 ]]; do
         case $1 in
@@ -93,6 +96,7 @@ cmd_start() {
             --forbid-manifest-head) manifest_head_status=403; shift ;;
             --manifest-head-status) [[ $# -ge 2 && $2 =~ ^[1-5][0-9][0-9]$ ]] || die "--manifest-head-status takes an HTTP status"; manifest_head_status=$2; shift 2 ;;
             --no-forwarded-proto) forwarded_proto=off; shift ;;
+            --client-max-body-size) [[ $# -ge 2 && $2 =~ ^[0-9]+[kmg]?$ ]] || die "--client-max-body-size takes a size such as 1m"; body_limit=$2; shift 2 ;;
             *) die "unknown option $1" ;;
         esac
     done
@@ -103,7 +107,7 @@ cmd_start() {
     [[ -f $dir/server.pem ]] || make_tls "$dir"
     for attempt in 1 2 3 4 5; do
         port=$(pick_port)
-        write_config "$dir" "$port" "$upstream" "$request_buffering" "$response_buffering" "$http2" "$manifest_head_status" "$forwarded_proto"
+        write_config "$dir" "$port" "$upstream" "$request_buffering" "$response_buffering" "$http2" "$manifest_head_status" "$forwarded_proto" "$body_limit"
         : >"$dir/access.log"
         # -e: the error log from the first line on (not the compiled-in /var/log/nginx).
         if launch_listening nginx "$dir" "$port" "$NGINX_BIN" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"; then
@@ -124,5 +128,5 @@ cmd_start() {
 case ${1:-} in
     start) shift; cmd_start "$@" ;;
     stop) [[ $# -ge 2 ]] || die "usage: ingress.sh stop DIR"; stop_pid_file "$2/pid" ;;
-    *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -275,11 +275,12 @@ public struct BundlePusher: Sendable {
         }
     }
 
-    /// A refusal of one request (4xx other than credentials and rate limits), not of the push.
+    /// A refusal of one request (4xx other than credentials, rate limits and a body-size limit
+    /// in the path, which every large request meets), not of the push.
     static func refusesOnlyThis(_ error: RegistryError) -> Bool {
         switch error {
         case .forbidden, .notFound: return true
-        case let .http(_, _, status, _): return (400..<500).contains(status) && ![401, 408, 429].contains(status)
+        case let .http(_, _, status, _): return (400..<500).contains(status) && ![401, 408, 413, 429].contains(status)
         default: return false
         }
     }

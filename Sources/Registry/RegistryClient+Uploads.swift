@@ -141,7 +141,7 @@ struct UploadSessionLost: Error {
 }
 
 /// The bytes of one blob into an open upload session: one PUT, one streamed PATCH and a PUT,
-/// or PATCHes of a fixed size (`--chunk-size`) and a PUT.
+/// or PATCHes of a fixed size (`push --upload-chunk-size`) and a PUT.
 struct BlobUpload {
     let transport: Transport
     let repository: String

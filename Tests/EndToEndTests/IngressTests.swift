@@ -7,6 +7,34 @@ import TestSupport
 /// with a password, configured as ingress-nginx configures it, with request buffering on (its
 /// default: nginx takes each whole body into a file before it sends any upstream) and off.
 @Suite struct IngressTests {
+    /// An Ingress that limits request bodies to 1m (nginx's default, where ingress-nginx's
+    /// proxy-body-size annotation is missing): the push answered 413 stops saying what to do,
+    /// and with --upload-chunk-size 0.9 it goes through in requests below the limit.
+    @Test func aBodyLimitedIngressIsPushedThroughInChunks() async throws {
+        let (source, _) = try await PullTests.seededEdition { $0.baseLayerSize = 3 << 20 }
+        let bundle = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let pulled = try await PullTests.pull(source, into: bundle, ["--deckhouse-tag", "v1.69.3"])
+        try #require(pulled.status == 0, "\(pulled.stderrString)")
+        let target = try await TestRegistry.start(tls: true, users: ["rw": "chunk-pw-6"])
+        let ingress = try await TestIngress.start(upstream: target, bodyLimit: "1m")
+        let arguments = ["push", bundle.path, "\(ingress.host)/system/deckhouse", "--ca-file", ingress.caFile,
+                         "-u", "rw", "--registry-password-stdin", "--json", "--progress", "none"]
+        let refused = try await CLITests.run(arguments, stdin: "chunk-pw-6")
+        #expect(refused.status == 1, "\(refused.stderrString)")
+        #expect(refused.stderrString.contains("413") && refused.stderrString.contains("--upload-chunk-size"), "\(refused.stderrString)")
+
+        let chunked = try await CLITests.run(arguments + ["--upload-chunk-size", "0.9"], stdin: "chunk-pw-6")
+        #expect(chunked.status == 0, "\(chunked.stderrString)\n\(ingress.errors)")
+        let patches = ingress.requests.filter { $0.hasPrefix("PATCH ") }
+        // Each line: METHOD URI STATUS BYTES-RECEIVED (headers and body).
+        #expect(!patches.isEmpty && patches.allSatisfy { $0.split(separator: " ")[2] == "202" && Int($0.split(separator: " ")[3])! < 1 << 20 },
+                "\(patches.prefix(5))")
+        #expect(try await TargetCheck.expectComplete(target, password: "chunk-pw-6", bundle: bundle, modules: TargetCheck.editionModules) > 40)
+        let invalid = try await CLITests.run(arguments + ["--upload-chunk-size", "0"], stdin: "chunk-pw-6")
+        #expect(invalid.status == 2 && invalid.stderrString.contains("--upload-chunk-size"), "\(invalid.stderrString)")
+        withExtendedLifetime(source) {}
+    }
+
     @Test(arguments: [true, false])
     func pushThroughTheIngressArrivesWhole(requestBuffering: Bool) async throws {
         // A 24 MiB base layer: bodies of many reads, which nginx buffers into files (or streams).

@@ -20,16 +20,18 @@ public final class TestIngress: Sendable {
     /// `forbidManifestHead`: every HEAD of a manifest is answered 403, as some registries answer
     /// a push-only user; `manifestHeadStatus` answers them with that status instead (405: a
     /// registry that takes no HEAD). `forwardedProto` false leaves out `X-Forwarded-Proto`: a plain-HTTP
-    /// registry behind it then names http:// upload URLs.
+    /// registry behind it then names http:// upload URLs. `bodyLimit` (nginx's size syntax, `1m`)
+    /// answers larger request bodies with 413.
     public static func start(upstream registry: TestRegistry, requestBuffering: Bool = true,
                              http2: Bool = true, forbidManifestHead: Bool = false, manifestHeadStatus: Int? = nil,
-                             forwardedProto: Bool = true) async throws -> TestIngress {
+                             forwardedProto: Bool = true, bodyLimit: String? = nil) async throws -> TestIngress {
         let scheme = registry.isTLS ? "https" : "http"
         var arguments = ["--upstream", "\(scheme)://\(registry.host)", "--request-buffering", requestBuffering ? "on" : "off"]
         if !http2 { arguments.append("--no-http2") }
         if forbidManifestHead { arguments.append("--forbid-manifest-head") }
         if let manifestHeadStatus { arguments += ["--manifest-head-status", "\(manifestHeadStatus)"] }
         if !forwardedProto { arguments.append("--no-forwarded-proto") }
+        if let bodyLimit { arguments += ["--client-max-body-size", bodyLimit] }
         let (directory, info) = try await ScriptService.start(RepoPaths.ingressScript, prefix: "dkp-ingress", arguments)
         return TestIngress(directory: directory, port: Int(info["PORT"]!)!, caFile: info["CA"] ?? "")  // start checked PORT
     }
