@@ -128,5 +128,5 @@ cmd_start() {
 case ${1:-} in
     start) shift; cmd_start "$@" ;;
     stop) [[ $# -ge 2 ]] || die "usage: ingress.sh stop DIR"; stop_pid_file "$2/pid" ;;
-    *) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+    *) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -91,17 +91,18 @@ actor Authenticator {
     func finalUnauthorized(header: String?, sentAuthorization: String? = nil,
                            registryDetail: String = "", scopes: [Scope] = []) -> RegistryError {
         if sentAuthorization?.hasPrefix("Basic ") == true { return unauthorized(detail: "wrong username or password") }
-        if let credential, sentAuthorization?.hasPrefix("Bearer ") == true, let scope = scopes.first {
+        let challenge = AuthChallenge.parse(header ?? "").first
+        let error = challenge?.parameters["error"]
+        if let credential, sentAuthorization?.hasPrefix("Bearer ") == true, !scopes.isEmpty, error == nil || error == "insufficient_scope" {
             // The token service took the credentials; the token it gave does not cover the request.
             let message = registryDetail.isEmpty ? "" : ": \(registryDetail)"
-            let actions = scope.actions.joined(separator: " and ")
+            let rights = scopes.map { "\($0.actions.joined(separator: " and ")) on \($0.repository)" }.joined(separator: ", ")
             return .unauthorized(host: host, user: credential.username,
-                                 detail: "the token service accepted them, but the registry refuses the token for \(actions) on \(scope.repository)\(message)",
-                                 hint: "give user '\(credential.username)' \(actions) rights on \(scope.repository)"
-                                     + (scope.actions.contains("push") ? " (on Harbor the project must exist and the user or robot account needs push to it)" : ""))
+                                 detail: "the token service accepted them, but the registry refuses the token for \(rights)\(message)",
+                                 hint: "give user '\(credential.username)' the rights to \(rights)"
+                                     + (scopes.contains { $0.actions.contains("push") } ? " (on Harbor the project must exist and the user or robot account needs push to it)" : ""))
         }
-        let challenge = AuthChallenge.parse(header ?? "").first
-        if let error = challenge?.parameters["error"] {
+        if let error {
             return unauthorized(detail: error == "insufficient_scope" ? "no access to the requested repository" : error)
         }
         return unauthorized(detail: credential == nil ? "the registry requires a login" : "access denied")

@@ -119,7 +119,15 @@ extension RegistryClient {
             // commit outlasted a timeout (an Ingress's 504, ours), or one retried after the
             // registry had committed it and dropped the session (404). Ask before starting over.
             if !(error is CancellationError), await isStored(descriptor, in: repository) { return .uploaded }
-            if case RegistryError.notFound = error { throw UploadSessionLost(error: error) }
+            if case let RegistryError.notFound(_, detail) = error {
+                // The registry's own word that it dropped the session; any other 404 there is a
+                // proxy that does not route the URL the registry named, which no retry mends.
+                guard detail.contains("BLOB_UPLOAD_UNKNOWN") else {
+                    throw RegistryError.invalidResponse(what: "upload to \(host)/\(repository)",
+                                                        detail: "the upload URL the registry named answers 404 (\(detail.isEmpty ? "no registry error" : detail)): a proxy or Ingress in front of it does not route it; check its paths and the registry's external URL")
+                }
+                throw UploadSessionLost(error: error)
+            }
             throw error
         }
     }

@@ -121,7 +121,7 @@ public enum RegistryError: Error, CustomStringConvertible, Sendable {
         case let .cannotConnect(_, detail, _):
             return detail != Self.unresolvedHost
         case let .http(_, _, status, _):
-            return status == 408 || status == 429 || (500...599).contains(status)
+            return status == 408 || status == 429 || ((500...599).contains(status) && status != 501)
         default:
             return false
         }

@@ -97,6 +97,12 @@ extension Transport {
         switch response.status.code {
         case 404:
             return .notFound(what: operation.what, detail: detail)
+        case 401 where !Transport.sameOrigin(operation.request.url, baseURL):
+            // No credentials go to another origin: this 401 says the registry named the wrong address.
+            return .unauthorized(host: host, user: configuration.credential?.username,
+                                 detail: "it named \(Transport.redact(operation.request.url)) for \(operation.what), another origin than \(baseURL), "
+                                     + "which answered 401; credentials are only sent to the registry's own address",
+                                 hint: "have the registry name its own address in the URLs it returns (its external or base URL setting)")
         case 401:
             return await auth.finalUnauthorized(header: response.headers.first(name: "WWW-Authenticate"))
         case 403:

@@ -110,6 +110,10 @@ struct TokenService: Sendable {
                 throw RegistryError.invalidResponse(what: "the token service of \(host)", detail: "a redirect without a usable Location")
             }
             return .redirect(next)
+        case 401 where !withCredentials && configuration.credential != nil, 403 where !withCredentials && configuration.credential != nil:
+            throw RegistryError.unauthorized(host: host, user: configuration.credential?.username,
+                                             detail: "the token service redirected to \(Transport.redact(url)), another host, where the credentials are not sent; it answered \(status)",
+                                             hint: "have the token service name its own address (Harbor: its external URL)")
         case 401, 403:
             throw RegistryError.unauthorized(host: host, user: configuration.credential?.username,
                                              detail: "the token service answered \(status)", hint: Authenticator.credentialHint(configuration))

@@ -156,7 +156,8 @@ final class Transport: Sendable {
                 url = next
                 continue
             }
-            if status == 408 || status == 429 || (500...599).contains(status) {
+            // 501 (not implemented) does not pass on another try: a HEAD the server does not take.
+            if status == 408 || status == 429 || ((500...599).contains(status) && status != 501) {
                 let retryAfter = response.headers.first(name: "Retry-After").flatMap(Self.parseRetryAfter)
                 if request.retryable, let retry = budget.retry() {
                     await Self.drain(response)

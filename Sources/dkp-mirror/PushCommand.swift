@@ -142,9 +142,10 @@ struct PushCommand: AsyncParsableCommand {
     }
 
     func validate() throws {
-        // 64 KiB at least: below it a gigabyte blob would take tens of thousands of requests.
-        if let uploadChunkSize, !(uploadChunkSize >= 0.0625) {
-            throw ValidationError("--upload-chunk-size is in MiB and at least 0.0625 (64 KiB), e.g. 0.9 below a 1m limit; got \(uploadChunkSize)")
+        // 64 KiB at least (below it a gigabyte blob takes tens of thousands of requests), 512 MiB
+        // at most (each upload holds one chunk in memory).
+        if let uploadChunkSize, !(uploadChunkSize >= 0.0625 && uploadChunkSize <= 512) {
+            throw ValidationError("--upload-chunk-size is in MiB, from 0.0625 (64 KiB) to 512, e.g. 0.9 below a 1m limit; got \(uploadChunkSize)")
         }
     }
 

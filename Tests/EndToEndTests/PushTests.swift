@@ -174,7 +174,7 @@ import TestSupport
         #expect(readOnly.stderrString.contains("'ro'"), "\(readOnly.stderrString)")
         // The token service took the password: the message says what the token lacks, not "check the password".
         #expect(readOnly.stderrString.contains("the token service accepted them")
-                && readOnly.stderrString.contains("push rights on system/deckhouse"), "\(readOnly.stderrString)")
+                && readOnly.stderrString.contains("the rights to pull and push on system/deckhouse"), "\(readOnly.stderrString)")
         #expect(!readOnly.stderrString.contains("ro-pw-12"))
         #expect(!readOnly.stderrString.contains("pushing "), "refused before the upload starts")
 

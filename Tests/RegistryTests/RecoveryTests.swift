@@ -167,6 +167,35 @@ import TestSupport
         try await registry.shutdown()
     }
 
+    /// An upload `Location` on another origin that wants credentials: one line saying the
+    /// registry named another address, not "check the password".
+    @Test func anUploadLocationOnAnotherOriginThatWantsCredentialsSaysSo() async throws {
+        let elsewhere = try await TestHTTPServer.start { _ in
+            TestHTTPResponse(status: 401, headers: [("WWW-Authenticate", #"Basic realm="elsewhere""#)])
+        }
+        let registry = try await TestHTTPServer.start { request in
+            guard request.header("Authorization") != nil else {
+                return TestHTTPResponse(status: 401, headers: [("WWW-Authenticate", #"Basic realm="test""#)])
+            }
+            return TestHTTPResponse(status: 202, headers: [("Location", "http://\(elsewhere.host)/upload/2")])
+        }
+        let client = try RegistryClient(host: registry.host, configuration: {
+            var c = RegistryConfiguration(); c.insecure = true
+            c.credential = Credential(username: "u", password: "elsewhere-secret-6"); return c
+        }())
+        let (blob, descriptor) = try await Self.blob(1000, seed: 55)
+        try await withClient(client) { client in
+            let error = await #expect(throws: RegistryError.self) {
+                try await client.uploadBlob(repository: "a/b", descriptor: descriptor) { blob }
+            }
+            #expect("\(error!)".contains("another origin") && "\(error!)".contains("external or base URL"), "\(error!)")
+            #expect(!"\(error!)".contains("elsewhere-secret-6"))
+        }
+        #expect(elsewhere.requests.allSatisfy { $0.header("Authorization") == nil })
+        try await elsewhere.shutdown()
+        try await registry.shutdown()
+    }
+
     /// Behind a TLS proxy that does not pass `X-Forwarded-Proto`, a plain-HTTP registry names
     /// http:// upload URLs: the upload is refused with what to fix, before any byte is sent.
     @Test func aPlainHTTPUploadURLFromAnHTTPSRegistryIsRefused() async throws {
@@ -185,15 +214,16 @@ import TestSupport
         #expect(!ingress.requests.contains { $0.hasPrefix("PUT") || $0.hasPrefix("PATCH") }, "\(ingress.requests)")
     }
 
-    /// A registry that answers a manifest HEAD with 405 is asked with GET, and after the first
-    /// 405 with GET only; a missing tag is still nil.
-    @Test func aRegistryWithoutManifestHEADIsAskedWithGET() async throws {
+    /// A registry that answers a manifest HEAD with 405 (or 501, which is not retried) is asked
+    /// with GET, and after the first such answer with GET only; a missing tag is still nil.
+    @Test(arguments: [405, 501])
+    func aRegistryWithoutManifestHEADIsAskedWithGET(status: Int) async throws {
         let registry = try await TestRegistry.start(tls: true)
         let seeder = try makeClient(registry)
         let image = try await withClient(seeder) {
             try await ImageSeeder.pushImage($0, repository: "nohead/app", tag: "v1", layerSizes: [100])
         }
-        let ingress = try await TestIngress.start(upstream: registry, manifestHeadStatus: 405)
+        let ingress = try await TestIngress.start(upstream: registry, manifestHeadStatus: status)
         var configuration = RegistryConfiguration()
         configuration.caFile = ingress.caFile
         let client = try RegistryClient(host: ingress.host, configuration: configuration)
@@ -204,7 +234,7 @@ import TestSupport
         }
         #expect(found.map { $0?.digest } == [image.manifestDigest, nil, image.manifestDigest])
         let heads = ingress.requests.filter { $0.hasPrefix("HEAD") && $0.contains("/manifests/") }
-        #expect(heads.count == 1 && heads[0].split(separator: " ")[2] == "405", "\(ingress.requests)")
+        #expect(heads.count == 1 && heads[0].split(separator: " ")[2] == "\(status)", "\(ingress.requests)")
     }
 
     /// A mirror that announces a wrong `Docker-Content-Digest` for a tag: the bytes' own digest
