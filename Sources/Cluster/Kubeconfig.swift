@@ -48,6 +48,15 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
 
     public var debugDescription: String { description }
 
+    /// This kubeconfig with its user's exec plugin run, when it has one: the plugin's token or
+    /// client certificate in its place. Call it before making a `KubeClient`.
+    public func resolvingCredentials() async throws -> Kubeconfig {
+        guard let plugin = credentials.exec else { return self }
+        var resolved = self
+        resolved.credentials = try await plugin.credentials()
+        return resolved
+    }
+
     // MARK: Finding the file
 
     /// The kubeconfig file to use: `explicitPath` if given, else the first existing file of

@@ -5,6 +5,8 @@ public struct KubeCredentials: Sendable, CustomStringConvertible, CustomDebugStr
     public var clientCertificatePEM: [UInt8]?
     public var clientKeyPEM: [UInt8]?
     public var basic: Credentials?
+    /// A credential plugin still to run (`Kubeconfig.resolvingCredentials()` runs it).
+    public var exec: ExecCredentialPlugin?
 
     /// A username and password (basic auth); `description` hides the password.
     public struct Credentials: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
@@ -34,6 +36,7 @@ public struct KubeCredentials: Sendable, CustomStringConvertible, CustomDebugStr
         if token != nil { kinds.append("token") }
         if clientCertificatePEM != nil { kinds.append("client certificate") }
         if let basic { kinds.append("basic auth as \(basic.username)") }
+        if let exec { kinds.append("exec plugin '\(exec.command)'") }
         return kinds.isEmpty ? "anonymous" : kinds.joined(separator: ", ")
     }
 
@@ -144,7 +147,13 @@ struct KubeconfigFile: Decodable {
     }
 
     struct Exec: Decodable {
+        struct Variable: Decodable { var name: String?; var value: String? }
         var command: String?
+        var args: [String]?
+        var env: [Variable]?
+        var apiVersion: String?
+        var installHint: String?
+        var interactiveMode: String?
     }
 
     struct AuthProvider: Decodable {

@@ -163,7 +163,10 @@ struct KubeconfigReader {
             }
             credentials.basic = KubeCredentials.Credentials(username: username, password: password)
         }
-        if !credentials.hasAny { try refuseUnsupported(user, named: userName) }
+        if !credentials.hasAny, let exec = user.exec {
+            credentials.exec = try plugin(exec, owner: owner, userName: userName, file: entry.file ?? path)
+        }
+        if !credentials.hasAny && credentials.exec == nil { try refuseUnsupported(user, named: userName) }
         return credentials
     }
 
@@ -202,6 +205,26 @@ struct KubeconfigReader {
         case (nil, nil):
             return nil
         }
+    }
+
+    /// An `exec` entry as kubectl takes it: a command, a known apiVersion, interactiveMode
+    /// (required by v1, IfAvailable by default for v1beta1).
+    func plugin(_ exec: KubeconfigFile.Exec, owner: String, userName: String, file: String) throws -> ExecCredentialPlugin {
+        guard let command = exec.command, !command.isEmpty else { throw fail("\(owner) has an exec plugin without field command") }
+        guard let apiVersion = exec.apiVersion, ExecCredentialPlugin.apiVersions.contains(apiVersion) else {
+            throw ClusterError.unsupportedAuthentication(path: path, message: "\(owner) has an exec plugin of apiVersion '\(exec.apiVersion ?? "")'; "
+                + "dkp-mirror runs \(ExecCredentialPlugin.apiVersions.joined(separator: " and "))")
+        }
+        let mode = exec.interactiveMode ?? (apiVersion.hasSuffix("v1beta1") ? "IfAvailable" : "")
+        guard ["Never", "IfAvailable", "Always"].contains(mode) else {
+            throw fail("\(owner)'s exec plugin needs field interactiveMode: Never, IfAvailable or Always (\(apiVersion) requires it)")
+        }
+        let variables = try (exec.env ?? []).map { variable -> (name: String, value: String) in
+            guard let name = variable.name, !name.isEmpty else { throw fail("\(owner)'s exec plugin has an env entry without a name") }
+            return (name, variable.value ?? "")
+        }
+        return ExecCredentialPlugin(command: command, arguments: exec.args ?? [], environment: variables, apiVersion: apiVersion,
+                                    installHint: exec.installHint, interactiveMode: mode, kubeconfigPath: file, userName: userName)
     }
 
     /// A user with no credentials of ours: say why when it uses a plugin dkp-mirror does not run.

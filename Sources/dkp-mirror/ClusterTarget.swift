@@ -44,7 +44,7 @@ struct ClusterTarget {
                         registryOptions: TargetRegistryOptions, common: CommonOptions) async throws -> ClusterTarget {
         let config: Kubeconfig
         do {
-            config = try Kubeconfig.load(path: kubeconfig, context: context)
+            config = try await Kubeconfig.load(path: kubeconfig, context: context).resolvingCredentials()
         } catch let error as ClusterError where error.isUsageError {
             throw UsageError(error.description)
         }

@@ -156,7 +156,7 @@ struct PullCommand: AsyncParsableCommand {
                 var options = ClusterDetector.Options()
                 options.proxies = common.network.proxies
                 options.trustRoots = common.network.trustRoots
-                cluster = try await ClusterDetector.detect(kubeconfig: Kubeconfig.load(path: kubeconfig), options: options)
+                cluster = try await ClusterDetector.detect(kubeconfig: Kubeconfig.load(path: kubeconfig).resolvingCredentials(), options: options)
             } catch let error as ClusterError where error.isUsageError {
                 throw UsageError(error.description)
             }

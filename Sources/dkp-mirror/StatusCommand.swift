@@ -56,7 +56,7 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         let config: Kubeconfig
         do {
-            config = try Kubeconfig.load(path: kubeconfig, context: context)
+            config = try await Kubeconfig.load(path: kubeconfig, context: context).resolvingCredentials()
         } catch let error as ClusterError where error.isUsageError {
             throw UsageError(error.description)
         }

@@ -10,6 +10,19 @@ struct ClusterAPITests {
         try Kubeconfig(yaml: clusterKubeconfig(server: fake.url, user: user), path: "/tmp/kubeconfig-test")
     }
 
+    /// The token an exec plugin prints is the one the API server gets.
+    @Test func anExecPluginsTokenReachesTheAPIServer() async throws {
+        let fake = try await FakeKubernetes.start(token: "exec-api-token-5")
+        let scratch = try ClusterScratch()
+        let plugin = try scratch.write("plugin", "#!/bin/sh\nprintf '{\"kind\":\"ExecCredential\",\"status\":{\"token\":\"exec-api-token-5\"}}'\n")
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: plugin)
+        let yaml = clusterKubeconfig(server: fake.url, user: ["exec:", "  apiVersion: client.authentication.k8s.io/v1beta1", "  command: \(plugin)"])
+        let config = try await Kubeconfig(yaml: yaml, path: scratch.url.appendingPathComponent("config").path).resolvingCredentials()
+        let deployment = try await KubeClient.with(kubeconfig: config) { try await $0.deckhouseDeployment() }
+        #expect(deployment.name == "deckhouse")
+        try await fake.shutdown()
+    }
+
     @Test func readsTheThreeObjectsWithABearerToken() async throws {
         var objects = FakeClusterObjects()
         objects.deckhouseImage = "registry.example.com/system/deckhouse:v1.69.3"

@@ -223,20 +223,48 @@ struct ClusterKubeconfigTests {
         #expect(!both.description.contains("KEY"))
     }
 
-    @Test func execPluginIsRefusedWithAWayOut() throws {
-        let yaml = clusterKubeconfig(server: "https://a:6443", user: [
-            "exec:",
-            "  apiVersion: client.authentication.k8s.io/v1beta1",
-            "  command: kubectl",
-            "  args: [oidc-login, get-token, --oidc-issuer-url=https://dex.example.com]",
-            "  interactiveMode: IfAvailable",
-        ])
-        let error = #expect(throws: ClusterError.self) { try Kubeconfig(yaml: yaml, path: "/home/op/.kube/config") }
-        let text = error?.description ?? ""
-        #expect(text.hasPrefix("kubeconfig /home/op/.kube/config: user 'dkp-test-user' authenticates through an exec plugin (command 'kubectl'), which dkp-mirror does not run"))
-        #expect(text.contains("use a kubeconfig whose user has a token or a client certificate"))
-        #expect(error?.isUsageError == true)
-        if case .unsupportedAuthentication = error {} else { Issue.record("expected unsupportedAuthentication, got \(String(describing: error))") }
+    /// An exec credential plugin, run as kubectl runs it: a command relative to the kubeconfig's
+    /// directory, its args and env, KUBERNETES_EXEC_INFO, the ExecCredential's token; the token
+    /// and the arguments never show.
+    @Test func execPluginIsRunAsKubectlRunsIt() async throws {
+        let scratch = try ClusterScratch()
+        let plugin = try scratch.write("bin/plugin.sh", """
+            #!/bin/sh
+            case "$KUBERNETES_EXEC_INFO" in *'"kind":"ExecCredential"'*'"interactive":false'*) ;; *) echo "no exec info" >&2; exit 3 ;; esac
+            [ "$DKP_PLUGIN_VAR" = "from-env" ] || { echo "env missing" >&2; exit 4; }
+            [ "$1" = "get-token" ] || exit 5
+            printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"exec-token-%s"}}' "$2"
+            """)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: plugin)
+        func user(_ command: String, _ args: String = "[get-token, '42', --client-secret=exec-secret-9]", mode: String? = "Never",
+                  api: String = "client.authentication.k8s.io/v1") -> [String] {
+            ["exec:", "  apiVersion: \(api)", "  command: \(command)", "  args: \(args)",
+             "  env: [{name: DKP_PLUGIN_VAR, value: from-env}]", "  installHint: install the dkp test plugin"]
+                + (mode.map { ["  interactiveMode: \($0)"] } ?? [])
+        }
+        let path = try scratch.write("config", clusterKubeconfig(server: "https://a:6443", user: user("bin/plugin.sh")))
+        let config = try Kubeconfig.load(path: path, environment: [:])
+        #expect(config.credentials.exec?.command == "bin/plugin.sh" && config.credentials.token == nil)
+        let resolved = try await config.resolvingCredentials()
+        #expect(resolved.credentials.token == "exec-token-42")
+        #expect(!resolved.description.contains("exec-token-42") && !config.description.contains("exec-secret-9"))
+
+        // A plugin that fails, or is not installed: one line naming the command, never its arguments.
+        let failing = try scratch.write("failing", clusterKubeconfig(server: "https://a:6443", user: user("bin/plugin.sh", "[wrong]")))
+        let failed = await #expect(throws: ClusterError.self) { _ = try await Kubeconfig.load(path: failing, environment: [:]).resolvingCredentials() }
+        #expect(failed?.description.contains("command 'bin/plugin.sh') exited with status 5") == true, "\(failed!)")
+        let missing = try scratch.write("missing", clusterKubeconfig(server: "https://a:6443", user: user("dkp-no-such-plugin")))
+        let absent = await #expect(throws: ClusterError.self) { _ = try await Kubeconfig.load(path: missing, environment: [:]).resolvingCredentials() }
+        #expect(absent?.description.contains("not installed or not in PATH (install the dkp test plugin)") == true, "\(absent!)")
+        #expect(absent?.description.contains("exec-secret-9") == false && absent?.isUsageError == true)
+
+        // v1 without interactiveMode, and an apiVersion kubectl does not know: refused by name before anything runs.
+        let noMode = #expect(throws: ClusterError.self) { try Kubeconfig(yaml: clusterKubeconfig(server: "https://a:6443", user: user("x", mode: nil)), path: "/k") }
+        #expect(noMode?.description.contains("needs field interactiveMode") == true)
+        let alpha = #expect(throws: ClusterError.self) {
+            try Kubeconfig(yaml: clusterKubeconfig(server: "https://a:6443", user: user("x", api: "client.authentication.k8s.io/v1alpha1")), path: "/k")
+        }
+        #expect(alpha?.description.contains("apiVersion 'client.authentication.k8s.io/v1alpha1'") == true)
 
         // A static token next to the plugin is used instead.
         let withToken = clusterKubeconfig(server: "https://a:6443", user: ["token: t0k", "exec: {command: kubelogin}"])

@@ -42,9 +42,16 @@ import TestSupport
         #expect(error?.isUsageError == true)
     }
 
-    /// Plugins are refused by name, with what to use instead, and none of their secrets shows.
+    /// kubelogin as `kubectl oidc-login setup` prints it: taken as an exec plugin to run (it runs
+    /// when the kubeconfig is used), and its client secret never shows.
+    @Test func execPluginIsTakenToRun() throws {
+        let config = try Self.load("exec-plugin.yaml")
+        #expect(config.credentials.exec?.command == "kubectl")
+        #expect(config.description.contains("exec plugin 'kubectl'") && !config.description.contains("fixture-client-secret"), "\(config)")
+    }
+
+    /// The legacy auth-provider is refused by name, with what to use instead, and none of its secrets shows.
     @Test(arguments: [
-        ("exec-plugin.yaml", "exec plugin (command 'kubectl')", ["fixture-client-secret"]),
         ("auth-provider-oidc.yaml", "auth-provider 'oidc'", ["fixture-oidc-client-secret", "fixture.id.token", "fixture-refresh-token"]),
     ])
     func pluginUsersAreRefusedByName(_ name: String, _ mentions: String, _ secrets: [String]) throws {
