@@ -1,5 +1,6 @@
 import Foundation
 import Network
+import NIOSSL
 
 /// How to reach one Kubernetes API server, resolved from a kubeconfig file: the selected
 /// context's cluster (server, trust) and user (credentials). File references in the
@@ -48,12 +49,16 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
 
     public var debugDescription: String { description }
 
-    /// This kubeconfig with its user's exec plugin run, when it has one: the plugin's token or
-    /// client certificate in its place. Call it before making a `KubeClient`.
-    public func resolvingCredentials() async throws -> Kubeconfig {
-        guard let plugin = credentials.exec else { return self }
+    /// This kubeconfig with its user's exec plugin run, or its oidc auth-provider's token taken
+    /// or refreshed (through `proxies`, trusting `trustRoots` unless the provider names a CA),
+    /// when it has one. Call it before making a `KubeClient`.
+    public func resolvingCredentials(proxies: ProxySettings = .direct, trustRoots: NIOSSLTrustRoots = .default) async throws -> Kubeconfig {
         var resolved = self
-        resolved.credentials = try await plugin.credentials()
+        if let plugin = credentials.exec {
+            resolved.credentials = try await plugin.credentials()
+        } else if let oidc = credentials.oidc {
+            resolved.credentials = try await oidc.credentials(proxies: proxies, trustRoots: trustRoots)
+        }
         return resolved
     }
 

@@ -7,6 +7,8 @@ public struct KubeCredentials: Sendable, CustomStringConvertible, CustomDebugStr
     public var basic: Credentials?
     /// A credential plugin still to run (`Kubeconfig.resolvingCredentials()` runs it).
     public var exec: ExecCredentialPlugin?
+    /// The legacy oidc auth-provider, whose token `resolvingCredentials()` takes or refreshes.
+    public var oidc: OIDCAuthProvider?
 
     /// A username and password (basic auth); `description` hides the password.
     public struct Credentials: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
@@ -37,6 +39,7 @@ public struct KubeCredentials: Sendable, CustomStringConvertible, CustomDebugStr
         if clientCertificatePEM != nil { kinds.append("client certificate") }
         if let basic { kinds.append("basic auth as \(basic.username)") }
         if let exec { kinds.append("exec plugin '\(exec.command)'") }
+        if oidc != nil { kinds.append("oidc auth-provider") }
         return kinds.isEmpty ? "anonymous" : kinds.joined(separator: ", ")
     }
 
@@ -158,5 +161,15 @@ struct KubeconfigFile: Decodable {
 
     struct AuthProvider: Decodable {
         var name: String?
+        var config: [String: String]?
+
+        enum CodingKeys: String, CodingKey { case name, config }
+
+        // A provider's config that is not all strings (another provider's) does not make the kubeconfig unreadable.
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            name = try container.decodeIfPresent(String.self, forKey: .name)
+            config = try? container.decodeIfPresent([String: String].self, forKey: .config)
+        }
     }
 }

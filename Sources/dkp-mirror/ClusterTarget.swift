@@ -42,13 +42,14 @@ struct ClusterTarget {
     /// Reads the cluster through `kubeconfig` and says on stderr what it found (never the password).
     static func resolve(kubeconfig: String?, context: String? = nil, options: ClusterTargetOptions,
                         registryOptions: TargetRegistryOptions, common: CommonOptions) async throws -> ClusterTarget {
+        let network = common.network
         let config: Kubeconfig
         do {
-            config = try await Kubeconfig.load(path: kubeconfig, context: context).resolvingCredentials()
+            config = try await Kubeconfig.load(path: kubeconfig, context: context)
+                .resolvingCredentials(proxies: network.proxies, trustRoots: network.trustRoots)
         } catch let error as ClusterError where error.isUsageError {
             throw UsageError(error.description)
         }
-        let network = common.network
         let registry = try await KubeClient.with(kubeconfig: config, proxies: network.proxies, trustRoots: network.trustRoots) {
             try await ClusterRegistry.read($0)
         }

@@ -156,7 +156,9 @@ struct PullCommand: AsyncParsableCommand {
                 var options = ClusterDetector.Options()
                 options.proxies = common.network.proxies
                 options.trustRoots = common.network.trustRoots
-                cluster = try await ClusterDetector.detect(kubeconfig: Kubeconfig.load(path: kubeconfig).resolvingCredentials(), options: options)
+                let config = try await Kubeconfig.load(path: kubeconfig)
+                    .resolvingCredentials(proxies: options.proxies, trustRoots: options.trustRoots)
+                cluster = try await ClusterDetector.detect(kubeconfig: config, options: options)
             } catch let error as ClusterError where error.isUsageError {
                 throw UsageError(error.description)
             }

@@ -56,7 +56,8 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         let config: Kubeconfig
         do {
-            config = try await Kubeconfig.load(path: kubeconfig, context: context).resolvingCredentials()
+            config = try await Kubeconfig.load(path: kubeconfig, context: context)
+                .resolvingCredentials(proxies: network.proxies, trustRoots: network.trustRoots)
         } catch let error as ClusterError where error.isUsageError {
             throw UsageError(error.description)
         }
