@@ -8,6 +8,8 @@ public enum ClusterError: Error, CustomStringConvertible, Sendable, Equatable {
     case invalidKubeconfig(path: String, message: String)
     /// The kubeconfig's user authenticates in a way dkp-mirror does not support (exit 2).
     case unsupportedAuthentication(path: String, message: String)
+    /// The user's credentials could not be had now: an exec plugin failed, an id-token expired (exit 1).
+    case credentialsUnavailable(path: String, message: String)
     /// 401 from the API server.
     case unauthorized(server: String, user: String, path: String, detail: String)
     /// 403 from the API server.
@@ -27,7 +29,7 @@ public enum ClusterError: Error, CustomStringConvertible, Sendable, Equatable {
         switch self {
         case let .kubeconfigNotFound(message):
             return message
-        case let .invalidKubeconfig(path, message), let .unsupportedAuthentication(path, message):
+        case let .invalidKubeconfig(path, message), let .unsupportedAuthentication(path, message), let .credentialsUnavailable(path, message):
             return "kubeconfig \(path): \(message)"
         case let .unauthorized(server, user, path, detail):
             return "the API server \(server) refused the credentials of kubeconfig user '\(user)' (401 Unauthorized\(detail.isEmpty ? "" : ": \(detail)")); the token or client certificate in \(path) is wrong or expired: get a fresh kubeconfig"

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A kubeconfig user's `exec` credential plugin (client.authentication.k8s.io v1 or
 /// v1beta1), run as kubectl runs it: the command with its arguments and `env` added to this
@@ -8,7 +11,7 @@ import Foundation
 /// oidc-login get-token` (Deckhouse's user-authn with kubelogin), `aws eks get-token` and
 /// `gke-gcloud-auth-plugin` are plugins of this kind. Its arguments and output are never shown
 /// (they may hold a client secret or the token).
-public struct ExecCredentialPlugin: Sendable {
+public struct ExecCredentialPlugin: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     public var command: String
     var arguments: [String]
     var environment: [(name: String, value: String)]
@@ -31,61 +34,124 @@ public struct ExecCredentialPlugin: Sendable {
         return (path, arguments)
     }
 
-    /// Runs the plugin (on a thread of its own: an interactive login can take minutes) and
-    /// returns the credentials it gave.
+    /// Runs the plugin and returns the credentials it gave. It is spawned in this process's
+    /// group (Foundation's `Process` gives a child a group of its own, where a plugin that
+    /// reads the terminal is stopped by SIGTTIN and Ctrl-C never reaches it), and waited for on
+    /// a thread of its own (an interactive login can take minutes); cancelling sends it SIGTERM.
     public func credentials() async throws -> KubeCredentials {
-        let interactive = interactiveMode == "Always" || (interactiveMode == "IfAvailable" && isatty(STDIN_FILENO) == 1)
-        let (status, output) = try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread {
-                continuation.resume(with: Result { try run(interactive: interactive) })
+        let terminal = isatty(STDIN_FILENO) == 1
+        if interactiveMode == "Always" && !terminal {
+            throw ClusterError.credentialsUnavailable(path: kubeconfigPath, message: "the exec plugin of user '\(userName)' (command '\(command)') "
+                + "wants a terminal (interactiveMode: Always) and standard input is not one; run this in a terminal")
+        }
+        let interactive = interactiveMode == "Always" || (interactiveMode == "IfAvailable" && terminal)
+        let (pid, output) = try spawn(interactive: interactive)
+        let (status, data) = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                Thread.detachNewThread { continuation.resume(returning: Self.collect(pid: pid, output: output)) }
             }
+        } onCancel: {
+            _ = kill(pid, SIGTERM)
         }
         let who = "the exec plugin of user '\(userName)' (command '\(command)')"
+        if status == 127 {
+            // /usr/bin/env found no such command: this machine lacks it (bad input, exit 2).
+            throw ClusterError.unsupportedAuthentication(path: kubeconfigPath, message: "\(who) is not installed or not in PATH"
+                + (installHint.map { " (\($0.trimmingCharacters(in: .whitespacesAndNewlines)))" } ?? "")
+                + "; install it, or use a kubeconfig whose user has a token or a client certificate")
+        }
         guard status == 0 else {
-            let missing = status == 127 ? "; it is not installed or not in PATH" + (installHint.map { " (\($0.trimmingCharacters(in: .whitespacesAndNewlines)))" } ?? "") : ""
-            throw ClusterError.unsupportedAuthentication(path: kubeconfigPath, message: "\(who) exited with status \(status)\(missing); "
+            throw ClusterError.credentialsUnavailable(path: kubeconfigPath, message: "\(who) exited with status \(status); "
                 + "its messages are above; run it by hand to log in, or use a kubeconfig whose user has a token or a client certificate")
         }
-        return try Self.decode(output, who: who, path: kubeconfigPath)
+        return try Self.decode(data, apiVersion: apiVersion, who: who, path: kubeconfigPath)
     }
 
-    private func run(interactive: Bool) throws -> (Int32, Data) {
-        let process = Process()
+    /// Starts the plugin: stdout into a pipe whose read end is returned, stderr shared, stdin
+    /// the terminal when interactive, else /dev/null.
+    private func spawn(interactive: Bool) throws -> (pid_t, Int32) {
         let (executable, arguments) = invocation
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         for entry in self.environment { environment[entry.name] = entry.value }
         environment["KUBERNETES_EXEC_INFO"] = #"{"apiVersion":"\#(apiVersion)","kind":"ExecCredential","spec":{"interactive":\#(interactive)}}"#
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.standardError
-        process.standardInput = interactive ? FileHandle.standardInput : FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            throw ClusterError.unsupportedAuthentication(path: kubeconfigPath, message: "cannot run the exec plugin of user '\(userName)' "
-                + "(\(executable)): \(Kubeconfig.shortReason(error))\(installHint.map { "; \($0.trimmingCharacters(in: .whitespacesAndNewlines))" } ?? "")")
+        var pipeEnds: [Int32] = [-1, -1]
+        guard pipe(&pipeEnds) == 0 else {
+            throw ClusterError.credentialsUnavailable(path: kubeconfigPath, message: "cannot run the exec plugin of user '\(userName)': no pipe (\(String(cString: strerror(errno))))")
         }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, data)
+        // Neither end leaks into other children; the child's stdout, a dup2 of the write end, stays open.
+        for end in pipeEnds { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], STDOUT_FILENO)
+        if !interactive { posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0) }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        close(pipeEnds[1])
+        guard result == 0 else {
+            close(pipeEnds[0])
+            throw ClusterError.unsupportedAuthentication(path: kubeconfigPath, message: "cannot run the exec plugin of user '\(userName)' "
+                + "(\(executable)): \(String(cString: strerror(result)))\(installHint.map { "; \($0.trimmingCharacters(in: .whitespacesAndNewlines))" } ?? "")")
+        }
+        return (pid, pipeEnds[0])
     }
 
-    static func decode(_ output: Data, who: String, path: String) throws -> KubeCredentials {
+    /// Reads the plugin's stdout to its end, then reaps it: its exit status (128 + the signal
+    /// that ended it) and what it printed.
+    private static func collect(pid: pid_t, output: Int32) -> (Int32, Data) {
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = read(output, &buffer, buffer.count)
+            if n > 0 { data.append(contentsOf: buffer[0..<n]); continue }
+            if n < 0 && errno == EINTR { continue }
+            break
+        }
+        close(output)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let signal = status & 0x7f
+        return (signal == 0 ? (status >> 8) & 0xff : 128 + signal, data)
+    }
+
+    /// The `ExecCredential` on the plugin's stdout, of the apiVersion the kubeconfig asked for
+    /// (as client-go requires): a token, a client certificate and key (PEM), or both.
+    static func decode(_ output: Data, apiVersion: String, who: String, path: String) throws -> KubeCredentials {
         struct Reply: Decodable {
             struct Status: Decodable { var token: String?; var clientCertificateData: String?; var clientKeyData: String? }
+            var apiVersion: String?
             var kind: String?
             var status: Status?
         }
-        guard let reply = try? JSONDecoder().decode(Reply.self, from: output), reply.kind == "ExecCredential", let status = reply.status else {
-            throw ClusterError.unsupportedAuthentication(path: path, message: "\(who) did not print an ExecCredential on its stdout")
+        func fail(_ message: String) -> ClusterError { .credentialsUnavailable(path: path, message: "\(who) \(message)") }
+        guard let reply = try? JSONDecoder().decode(Reply.self, from: output), reply.kind == "ExecCredential" else {
+            throw fail("did not print an ExecCredential on its stdout")
         }
-        if let token = status.token, !token.isEmpty { return KubeCredentials(token: token) }
-        if let certificate = status.clientCertificateData, let key = status.clientKeyData, !certificate.isEmpty, !key.isEmpty {
-            return KubeCredentials(clientCertificatePEM: Array(certificate.utf8), clientKeyPEM: Array(key.utf8))
+        guard reply.apiVersion == apiVersion else {
+            throw fail("printed an ExecCredential of apiVersion '\(reply.apiVersion ?? "")', where the kubeconfig asks for \(apiVersion)")
         }
-        throw ClusterError.unsupportedAuthentication(path: path, message: "\(who) gave neither a token nor a client certificate and key")
+        let status = reply.status
+        var credentials = KubeCredentials()
+        if let token = status?.token, !token.isEmpty { credentials.token = token }
+        let certificate = status?.clientCertificateData.flatMap { $0.isEmpty ? nil : $0 }, key = status?.clientKeyData.flatMap { $0.isEmpty ? nil : $0 }
+        switch (certificate, key) {
+        case let (certificate?, key?):
+            credentials.clientCertificatePEM = Array(certificate.utf8)
+            credentials.clientKeyPEM = Array(key.utf8)
+        case (nil, nil):
+            break
+        default:
+            throw fail("gave a client certificate without its key, or a key without its certificate")
+        }
+        guard credentials.hasAny else { throw fail("gave neither a token nor a client certificate and key") }
+        return credentials
     }
+
+    public var description: String { "exec plugin '\(command)' of user '\(userName)'" }
+    public var debugDescription: String { description }
+    // Its arguments and env may hold a client secret: not even dump() shows them.
+    public var customMirror: Mirror { Mirror(self, children: ["command": command, "user": userName]) }
 }

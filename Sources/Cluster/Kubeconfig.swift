@@ -1,6 +1,5 @@
 import Foundation
 import Network
-import NIOSSL
 
 /// How to reach one Kubernetes API server, resolved from a kubeconfig file: the selected
 /// context's cluster (server, trust) and user (credentials). File references in the
@@ -49,15 +48,14 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
 
     public var debugDescription: String { description }
 
-    /// This kubeconfig with its user's exec plugin run, or its oidc auth-provider's token taken
-    /// or refreshed (through `proxies`, trusting `trustRoots` unless the provider names a CA),
-    /// when it has one. Call it before making a `KubeClient`.
-    public func resolvingCredentials(proxies: ProxySettings = .direct, trustRoots: NIOSSLTrustRoots = .default) async throws -> Kubeconfig {
+    /// This kubeconfig with its user's exec plugin run, or its oidc auth-provider's id-token
+    /// taken, when it has one. Call it before making a `KubeClient`.
+    public func resolvingCredentials() async throws -> Kubeconfig {
         var resolved = self
         if let plugin = credentials.exec {
             resolved.credentials = try await plugin.credentials()
         } else if let oidc = credentials.oidc {
-            resolved.credentials = try await oidc.credentials(proxies: proxies, trustRoots: trustRoots)
+            resolved.credentials = try oidc.credentials()
         }
         return resolved
     }

@@ -230,20 +230,10 @@ struct KubeconfigReader {
                                     installHint: exec.installHint, interactiveMode: mode, kubeconfigPath: file, userName: userName)
     }
 
-    /// The oidc auth-provider's config: its tokens, issuer, client and the issuer's CA (a file
-    /// relative to the kubeconfig naming it, or inline).
+    /// The oidc auth-provider's config: its id-token, and whether kubectl could refresh it.
     func oidcProvider(_ config: [String: String], owner: String, userName: String, file: String) throws -> OIDCAuthProvider {
-        var ca: [UInt8]?
-        if let data = config["idp-certificate-authority-data"], !data.isEmpty {
-            ca = try decodeBase64(data, field: "auth-provider idp-certificate-authority-data", owner: owner)
-        } else if let caFile = config["idp-certificate-authority"], !caFile.isEmpty {
-            let directory = URL(fileURLWithPath: file).deletingLastPathComponent()
-            let resolved = caFile.hasPrefix("/") ? caFile : directory.appendingPathComponent(caFile).path
-            ca = try readFile(resolved, field: "auth-provider idp-certificate-authority", owner: owner)
-        }
-        return OIDCAuthProvider(idToken: config["id-token"], refreshToken: config["refresh-token"], issuerURL: config["idp-issuer-url"],
-                                clientID: config["client-id"], clientSecret: config["client-secret"], certificateAuthorityPEM: ca,
-                                kubeconfigPath: file, userName: userName)
+        let canRefresh = [config["refresh-token"], config["idp-issuer-url"], config["client-id"]].allSatisfy { !($0 ?? "").isEmpty }
+        return OIDCAuthProvider(idToken: config["id-token"], canRefresh: canRefresh, kubeconfigPath: file, userName: userName)
     }
 
     /// A user with no credentials of ours: say why when it uses a plugin dkp-mirror does not run.

@@ -40,8 +40,7 @@ struct DetectCommand: AsyncParsableCommand {
         options.trustRoots = network.trustRoots
         let info: ClusterInfo
         do {
-            let config = try await Kubeconfig.load(path: kubeconfig, context: context)
-                .resolvingCredentials(proxies: network.proxies, trustRoots: network.trustRoots)
+            let config = try await Kubeconfig.load(path: kubeconfig, context: context).resolvingCredentials()
             logger.debug("using \(config)")
             info = try await ClusterDetector.detect(kubeconfig: config, options: options)
         } catch let error as ClusterError where error.isUsageError {

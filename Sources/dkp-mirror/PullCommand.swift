@@ -156,8 +156,7 @@ struct PullCommand: AsyncParsableCommand {
                 var options = ClusterDetector.Options()
                 options.proxies = common.network.proxies
                 options.trustRoots = common.network.trustRoots
-                let config = try await Kubeconfig.load(path: kubeconfig)
-                    .resolvingCredentials(proxies: options.proxies, trustRoots: options.trustRoots)
+                let config = try await Kubeconfig.load(path: kubeconfig).resolvingCredentials()
                 cluster = try await ClusterDetector.detect(kubeconfig: config, options: options)
             } catch let error as ClusterError where error.isUsageError {
                 throw UsageError(error.description)

@@ -56,8 +56,7 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         let config: Kubeconfig
         do {
-            config = try await Kubeconfig.load(path: kubeconfig, context: context)
-                .resolvingCredentials(proxies: network.proxies, trustRoots: network.trustRoots)
+            config = try await Kubeconfig.load(path: kubeconfig, context: context).resolvingCredentials()
         } catch let error as ClusterError where error.isUsageError {
             throw UsageError(error.description)
         }

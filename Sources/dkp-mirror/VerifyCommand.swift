@@ -151,8 +151,7 @@ struct VerifyCommand: AsyncParsableCommand {
     /// The images of deployment d8-system/deckhouse of the cluster `path` points at.
     static func deployment(kubeconfig path: String?, network: NetworkOptions) async throws -> RegistryCompleteness.Deployment {
         do {
-            let config = try await Kubeconfig.load(path: path, context: nil)
-                .resolvingCredentials(proxies: network.proxies, trustRoots: network.trustRoots)
+            let config = try await Kubeconfig.load(path: path, context: nil).resolvingCredentials()
             let deployment = try await KubeClient.with(kubeconfig: config, proxies: network.proxies, trustRoots: network.trustRoots) {
                 try await $0.deckhouseDeployment()
             }

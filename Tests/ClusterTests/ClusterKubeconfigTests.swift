@@ -255,7 +255,8 @@ struct ClusterKubeconfigTests {
         #expect(failed?.description.contains("command 'bin/plugin.sh') exited with status 5") == true, "\(failed!)")
         let missing = try scratch.write("missing", clusterKubeconfig(server: "https://a:6443", user: user("dkp-no-such-plugin")))
         let absent = await #expect(throws: ClusterError.self) { _ = try await Kubeconfig.load(path: missing, environment: [:]).resolvingCredentials() }
-        #expect(absent?.description.contains("not installed or not in PATH (install the dkp test plugin)") == true, "\(absent!)")
+        #expect(absent?.description.contains("is not installed or not in PATH (install the dkp test plugin)") == true, "\(absent!)")
+        #expect(failed?.isUsageError == false, "a plugin that fails is not bad input: exit 1")
         #expect(absent?.description.contains("exec-secret-9") == false && absent?.isUsageError == true)
 
         // v1 without interactiveMode, and an apiVersion kubectl does not know: refused by name before anything runs.
@@ -265,6 +266,21 @@ struct ClusterKubeconfigTests {
             try Kubeconfig(yaml: clusterKubeconfig(server: "https://a:6443", user: user("x", api: "client.authentication.k8s.io/v1alpha1")), path: "/k")
         }
         #expect(alpha?.description.contains("apiVersion 'client.authentication.k8s.io/v1alpha1'") == true)
+
+        // Its output must be an ExecCredential of the apiVersion asked for, with a whole credential.
+        let v1 = "client.authentication.k8s.io/v1"
+        func decoded(_ json: String) throws -> KubeCredentials {
+            try ExecCredentialPlugin.decode(Data(json.utf8), apiVersion: v1, who: "the plugin", path: "/k")
+        }
+        #expect(try decoded(#"{"apiVersion":"\#(v1)","kind":"ExecCredential","status":{"token":"t","clientCertificateData":"C","clientKeyData":"K"}}"#).kinds
+                == "token, client certificate")
+        for (json, says) in [(#"{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","status":{"token":"t"}}"#, "apiVersion"),
+                             (#"{"apiVersion":"\#(v1)","kind":"ExecCredential","status":{"clientCertificateData":"C"}}"#, "without its key"),
+                             (#"{"apiVersion":"\#(v1)","kind":"ExecCredential","status":{}}"#, "neither a token"),
+                             ("not json", "did not print an ExecCredential")] {
+            let error = #expect(throws: ClusterError.self) { try decoded(json) }
+            #expect(error?.description.contains(says) == true, "\(json): \(String(describing: error))")
+        }
 
         // A static token next to the plugin is used instead.
         let withToken = clusterKubeconfig(server: "https://a:6443", user: ["token: t0k", "exec: {command: kubelogin}"])
