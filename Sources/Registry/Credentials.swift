@@ -96,10 +96,11 @@ public struct DockerConfig: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["docker-credential-\(name)", "get"]
-        let input = Pipe(), output = Pipe(), errors = Pipe()
+        let input = Pipe(), output = Pipe()
         process.standardInput = input
         process.standardOutput = output
-        process.standardError = errors
+        // Not a pipe read after stdout: a helper writing more than a pipe holds there would hang both.
+        process.standardError = FileHandle.nullDevice
         do {
             try process.run()
         } catch {
@@ -108,7 +109,6 @@ public struct DockerConfig: Sendable {
         input.fileHandleForWriting.write(Data(host.utf8))
         try? input.fileHandleForWriting.close()
         let data = output.fileHandleForReading.readDataToEndOfFile()
-        _ = errors.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             // Helpers answer "credentials not found in native keychain" with a non-zero exit.
