@@ -7,7 +7,7 @@ public struct KubeCredentials: Sendable, CustomStringConvertible, CustomDebugStr
     public var basic: Credentials?
     /// A credential plugin still to run (`Kubeconfig.resolvingCredentials()` runs it).
     public var exec: ExecCredentialPlugin?
-    /// The legacy oidc auth-provider, whose token `resolvingCredentials()` takes or refreshes.
+    /// The legacy oidc auth-provider, whose id-token `resolvingCredentials()` takes while it is valid.
     public var oidc: OIDCAuthProvider?
 
     /// A username and password (basic auth); `description` hides the password.

@@ -127,6 +127,9 @@ public struct DiscoveredEdition: Sendable {
     /// `REPOSITORY:CHANNEL` -> the digest discovery read there: the plan fetches these (see `ChannelPins`).
     public var channelDigests: [String: Digest] = [:]
 
+    /// The key of `channelDigests` for a tag of a source repository.
+    public static func channelKey(repository: String, tag: String) -> String { "\(repository):\(tag)" }
+
     /// Adds what another phase of discovery found, after what this one holds.
     mutating func merge(_ other: DiscoveredEdition) {
         images += other.images

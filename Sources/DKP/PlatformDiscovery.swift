@@ -27,7 +27,7 @@ final class ChannelPins: Sendable {
     private let pins = Mutex<[String: Digest]>([:])
 
     func record(repository: String, tag: String, digest: Digest) {
-        pins.withLock { $0["\(repository):\(tag)"] = digest }
+        pins.withLock { $0[DiscoveredEdition.channelKey(repository: repository, tag: tag)] = digest }
     }
 
     var all: [String: Digest] { pins.withLock { $0 } }

@@ -187,7 +187,7 @@ public struct BundlePuller: Sendable {
     /// A manifest with, for an index, every child manifest (recursively).
     private func fetchTree(_ key: ManifestKey, spool: ManifestSpool,
                            pinned: [String: Digest]) async throws -> (ManifestKey, ManifestTree, [Descriptor]) {
-        let reference = pinned["\(key.repository):\(key.reference)"]?.string ?? key.reference
+        let reference = pinned[DiscoveredEdition.channelKey(repository: key.repository, tag: key.reference)]?.string ?? key.reference
         let top = try await client.manifest(repository: key.repository, reference: reference)
         var all = [top]
         var queue = [top]

@@ -135,11 +135,8 @@ extension RegistryClient {
     /// Whether `repository` holds the blob, at its size; false when that cannot be told. One
     /// request, not retried: the upload's own loop decides what happens next.
     private func isStored(_ descriptor: Descriptor, in repository: String) async -> Bool {
-        let response = try? await transport.execute(
-            RegistryOperation(.HEAD, "\(base)/v2/\(Self.escaped(repository))/blobs/\(descriptor.digest)", scopes: [.push(repository)],
-                              retryable: false, expecting: [200, 404], what: "blob \(descriptor.digest) in \(host)/\(repository)",
-                              repository: repository, action: "push"))
-        return response?.status == 200 && response?.contentLength == descriptor.size
+        let size = try? await blobSize(repository: repository, digest: descriptor.digest, scope: .push(repository), retryable: false)
+        return size == descriptor.size
     }
 }
 

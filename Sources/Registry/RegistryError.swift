@@ -121,9 +121,14 @@ public enum RegistryError: Error, CustomStringConvertible, Sendable {
         case let .cannotConnect(_, detail, _):
             return detail != Self.unresolvedHost
         case let .http(_, _, status, _):
-            return status == 408 || status == 429 || ((500...599).contains(status) && status != 501)
+            return Self.mayPassOnRetry(status: status)
         default:
             return false
         }
+    }
+
+    /// The statuses another try may pass: 408, 429 and 5xx but 501 (not implemented stays so).
+    static func mayPassOnRetry(status: Int) -> Bool {
+        status == 408 || status == 429 || ((500...599).contains(status) && status != 501)
     }
 }

@@ -119,7 +119,7 @@ struct TokenService: Sendable {
                                              detail: "the token service answered \(status)", hint: Authenticator.credentialHint(configuration))
         default:
             let error = RegistryError.http(method: "GET", url: Transport.redact(url), status: status, detail: Transport.errorDetail(body))
-            guard status == 408 || status == 429 || (500...599).contains(status) else { throw error }
+            guard error.mayPassOnRetry else { throw error }
             return .retriable(error, retryAfter: response.headers.first(name: "Retry-After").flatMap(Transport.parseRetryAfter))
         }
     }

@@ -156,8 +156,7 @@ final class Transport: Sendable {
                 url = next
                 continue
             }
-            // 501 (not implemented) does not pass on another try: a HEAD the server does not take.
-            if status == 408 || status == 429 || ((500...599).contains(status) && status != 501) {
+            if RegistryError.mayPassOnRetry(status: status) {
                 let retryAfter = response.headers.first(name: "Retry-After").flatMap(Self.parseRetryAfter)
                 if request.retryable, let retry = budget.retry() {
                     await Self.drain(response)

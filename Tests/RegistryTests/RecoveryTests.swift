@@ -24,6 +24,22 @@ import TestSupport
         return try RegistryClient(host: proxy.host, configuration: configuration)
     }
 
+    /// A scripted registry that wants Basic credentials and opens every upload at `location`
+    /// (another origin), and a client of it with `password`.
+    private static func registryUploadingElsewhere(_ location: String, password: String) async throws -> (TestHTTPServer, RegistryClient) {
+        let registry = try await TestHTTPServer.start { request in
+            guard request.header("Authorization") != nil else {
+                return TestHTTPResponse(status: 401, headers: [("WWW-Authenticate", #"Basic realm="test""#)])
+            }
+            return TestHTTPResponse(status: 202, headers: [("Location", location)])
+        }
+        let client = try RegistryClient(host: registry.host, configuration: {
+            var c = RegistryConfiguration(); c.insecure = true
+            c.credential = Credential(username: "u", password: password); return c
+        }())
+        return (registry, client)
+    }
+
     /// The registry commits the blob, the gateway answers 504: the closing PUT is retried, the
     /// registry no longer knows the session (404), and the upload asks whether the blob is
     /// there before starting over. Either way no byte goes twice.
@@ -146,16 +162,7 @@ import TestSupport
         let elsewhere = try await TestHTTPServer.start { request in
             request.method == "PUT" ? TestHTTPResponse(status: 201) : TestHTTPResponse(status: 404)
         }
-        let registry = try await TestHTTPServer.start { request in
-            guard request.header("Authorization") != nil else {
-                return TestHTTPResponse(status: 401, headers: [("WWW-Authenticate", #"Basic realm="test""#)])
-            }
-            return TestHTTPResponse(status: 202, headers: [("Location", "http://\(elsewhere.host)/upload/1?state=abc")])
-        }
-        let client = try RegistryClient(host: registry.host, configuration: {
-            var c = RegistryConfiguration(); c.insecure = true
-            c.credential = Credential(username: "u", password: "location-secret-5"); return c
-        }())
+        let (registry, client) = try await Self.registryUploadingElsewhere("http://\(elsewhere.host)/upload/1?state=abc", password: "location-secret-5")
         let (blob, descriptor) = try await Self.blob(1000, seed: 53)
         _ = try await withClient(client) { try await $0.uploadBlob(repository: "a/b", descriptor: descriptor) { blob } }
         #expect(registry.requests.last?.header("Authorization") != nil)
@@ -173,16 +180,7 @@ import TestSupport
         let elsewhere = try await TestHTTPServer.start { _ in
             TestHTTPResponse(status: 401, headers: [("WWW-Authenticate", #"Basic realm="elsewhere""#)])
         }
-        let registry = try await TestHTTPServer.start { request in
-            guard request.header("Authorization") != nil else {
-                return TestHTTPResponse(status: 401, headers: [("WWW-Authenticate", #"Basic realm="test""#)])
-            }
-            return TestHTTPResponse(status: 202, headers: [("Location", "http://\(elsewhere.host)/upload/2")])
-        }
-        let client = try RegistryClient(host: registry.host, configuration: {
-            var c = RegistryConfiguration(); c.insecure = true
-            c.credential = Credential(username: "u", password: "elsewhere-secret-6"); return c
-        }())
+        let (registry, client) = try await Self.registryUploadingElsewhere("http://\(elsewhere.host)/upload/2", password: "elsewhere-secret-6")
         let (blob, descriptor) = try await Self.blob(1000, seed: 55)
         try await withClient(client) { client in
             let error = await #expect(throws: RegistryError.self) {
