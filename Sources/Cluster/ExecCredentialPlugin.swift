@@ -89,7 +89,13 @@ public struct ExecCredentialPlugin: Sendable, CustomStringConvertible, CustomDeb
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (argv + envp).forEach { free($0) } }
         var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        var result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        // ETXTBSY: the file is still open for writing somewhere, e.g. in a child another thread
+        // forked while it was being installed; that passes in moments.
+        for _ in 0..<10 where result == ETXTBSY {
+            usleep(20_000)
+            result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        }
         close(pipeEnds[1])
         guard result == 0 else {
             close(pipeEnds[0])
@@ -121,7 +127,9 @@ public struct ExecCredentialPlugin: Sendable, CustomStringConvertible, CustomDeb
     /// (as client-go requires): a token, a client certificate and key (PEM), or both.
     static func decode(_ output: Data, apiVersion: String, who: String, path: String) throws -> KubeCredentials {
         struct Reply: Decodable {
-            struct Status: Decodable { var token: String?; var clientCertificateData: String?; var clientKeyData: String? }
+            struct Status: Decodable {
+                var token: String?; var clientCertificateData: String?; var clientKeyData: String?; var expirationTimestamp: String?
+            }
             var apiVersion: String?
             var kind: String?
             var status: Status?
@@ -147,7 +155,19 @@ public struct ExecCredentialPlugin: Sendable, CustomStringConvertible, CustomDeb
             throw fail("gave a client certificate without its key, or a key without its certificate")
         }
         guard credentials.hasAny else { throw fail("gave neither a token nor a client certificate and key") }
+        if let stamp = status?.expirationTimestamp, !stamp.isEmpty {
+            guard let expires = Self.date(rfc3339: stamp) else { throw fail("gave an expirationTimestamp that is not an RFC 3339 time: '\(stamp.prefix(40))'") }
+            credentials.expires = expires
+        }
         return credentials
+    }
+
+    /// `2026-12-08T02:00:00Z`, with or without fractional seconds, as Go's time.RFC3339 reads it.
+    static func date(rfc3339 text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        if let date = formatter.date(from: text) { return date }
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: text)
     }
 
     public var description: String { "exec plugin '\(command)' of user '\(userName)'" }

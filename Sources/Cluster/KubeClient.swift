@@ -12,6 +12,8 @@ public final class KubeClient: Sendable {
     /// Direct, or through the kubeconfig's `proxy-url`, else the proxy settings given.
     let clients: HTTPClients
     let requestTimeout: TimeAmount
+    /// The token to send, renewed from the exec plugin when it expires or is refused.
+    let credentialSource: KubeCredentialSource
     /// Objects read here are small; anything larger is refused.
     static let maxBodySize = 8 << 20
 
@@ -71,6 +73,7 @@ public final class KubeClient: Sendable {
         configuration.connectionPool.retryConnectionEstablishment = false
         let routes = kubeconfig.proxy.map { ProxySettings(httpProxy: $0, httpsProxy: $0) } ?? proxies
         self.clients = HTTPClients(configuration: configuration, proxies: routes)
+        self.credentialSource = KubeCredentialSource(credentials)
     }
 
     /// Closes connections. Required before the client is released.
@@ -126,33 +129,15 @@ public final class KubeClient: Sendable {
     // MARK: Requests
 
     /// `GET server + path` with `Accept: application/json`; the body of a 200 answer.
-    /// 401, 403 and 404 become `ClusterError`s naming `what` (404 with `notFoundHint`).
+    /// 401, 403 and 404 become `ClusterError`s naming `what` (404 with `notFoundHint`). A 401
+    /// to a token from an exec plugin is tried once more with the token the plugin gives next.
     public func get(_ path: String, what: String, notFoundHint: String = "") async throws -> [UInt8] {
         let url = kubeconfig.server + path
-        var request = HTTPClientRequest(url: url)
-        request.method = .GET
-        request.headers.add(name: "Accept", value: "application/json")
-        request.headers.add(name: "User-Agent", value: "dkp-mirror/0.1")
-        let credentials = kubeconfig.credentials
-        if let token = credentials.token {
-            request.headers.add(name: "Authorization", value: "Bearer \(token)")
-        } else if let basic = credentials.basic {
-            let encoded = Data("\(basic.username):\(basic.password)".utf8).base64EncodedString()
-            request.headers.add(name: "Authorization", value: "Basic \(encoded)")
+        let sent = try await credentialSource.credentials()
+        var (status, bytes) = try await send(url, what: what, credentials: sent)
+        if status == 401, let renewed = try await credentialSource.renewed(afterRefusing: sent.token) {
+            (status, bytes) = try await send(url, what: what, credentials: renewed)
         }
-
-        let response: HTTPClientResponse
-        let body: ByteBuffer
-        do {
-            response = try await clients.client(for: url).execute(request, timeout: requestTimeout)
-            body = try await response.body.collect(upTo: Self.maxBodySize)
-        } catch is NIOTooManyBytesError {
-            throw ClusterError.unexpectedResponse(what: what, detail: "the answer is larger than \(Self.maxBodySize) bytes")
-        } catch {
-            throw classify(error)
-        }
-        let bytes = Array(body.readableBytesView)
-        let status = Int(response.status.code)
         switch status {
         case 200:
             return bytes
@@ -168,6 +153,31 @@ public final class KubeClient: Sendable {
             let message = Self.statusMessage(bytes)
             throw ClusterError.unexpectedResponse(what: what, detail: "GET \(url): status \(status)\(message.isEmpty ? "" : ": \(message)")")
         }
+    }
+
+    /// One `GET` with `credentials`: the status and the body.
+    private func send(_ url: String, what: String, credentials: KubeCredentials) async throws -> (status: Int, body: [UInt8]) {
+        var request = HTTPClientRequest(url: url)
+        request.method = .GET
+        request.headers.add(name: "Accept", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "dkp-mirror/0.1")
+        if let token = credentials.token {
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        } else if let basic = credentials.basic {
+            let encoded = Data("\(basic.username):\(basic.password)".utf8).base64EncodedString()
+            request.headers.add(name: "Authorization", value: "Basic \(encoded)")
+        }
+        let response: HTTPClientResponse
+        let body: ByteBuffer
+        do {
+            response = try await clients.client(for: url).execute(request, timeout: requestTimeout)
+            body = try await response.body.collect(upTo: Self.maxBodySize)
+        } catch is NIOTooManyBytesError {
+            throw ClusterError.unexpectedResponse(what: what, detail: "the answer is larger than \(Self.maxBodySize) bytes")
+        } catch {
+            throw classify(error)
+        }
+        return (Int(response.status.code), Array(body.readableBytesView))
     }
 
     /// The `message` of a Kubernetes `Status` body, or a short printable prefix of the body.

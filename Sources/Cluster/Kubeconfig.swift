@@ -49,7 +49,8 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
     public var debugDescription: String { description }
 
     /// This kubeconfig with its user's exec plugin run, or its oidc auth-provider's id-token
-    /// taken, when it has one. Call it before making a `KubeClient`.
+    /// taken, when it has one. Call it before making a `KubeClient`. The plugin or provider is
+    /// kept, so that the client can get a new token when this one expires or is refused.
     public func resolvingCredentials() async throws -> Kubeconfig {
         var resolved = self
         if let plugin = credentials.exec {
@@ -57,6 +58,8 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
         } else if let oidc = credentials.oidc {
             resolved.credentials = try oidc.credentials()
         }
+        resolved.credentials.exec = credentials.exec
+        resolved.credentials.oidc = credentials.oidc
         return resolved
     }
 

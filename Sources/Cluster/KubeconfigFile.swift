@@ -1,3 +1,5 @@
+import Foundation
+
 /// The credentials of a kubeconfig user. Any combination may be set (kubectl sends a
 /// client certificate during TLS and a token header together). Never printed.
 public struct KubeCredentials: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
@@ -9,6 +11,9 @@ public struct KubeCredentials: Sendable, CustomStringConvertible, CustomDebugStr
     public var exec: ExecCredentialPlugin?
     /// The legacy oidc auth-provider, whose id-token `resolvingCredentials()` takes while it is valid.
     public var oidc: OIDCAuthProvider?
+    /// When the token stops being valid, as the exec plugin (`expirationTimestamp`) or the
+    /// id-token (`exp`) says; nil when nothing says.
+    public var expires: Date?
 
     /// A username and password (basic auth); `description` hides the password.
     public struct Credentials: Sendable, CustomStringConvertible, CustomDebugStringConvertible {

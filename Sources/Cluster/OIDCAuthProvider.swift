@@ -37,7 +37,9 @@ public struct OIDCAuthProvider: Sendable, CustomStringConvertible, CustomDebugSt
                 + (canRefresh ? "run any kubectl command with this kubeconfig (kubectl refreshes the token and stores it), then run this again"
                               : "get a fresh kubeconfig from the cluster's kubeconfig generator"))
         }
-        return KubeCredentials(token: idToken)
+        var credentials = KubeCredentials(token: idToken)
+        credentials.expires = Self.expiry(ofJWT: idToken)
+        return credentials
     }
 
     public var description: String { "oidc auth-provider of user '\(userName)'" }

@@ -94,9 +94,11 @@ struct StatusCommand: AsyncParsableCommand {
                 last = state
                 if state.isDone { return true }
             } catch let error as ClusterError {
-                // No access or a bad kubeconfig will not pass by waiting; the rest may (a restarting API server).
+                // No access, or credentials the plugin could not renew, will not pass by waiting (and
+                // running an interactive login plugin again at every poll would be worse); the rest may
+                // (a restarting API server).
                 switch error {
-                case .unauthorized, .forbidden: throw error
+                case .unauthorized, .forbidden, .credentialsUnavailable, .unsupportedAuthentication, .invalidKubeconfig: throw error
                 default: break
                 }
                 let text = error.description

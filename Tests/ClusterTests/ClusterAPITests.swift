@@ -53,6 +53,90 @@ struct ClusterAPITests {
         try await fake.shutdown()
     }
 
+    /// A plugin that prints `tok-N` on its Nth run (counted in a file beside it), with the
+    /// `expirationTimestamp` line `expiry(N)` gives (none when it gives nil).
+    func countingPlugin(_ scratch: ClusterScratch, expiry: (Int) -> String?) throws -> (config: String, runs: @Sendable () -> Int) {
+        let counter = scratch.url.appendingPathComponent("runs").path
+        var cases = ""
+        for run in 1...4 {
+            let stamp = expiry(run).map { #","expirationTimestamp":"\#($0)""# } ?? ""
+            cases += "  \(run)) printf '%s' '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"tok-\(run)\"\(stamp)}}' ;;\n"
+        }
+        let plugin = try scratch.write("plugin", """
+            #!/bin/sh
+            n=$(( $(cat \(counter) 2>/dev/null || echo 0) + 1 )); echo $n > \(counter)
+            case $n in
+            \(cases)esac
+
+            """)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: plugin)
+        let yaml = clusterKubeconfig(server: "SERVER", user: ["exec:", "  apiVersion: client.authentication.k8s.io/v1", "  command: \(plugin)",
+                                                            "  interactiveMode: Never"])
+        return (yaml, { Int((try? String(contentsOfFile: counter, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0 })
+    }
+
+    /// A token the API server stops taking (revoked, or expired before the plugin said) is
+    /// renewed once from the plugin, as client-go does on a 401; static ones are not.
+    @Test func aRefusedExecTokenIsRenewedFromThePluginOnce() async throws {
+        let fake = try await FakeKubernetes.start(token: "tok-1")
+        let scratch = try ClusterScratch()
+        let (yaml, runs) = try countingPlugin(scratch) { _ in nil }
+        let config = try await Kubeconfig(yaml: yaml.replacingOccurrences(of: "SERVER", with: fake.url),
+                                          path: scratch.url.appendingPathComponent("config").path).resolvingCredentials()
+        let client = try KubeClient(kubeconfig: config)
+        do {
+            _ = try await client.deckhouseDeployment()
+            #expect(runs() == 1)
+            fake.accept(token: "tok-2")
+            _ = try await client.deckhouseDeployment()
+            #expect(runs() == 2, "one renewal after the 401")
+            _ = try await client.deckhouseDeployment()
+            #expect(runs() == 2, "the renewed token is kept")
+            // The plugin's next token is refused too: one more run, then the 401 stands.
+            fake.accept(token: "tok-9")
+            let error = await #expect(throws: ClusterError.self) { _ = try await client.deckhouseDeployment() }
+            #expect(runs() == 3)
+            if case .unauthorized? = error {} else { Issue.record("expected a 401, got \(String(describing: error))") }
+            #expect(!"\(String(describing: error))".contains("tok-"))
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+        await client.shutdown()
+        let sent = fake.requests.map { $0.header("Authorization") ?? "" }
+        #expect(sent == ["Bearer tok-1", "Bearer tok-1", "Bearer tok-2", "Bearer tok-2", "Bearer tok-2", "Bearer tok-3"], "\(sent)")
+
+        // A static token gets no second try.
+        fake.accept(token: "other")
+        let staticClient = try KubeClient(kubeconfig: try self.config(fake, user: ["token: static-1"]))
+        let before = fake.requests.count
+        await #expect(throws: ClusterError.self) { _ = try await staticClient.deckhouseDeployment() }
+        await staticClient.shutdown()
+        #expect(fake.requests.count == before + 1)
+        try await fake.shutdown()
+    }
+
+    /// Once the plugin's `expirationTimestamp` has passed, it runs again before the next request.
+    @Test func anExpiredExecTokenIsRenewedBeforeItIsSent() async throws {
+        let fake = try await FakeKubernetes.start(token: "tok-2")
+        let scratch = try ClusterScratch()
+        let (yaml, runs) = try countingPlugin(scratch) { $0 == 1 ? "2020-01-01T00:00:00Z" : "2099-01-01T00:00:00.250Z" }
+        let config = try await Kubeconfig(yaml: yaml.replacingOccurrences(of: "SERVER", with: fake.url),
+                                          path: scratch.url.appendingPathComponent("config").path).resolvingCredentials()
+        #expect(config.credentials.expires == ISO8601DateFormatter().date(from: "2020-01-01T00:00:00Z"))
+        let client = try KubeClient(kubeconfig: config)
+        do {
+            for _ in 0..<3 { _ = try await client.deckhouseDeployment() }
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+        await client.shutdown()
+        #expect(runs() == 2)
+        #expect(fake.requests.map { $0.header("Authorization") ?? "" } == Array(repeating: "Bearer tok-2", count: 3))
+        try await fake.shutdown()
+    }
+
     @Test func readsTheThreeObjectsWithABearerToken() async throws {
         var objects = FakeClusterObjects()
         objects.deckhouseImage = "registry.example.com/system/deckhouse:v1.69.3"

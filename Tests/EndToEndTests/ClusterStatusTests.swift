@@ -119,6 +119,52 @@ import TestSupport
         try await fake.shutdown()
     }
 
+    /// `status --wait` with an exec plugin (kubelogin's kind): when the token it gave expires,
+    /// the plugin runs again; when that run fails, waiting stops at once with the plugin's
+    /// failure rather than running it again at every poll.
+    @Test func waitingRenewsAnExpiringExecTokenAndStopsWhenThePluginFails() async throws {
+        let fake = try await Self.fake(state: "registry-state-switching.json")
+        fake.accept(token: "exec-tok-1")
+        let directory = try TestRegistry.temporaryDirectory("dkp-kubeconfig-exec")
+        let counter = directory.appendingPathComponent("runs").path
+        let plugin = directory.appendingPathComponent("login.sh").path
+        // Run 1: a token that expires in 2 s. Run 2: the login fails.
+        try """
+            #!/bin/sh
+            n=$(( $(cat \(counter) 2>/dev/null || echo 0) + 1 )); echo $n > \(counter)
+            if [ $n -gt 1 ]; then echo "plugin-login-needed run $n" >&2; exit 1; fi
+            expires=$(date -u -d @$(( $(date +%s) + 2 )) +%Y-%m-%dT%H:%M:%SZ)
+            printf '{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","status":{"token":"exec-tok-1","expirationTimestamp":"%s"}}' "$expires"
+
+            """.write(toFile: plugin, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: plugin)
+        let config = directory.appendingPathComponent("config").path
+        try """
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - {name: fake, cluster: {server: \(fake.url)}}
+            contexts:
+            - {name: fake, context: {cluster: fake, user: oidc}}
+            current-context: fake
+            users:
+            - name: oidc
+              user:
+                exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: \(plugin)}
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let started = ContinuousClock.now
+        let out = try await CLITests.run(["status", "--kubeconfig", config, "--wait", "--wait-timeout", "60s", "--poll-interval", "100ms"])
+        let elapsed = ContinuousClock.now - started
+        #expect(out.status == 1, "\(out.stderrString)")
+        #expect(out.stdoutString.contains("target_mode: Local"), "the first polls went through: \(out.stdoutString)")
+        #expect(out.stderrString.contains("exited with status 1"), "\(out.stderrString)")
+        #expect(out.stderrString.components(separatedBy: "plugin-login-needed").count == 2, "the failed plugin ran once: \(out.stderrString)")
+        #expect(!out.stderrString.contains("exec-tok-1"))
+        #expect(elapsed < .seconds(30), "stopped, not waited out: \(elapsed)")
+        #expect(fake.requests.allSatisfy { $0.header("Authorization") == "Bearer exec-tok-1" })
+        try await fake.shutdown()
+    }
+
     @Test func missingSecretNoAccessUnreachableAndBadUsage() async throws {
         let fake = try await Self.fake(state: "registry-state-switching.json")
         let config = try VerifyClusterListTests.kubeconfig(fake)

@@ -150,36 +150,44 @@ public struct FakeClusterObjects: Sendable {
 /// basic credentials), and a 401 `Status` otherwise, as kube-apiserver does.
 public final class FakeKubernetes: Sendable {
     public let server: TestHTTPServer
-    public let token: String?
     public let basic: (username: String, password: String)?
     private let objects: TSLocked<FakeClusterObjects>
+    private let acceptedToken: TSLocked<String?>
 
-    private init(server: TestHTTPServer, token: String?, basic: (username: String, password: String)?,
+    private init(server: TestHTTPServer, acceptedToken: TSLocked<String?>, basic: (username: String, password: String)?,
                  objects: TSLocked<FakeClusterObjects>) {
         self.server = server
-        self.token = token
+        self.acceptedToken = acceptedToken
         self.basic = basic
         self.objects = objects
     }
+
+    /// The bearer token accepted now.
+    public var token: String? { acceptedToken.current }
 
     /// Starts the fake API. Exactly the given `token` (or `basic` user) is accepted.
     public static func start(objects: FakeClusterObjects = FakeClusterObjects(), token: String? = "fake-token-7f3a",
                              basic: (username: String, password: String)? = nil) async throws -> FakeKubernetes {
         let state = TSLocked(objects)
-        let expected: [String] = [token.map { "Bearer \($0)" },
-                                  basic.map { "Basic " + Data("\($0.username):\($0.password)".utf8).base64EncodedString() }]
-            .compactMap { $0 }
+        let accepted = TSLocked(token)
+        let basicAuthorization = basic.map { "Basic " + Data("\($0.username):\($0.password)".utf8).base64EncodedString() }
         let server = try await TestHTTPServer.start { request in
             guard request.method == "GET" else {
                 return .json(FakeClusterObjects.status(code: 405, reason: "MethodNotAllowed", message: "only GET here"), status: 405)
             }
+            let expected = [accepted.current.map { "Bearer \($0)" }, basicAuthorization].compactMap { $0 }
             guard let authorization = request.header("Authorization"), expected.contains(authorization) else {
                 return .json(FakeClusterObjects.status(code: 401, reason: "Unauthorized", message: "Unauthorized"), status: 401)
             }
             let answer = state.current.answer(path: request.path)
             return .json(answer.body, status: answer.status)
         }
-        return FakeKubernetes(server: server, token: token, basic: basic, objects: state)
+        return FakeKubernetes(server: server, acceptedToken: accepted, basic: basic, objects: state)
+    }
+
+    /// From now on only `token` is accepted (the one before is refused, as a revoked or expired one is).
+    public func accept(token: String) {
+        acceptedToken.withLock { $0 = token }
     }
 
     /// `http://127.0.0.1:PORT`.
