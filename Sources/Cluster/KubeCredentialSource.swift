@@ -1,8 +1,8 @@
 import Foundation
 
 /// The credentials a `KubeClient` sends, kept fresh as client-go keeps them for a long run
-/// (`status --wait` polls for up to 30 minutes; Deckhouse's user-authn gives 10-minute
-/// id-tokens): an exec plugin is run again once its `expirationTimestamp` has passed, and
+/// (`status --wait` polls for up to 30 minutes; Dex, user-authn's OIDC provider, gives
+/// short-lived id-tokens): an exec plugin is run again once its `expirationTimestamp` has passed, and
 /// when the API server refuses (401) the token it gave. An oidc id-token is checked again
 /// the same way, so an expired one ends with what to do instead of a bare 401. Static
 /// credentials (a token, a client certificate, basic auth) are what they are.
