@@ -97,7 +97,7 @@ public enum RegistryError: Error, CustomStringConvertible, Sendable {
         case 408, 429: return "the registry is busy or rate-limiting: wait a little, lower -j, and run the same command again (it resumes)"
         case 400, 409, 412: return "the registry refused the request by its own rules (immutable tags, a policy, a quota?): check its settings"
         case 413: return "something in between limits the request size: lift the limit (ingress-nginx: the annotation nginx.ingress.kubernetes.io/proxy-body-size: \"0\"), "
-            + "or push with --upload-chunk-size below it (0.9 for a 1m limit)"
+            + "or pass --upload-chunk-size below it (0.9 for a 1m limit)"
         case 500...599: return "the registry (or a proxy in front of it) failed: check its logs and storage, then run the same command again (it resumes)"
         default: return nil
         }

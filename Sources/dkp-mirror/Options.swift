@@ -285,3 +285,27 @@ func parseReference(_ text: String, what: String) throws -> Reference {
 }
 
 import OCI
+
+/// How blobs go up to the destination (push, copy).
+struct UploadOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Send every blob larger than this in requests of at most this many MiB (decimals allowed), for an Ingress or proxy "
+                               + "that limits a request's body and cannot be changed (ingress-nginx's default limit is 1m: pass 0.9). "
+                               + "Default: each blob in one request.", valueName: "MiB"))
+    var uploadChunkSize: Double?
+
+    func validate() throws {
+        // 64 KiB at least (below it a gigabyte blob takes tens of thousands of requests), 512 MiB
+        // at most (each upload holds one chunk in memory).
+        if let uploadChunkSize, !(uploadChunkSize >= 0.0625 && uploadChunkSize <= 512) {
+            throw ValidationError("--upload-chunk-size is in MiB, from 0.0625 (64 KiB) to 512, e.g. 0.9 below a 1m limit; got \(uploadChunkSize)")
+        }
+    }
+
+    func apply(to configuration: inout RegistryConfiguration) {
+        guard let uploadChunkSize else { return }
+        // A blob up to the chunk goes in one PUT, any larger one in PATCHes of the chunk: no request is larger.
+        let bytes = Int(uploadChunkSize * 1_048_576)
+        configuration.uploadChunkSize = bytes
+        configuration.monolithicUploadLimit = min(configuration.monolithicUploadLimit, Int64(bytes))
+    }
+}

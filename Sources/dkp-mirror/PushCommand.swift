@@ -41,10 +41,7 @@ struct PushCommand: AsyncParsableCommand {
     @Flag(help: "Print what would be uploaded and what exists already; upload nothing.")
     var dryRun = false
 
-    @Option(help: ArgumentHelp("Send every blob larger than this in requests of at most this many MiB (decimals allowed), for an Ingress or proxy "
-                               + "that limits a request's body and cannot be changed (ingress-nginx's default limit is 1m: pass 0.9). "
-                               + "Default: each blob in one request.", valueName: "MiB"))
-    var uploadChunkSize: Double?
+    @OptionGroup var upload: UploadOptions
 
     @Option(help: ArgumentHelp("Accepted for d8 compatibility and unused: dkp-mirror reads every blob straight from the tars and unpacks nothing.", valueName: "DIR"))
     var tmpDir: String?
@@ -141,23 +138,10 @@ struct PushCommand: AsyncParsableCommand {
         try await push(reference: reference, configuration: configuration, bundle: bundle, leftOut: leftOut)
     }
 
-    func validate() throws {
-        // 64 KiB at least (below it a gigabyte blob takes tens of thousands of requests), 512 MiB
-        // at most (each upload holds one chunk in memory).
-        if let uploadChunkSize, !(uploadChunkSize >= 0.0625 && uploadChunkSize <= 512) {
-            throw ValidationError("--upload-chunk-size is in MiB, from 0.0625 (64 KiB) to 512, e.g. 0.9 below a 1m limit; got \(uploadChunkSize)")
-        }
-    }
-
     private func push(reference: Reference, configuration: RegistryConfiguration, bundle: BundleIndex,
                       leftOut: Inventory?) async throws {
         var configuration = configuration
-        if let uploadChunkSize {
-            // A blob up to the chunk goes in one PUT, any larger one in PATCHes of the chunk: no request is larger.
-            let bytes = Int(uploadChunkSize * 1_048_576)
-            configuration.uploadChunkSize = bytes
-            configuration.monolithicUploadLimit = min(configuration.monolithicUploadLimit, Int64(bytes))
-        }
+        upload.apply(to: &configuration)
         let client = try RegistryClient(host: reference.host, configuration: configuration)
         let renderer = ProgressRenderer.start(dryRun ? .none : common.progress)
         do {

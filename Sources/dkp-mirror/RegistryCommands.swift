@@ -98,6 +98,7 @@ struct CopyCommand: AsyncParsableCommand {
 
     @OptionGroup(title: "Source") var src: SourceOptions
     @OptionGroup(title: "Destination") var dest: DestinationOptions
+    @OptionGroup(title: "Destination") var upload: UploadOptions
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
@@ -126,6 +127,7 @@ struct CopyCommand: AsyncParsableCommand {
 
         common.apply(to: &sourceConfiguration)
         common.apply(to: &destinationConfiguration)
+        upload.apply(to: &destinationConfiguration)
 
         let sourceClient = try RegistryClient(host: from.host, configuration: sourceConfiguration)
         let destinationClient: RegistryClient

@@ -32,6 +32,16 @@ import TestSupport
         #expect(try await TargetCheck.expectComplete(target, password: "chunk-pw-6", bundle: bundle, modules: TargetCheck.editionModules) > 40)
         let invalid = try await CLITests.run(arguments + ["--upload-chunk-size", "0"], stdin: "chunk-pw-6")
         #expect(invalid.status == 2 && invalid.stderrString.contains("--upload-chunk-size"), "\(invalid.stderrString)")
+
+        // copy takes the option too, for its destination.
+        let before = ingress.requests.count
+        let copied = try await CLITests.run(["copy", "\(source.host)/deckhouse/ee:v1.69.3", "\(ingress.host)/copied/deckhouse:v1.69.3",
+                                             "--src-insecure", "--dest-ca-file", ingress.caFile, "--dest-login", "rw", "--dest-password-stdin",
+                                             "--upload-chunk-size", "0.9", "--json", "--progress", "none"], stdin: "chunk-pw-6")
+        #expect(copied.status == 0, "\(copied.stderrString)\n\(ingress.errors)")
+        let copyPatches = ingress.requests.dropFirst(before).filter { $0.hasPrefix("PATCH ") }
+        #expect(!copyPatches.isEmpty && copyPatches.allSatisfy { $0.split(separator: " ")[2] == "202" && Int($0.split(separator: " ")[3])! < 1 << 20 },
+                "\(copyPatches.prefix(5))")
         withExtendedLifetime(source) {}
     }
 
