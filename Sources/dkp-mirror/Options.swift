@@ -205,6 +205,8 @@ struct SourceOptions: ParsableArguments {
     var login: String?
     @Option(name: [.customLong("src-password"), .customLong("source-password")], help: "Source password (env D8_MIRROR_SOURCE_PASSWORD).")
     var password: String?
+    @Flag(name: [.customLong("src-password-stdin"), .customLong("source-password-stdin")], help: "Read the source password from stdin.")
+    var passwordStdin = false
 }
 
 /// `copy`'s destination side: the connection options with a `--dest-` prefix.
@@ -233,9 +235,7 @@ func resolveCredential(host: String, login: String?, password: String?, password
     var password = password
     if passwordStdin {
         guard password == nil else { throw UsageError("pass either \(names.password) or \(names.stdin), not both") }
-        let data = FileHandle.standardInput.readDataToEndOfFile()
-        password = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
-        if password?.isEmpty == true { throw UsageError("\(names.stdin): standard input held no password; pipe it in, e.g. printf %s \"$PASSWORD\" | dkp-mirror ...") }
+        password = try readSecretFromStdin(option: names.stdin, what: "password")
     }
     let env = ProcessInfo.processInfo.environment
     let envLogin = environment.flatMap { env[$0.login] }.flatMap { $0.isEmpty ? nil : $0 }
@@ -254,6 +254,16 @@ func resolveCredential(host: String, login: String?, password: String?, password
         throw UsageError("\(from) but no password: pass \(names.password) or \(names.stdin)\(environment.map { ", or set \($0.password)" } ?? "")")
     }
     return Credential(username: login, password: password)
+}
+
+/// A secret piped into standard input (`--registry-password-stdin` and the like), its trailing newline dropped.
+func readSecretFromStdin(option: String, what: String) throws -> String {
+    let data = FileHandle.standardInput.readDataToEndOfFile()
+    let secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+    if secret.isEmpty {
+        throw UsageError("\(option): standard input held no \(what); pipe it in, e.g. printf %s \"$SECRET\" | dkp-mirror ...")
+    }
+    return secret
 }
 
 /// Parses a push or verify target as d8 takes it: an `http://` or `https://` prefix and

@@ -27,11 +27,17 @@ struct PullCommand: AsyncParsableCommand {
     @Option(name: [.short, .long], help: "License key (env D8_MIRROR_LICENSE_TOKEN).")
     var license: String?
 
+    @Flag(help: "Read the license key from stdin (out of the process list and the shell's history).")
+    var licenseStdin = false
+
     @Option(help: "Source registry username (env D8_MIRROR_SOURCE_LOGIN).")
     var sourceLogin: String?
 
     @Option(help: "Source registry password (env D8_MIRROR_SOURCE_PASSWORD).")
     var sourcePassword: String?
+
+    @Flag(help: "Read the source registry password from stdin.")
+    var sourcePasswordStdin = false
 
     @Option(help: "Only this tag: a version (v1.69.3), a channel (stable) or a custom tag.")
     var deckhouseTag: String?
@@ -220,21 +226,24 @@ struct PullCommand: AsyncParsableCommand {
     /// The source's credential: the license key (flag or D8_MIRROR_LICENSE_TOKEN), else a login
     /// and password, else what the Docker config holds for the host.
     private func sourceConfiguration(host: String) throws -> RegistryConfiguration {
-        if license != nil && (sourceLogin != nil || sourcePassword != nil) {
+        let licenseGiven = license != nil || licenseStdin
+        if licenseGiven && (sourceLogin != nil || sourcePassword != nil || sourcePasswordStdin) {
             throw UsageError("--license and --source-login/--source-password both name the source's credential: pass one of them")
         }
+        if license != nil && licenseStdin { throw UsageError("pass either --license or --license-stdin, not both") }
         var configuration = transport.configuration(common: common, credential: nil)
         configuration.optionNames.login = "--source-login"
         configuration.optionNames.password = "--source-password"
-        let license = self.license ?? ProcessInfo.processInfo.environment["D8_MIRROR_LICENSE_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        let license = try licenseStdin ? readSecretFromStdin(option: "--license-stdin", what: "license key")
+            : self.license ?? ProcessInfo.processInfo.environment["D8_MIRROR_LICENSE_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         if let license {
             configuration.credential = .licenseKey(license)
             configuration.optionNames.login = "--license"
             configuration.optionNames.password = "D8_MIRROR_LICENSE_TOKEN"
         } else {
             configuration.credential = try resolveCredential(
-                host: host, login: sourceLogin, password: sourcePassword, passwordStdin: false,
-                names: ("--source-login", "--source-password", "--source-password"),
+                host: host, login: sourceLogin, password: sourcePassword, passwordStdin: sourcePasswordStdin,
+                names: ("--source-login", "--source-password", "--source-password-stdin"),
                 environment: ("D8_MIRROR_SOURCE_LOGIN", "D8_MIRROR_SOURCE_PASSWORD"))
         }
 

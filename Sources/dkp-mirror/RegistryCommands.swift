@@ -102,6 +102,9 @@ struct CopyCommand: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
+        if src.passwordStdin && dest.passwordStdin {
+            throw UsageError("--src-password-stdin and --dest-password-stdin would both read stdin: pass one of the passwords another way")
+        }
         let from = try parseReference(source, what: "SRC")
         let to = try parseReference(destination, what: "DST")
 
@@ -111,8 +114,8 @@ struct CopyCommand: AsyncParsableCommand {
         sourceConfiguration.caFile = src.caFile ?? caFile
         sourceConfiguration.optionNames = OptionNames(prefix: "src-")
         sourceConfiguration.credential = try resolveCredential(
-            host: from.host, login: src.login, password: src.password, passwordStdin: false,
-            names: ("--src-login", "--src-password", "--src-password"),
+            host: from.host, login: src.login, password: src.password, passwordStdin: src.passwordStdin,
+            names: ("--src-login", "--src-password", "--src-password-stdin"),
             environment: ("D8_MIRROR_SOURCE_LOGIN", "D8_MIRROR_SOURCE_PASSWORD"))
 
         var destinationConfiguration = RegistryConfiguration()

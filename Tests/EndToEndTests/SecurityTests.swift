@@ -118,6 +118,15 @@ import TestSupport
             try await run("pull --source-login \(mode)", ["pull", try TestRegistry.temporaryDirectory("dkp-sec-b").path,
                                                           "--source", edition, "--insecure", "--dry-run", "--source-login", "puller",
                                                           "--source-password", secrets.sourcePassword] + mode, expect: 0)
+            try await run("pull --license-stdin \(mode)", ["pull", try TestRegistry.temporaryDirectory("dkp-sec-b").path,
+                                                            "--source", edition, "--insecure", "--dry-run", "--license-stdin"] + mode,
+                          stdin: secrets.license + "\n", expect: 0)
+            try await run("pull --source-password-stdin \(mode)", ["pull", try TestRegistry.temporaryDirectory("dkp-sec-b").path,
+                                                                    "--source", edition, "--insecure", "--dry-run", "--source-login", "puller",
+                                                                    "--source-password-stdin"] + mode, stdin: secrets.sourcePassword, expect: 0)
+            try await run("pull --license-stdin empty \(mode)", ["pull", try TestRegistry.temporaryDirectory("dkp-sec-b").path,
+                                                                  "--source", edition, "--insecure", "--license-stdin"] + mode,
+                          stdin: "", expect: 2)
             try await run("pull wrong license \(mode)", ["pull", try TestRegistry.temporaryDirectory("dkp-sec-b").path,
                                                          "--source", edition, "--insecure", "--license", secrets.wrongPassword] + mode,
                           expect: 1)
@@ -157,6 +166,14 @@ import TestSupport
                                             "--src-login", "puller", "--src-password", secrets.sourcePassword,
                                             "--dest-ca-file", caFile, "--dest-login", "rw", "--dest-password", secrets.targetPassword]
                           + mode, expect: 0)
+            try await run("copy src stdin \(mode)", ["copy", "\(edition):v1.69.3", "\(target.host)/copied/ee-stdin-\(m)", "--src-insecure",
+                                                      "--src-login", "puller", "--src-password-stdin",
+                                                      "--dest-ca-file", caFile, "--dest-login", "rw", "--dest-password", secrets.targetPassword]
+                          + mode, stdin: secrets.sourcePassword, expect: 0)
+            try await run("copy both stdin \(mode)", ["copy", "\(edition):v1.69.3", "\(target.host)/copied/x", "--src-insecure",
+                                                       "--src-login", "puller", "--src-password-stdin",
+                                                       "--dest-ca-file", caFile, "--dest-login", "rw", "--dest-password-stdin"]
+                          + mode, stdin: secrets.sourcePassword, expect: 2)
             try await run("copy wrong src \(mode)", ["copy", "\(edition):v1.69.3", "\(target.host)/copied/x", "--src-insecure",
                                                       "--src-login", "puller", "--src-password", secrets.wrongPassword,
                                                       "--dest-ca-file", caFile, "--dest-login", "rw",
