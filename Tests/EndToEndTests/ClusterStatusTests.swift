@@ -128,12 +128,12 @@ import TestSupport
         let directory = try TestRegistry.temporaryDirectory("dkp-kubeconfig-exec")
         let counter = directory.appendingPathComponent("runs").path
         let plugin = directory.appendingPathComponent("login.sh").path
-        // Run 1: a token that expires in 2 s. Run 2: the login fails.
+        // Run 1: a token that expires in 4 s (time for the first polls on a loaded machine). Run 2: the login fails.
         try """
             #!/bin/sh
             n=$(( $(cat \(counter) 2>/dev/null || echo 0) + 1 )); echo $n > \(counter)
             if [ $n -gt 1 ]; then echo "plugin-login-needed run $n" >&2; exit 1; fi
-            expires=$(date -u -d @$(( $(date +%s) + 2 )) +%Y-%m-%dT%H:%M:%SZ)
+            expires=$(date -u -d @$(( $(date +%s) + 4 )) +%Y-%m-%dT%H:%M:%SZ)
             printf '{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","status":{"token":"exec-tok-1","expirationTimestamp":"%s"}}' "$expires"
 
             """.write(toFile: plugin, atomically: true, encoding: .utf8)
