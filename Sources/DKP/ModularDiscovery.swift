@@ -88,10 +88,13 @@ extension EditionDiscovery {
         let exactOnly = constraint?.isExactOnly == true
         // Only exact pins take no channel images from the source (d8): the pins are the channels.
         var read = ChannelRead()
+        var channelNotes: [String] = []
         if !exactOnly {
             read = try await readChannels(repository: sourceRepository(channelLayout), prerelease: true)
-            if let (channel, failure) = read.failures.sorted(by: { $0.key.rawValue < $1.key.rawValue }).first {
-                throw DKPError.invalidSource("\(name) channel \(channel.rawValue): \(failure)")
+            // A channel whose version cannot be read gives no version, as in d8; its image is
+            // still mirrored as the source has it.
+            for (channel, failure) in read.failures.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+                channelNotes.append("\(kind.catalog.dropLast()) \(name) channel \(channel.rawValue): \(failure); no version taken from it")
             }
             // Every channel the source has for it is pulled, so any suspended one stops the pull.
             try checkSuspended(Array(read.states.keys), read, selection, repository: channelLayout)
@@ -109,13 +112,13 @@ extension EditionDiscovery {
         tags.formUnion(constraint?.pins.map(\.tag) ?? [])
         guard !tags.isEmpty else {
             return ModularImages(name: name, versions: [], images: [], vex: [],
-                                 notes: ["\(kind.catalog.dropLast()) \(name): no version\(constraint.map { " matches \($0)" } ?? " on any channel"); skipped"])
+                                 notes: channelNotes + ["\(kind.catalog.dropLast()) \(name): no version\(constraint.map { " matches \($0)" } ?? " on any channel"); skipped"])
         }
         let versions = Self.sortedTags(tags)
 
         var images: [BundleImage] = []
         var vex: [VexSubject] = []
-        var notes: [String] = []
+        var notes = channelNotes
         var withoutReleaseImage = Set<String>()
         // Versions share images (an extra image's tag, a digest two releases list): each once,
         // so the plan counts and looks up what the bundle holds.
@@ -138,7 +141,7 @@ extension EditionDiscovery {
                     images.append(image(tar: tar, layout: channelLayout, tag: pin.tag, shortTag: channel.rawValue))
                 }
             }
-            for (channel, _) in read.states.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            for channel in Set(read.states.keys).union(read.failures.keys).sorted(by: { $0.rawValue < $1.rawValue }) {
                 images.append(image(tar: tar, layout: channelLayout, tag: channel.rawValue))
             }
         }
@@ -207,24 +210,34 @@ extension EditionDiscovery {
         let pinned: [String: Set<String>] = selection.packages && !selection.onlyExtraImages
             ? selection.includePackages.compactMapValues { $0.map { Set($0.channelAliases.flatMap(\.channels).map(\.rawValue)) } }
             : [:]
+        // Never the reason a pull fails (as in d8, which warns and goes on): a catalog or a
+        // package's version repository that cannot be listed leaves that part out, with a note.
         let names: [String]
         do {
             names = try await client.tags(repository: sourceRepository("packages")).sorted()
         } catch RegistryError.notFound {
             return
+        } catch let error as RegistryError {
+            result.notes.append("package-versions.tar not written: \(source)/packages cannot be listed (\(error))")
+            return
         }
-        let perPackage = try await concurrentMap(names, limit: concurrency) { name -> [BundleImage] in
+        let perPackage = try await concurrentMap(names, limit: concurrency) { name -> (images: [BundleImage], note: String?) in
             let layout = "packages/\(name)/version"
             let tags: [String]
             do {
                 tags = try await self.client.tags(repository: self.sourceRepository(layout))
             } catch RegistryError.notFound {
-                return []
+                return ([], nil)
+            } catch let error as RegistryError {
+                return ([], "package-versions.tar: \(self.source)/\(layout) cannot be listed, left out (\(error))")
             }
             let retagged = pinned[name] ?? []
-            return tags.sorted().filter { !retagged.contains($0) }.map { self.image(tar: "package-versions.tar", layout: layout, tag: $0) }
+            return (tags.sorted().filter { !retagged.contains($0) }.map { self.image(tar: "package-versions.tar", layout: layout, tag: $0) }, nil)
         }
-        for images in perPackage { result.images += images }
+        for package in perPackage {
+            result.images += package.images
+            if let note = package.note { result.notes.append(note) }
+        }
     }
 
     /// The `.att` attestations of `subjects` that exist, looked up in one bounded pool

@@ -270,6 +270,8 @@ extension EditionDiscovery {
             } catch RegistryError.notFound {
                 return (channel, nil)
             }
+            // Pinned before it is read: a module's channel that cannot be read is still mirrored.
+            channelPins.record(repository: repository, tag: channel.rawValue, digest: manifest.digest)
             let what = "\(source.host)/\(repository):\(channel.rawValue)"
             let files = try await ImageFiles.read(["version.json"], client: client, repository: repository, manifest: manifest)
             guard let bytes = files["version.json"] else {
@@ -282,7 +284,6 @@ extension EditionDiscovery {
             guard let version = prerelease ? Version(releaseTag: written) : Version(tag: written) else {
                 return (channel, .failure(.invalidSource("\(what): version.json says version \"\(file.version)\", which is not vX.Y.Z\(prerelease ? " or vX.Y.Z-PRE" : "")")))
             }
-            channelPins.record(repository: repository, tag: channel.rawValue, digest: manifest.digest)
             return (channel, .success(ChannelState(version: version, suspended: file.suspend ?? false)))
         }
         var read = ChannelRead()

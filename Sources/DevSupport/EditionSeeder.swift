@@ -45,6 +45,8 @@ public struct EditionSeeder: Sendable {
         public var suspended: Set<String> = []
         /// Channels of a module or package (by name) whose version.json says "suspend": true.
         public var suspendedModular: [String: Set<String>] = [:]
+        /// Channels of a module or package (by name) whose version.json names no version (`"latest"`).
+        public var unreadableModularChannels: [String: Set<String>] = [:]
         /// Packages: name -> channel -> version (laid out as modules, channels in `version`).
         public var packages: [String: [String: String]] = [
             "nginx-tools": ["alpha": "v0.5.0", "beta": "v0.5.0", "early-access": "v0.4.1", "stable": "v0.4.1", "rock-solid": "v0.4.1"],
@@ -281,6 +283,7 @@ public struct EditionSeeder: Sendable {
             }
         }
         for (channel, version) in channels.sorted(by: { $0.key < $1.key }) {
+            let version = options.unreadableModularChannels[name]?.contains(channel) == true ? "latest" : version
             _ = try await pushChannelImage(repository: "\(repository)/\(channelSegment)", version: version, tag: channel,
                                            suspend: options.suspendedModular[name]?.contains(channel) ?? false, changelog: false)
         }

@@ -83,7 +83,7 @@ public struct RegistryCompleteness: Sendable {
 
         static func lines(total: Int, failures: [Failure], limit: Int) -> [String] {
             guard !failures.isEmpty else { return ["all \(total) items are checked"] }
-            var lines = ["\(total - failures.count) of \(total) items processed, \(failures.count) items with errors"]
+            var lines = ["\(total - failures.count) of \(total) items processed, \(failures.count) items with errors:"]
             for failure in failures.prefix(limit) {
                 lines.append("- source: \(failure.source)\n  image: \(failure.image)\n  error: \(failure.error)")
             }

@@ -124,7 +124,10 @@ struct PullCommand: AsyncParsableCommand {
         if !includeModules.isEmpty && !excludeModules.isEmpty {
             throw ValidationError("--include-module and --exclude-module exclude each other")
         }
-        if let chunkSize, chunkSize <= 0 || chunkSize * 1e9 < 4096 { throw ValidationError("--images-bundle-chunk-size must be a positive number of gigabytes (decimals allowed, at least 0.000004)") }
+        // 0 is d8's default, "no chunks": runbooks pass it.
+        if let chunkSize, chunkSize != 0, chunkSize < 0 || chunkSize * 1e9 < 4096 {
+            throw ValidationError("--images-bundle-chunk-size must be 0 (no chunks) or a positive number of gigabytes (decimals allowed, at least 0.000004)")
+        }
         if detect && deckhouseTag != nil { throw ValidationError("--detect and --deckhouse-tag exclude each other") }
         if !includePackages.isEmpty && !excludePackages.isEmpty {
             throw ValidationError("--include-package and --exclude-package exclude each other")
@@ -196,7 +199,7 @@ struct PullCommand: AsyncParsableCommand {
                 return
             }
             writeErr("pulling \(plan.imageCount) references, \(plan.blobCount) blobs, \(formatBytes(plan.totalBytes)) into \(directory)\n")
-            let result = try await puller.pull(plan, into: directory, chunkSize: chunkSize.map { Int64(($0 * 1e9).rounded()) },
+            let result = try await puller.pull(plan, into: directory, chunkSize: chunkSize.flatMap { $0 == 0 ? nil : Int64(($0 * 1e9).rounded()) },
                                                resume: !noPullResume, replacing: force, gostsums: gostDigest)
             renderer.finish()
             // deckhousereleases.yaml only for range pulls (d8: a pinned bundle relies on its channel aliases).

@@ -29,7 +29,7 @@ import TestSupport
         // Before the push: the cluster's items (the Deployment's, repository replaced) are missing.
         let before = try await CLITests.run(["verify", bundle.path, "--cluster", "--kubeconfig", config, "--only-cluster-list"] + address)
         #expect(before.status == 1, "\(before.stdoutString) \(before.stderrString)")
-        #expect(before.stdoutString.hasPrefix("Mode: Default\n0 of 5 items processed, 5 items with errors\n"), "\(before.stdoutString)")
+        #expect(before.stdoutString.hasPrefix("Mode: Default\n0 of 5 items processed, 5 items with errors:\n"), "\(before.stdoutString)")
 
         let arguments = ["push", bundle.path, "--cluster", "--kubeconfig", config, "--progress", "none", "-v"] + address
         let push = try await CLITests.run(arguments)

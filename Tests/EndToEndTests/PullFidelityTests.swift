@@ -262,6 +262,49 @@ import TestSupport
         #expect(try JSONDecoder().decode(PullTests.Plan.self, from: Data(ignored.stdout)).modules["console"] != nil)
     }
 
+    /// A module channel whose version.json names no version gives no version, as in d8, and
+    /// stops nothing; its image is mirrored as the source has it.
+    @Test func aModuleChannelWithoutAVersionIsANote() async throws {
+        let (registry, _) = try await PullTests.seededEdition {
+            $0.unreadableModularChannels = ["console": ["alpha", "beta"]]; $0.packages = [:]; $0.plugins = false
+        }
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        // `-c 0` too, d8's default: no chunks.
+        let pulled = try await PullTests.pull(registry, into: directory, ["--no-security-db", "--deckhouse-tag", "v1.69.3", "--include-module", "console",
+                                                                           "-c", "0"])
+        #expect(pulled.status == 0, "\(pulled.stderrString)")
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("module-console.tar").path))
+        #expect(pulled.stderrString.contains("module console channel alpha:") && pulled.stderrString.contains("no version taken from it"),
+                "\(pulled.stderrString)")
+        let entries = try await Self.entries(directory)
+        let channels = Self.tags(entries, tar: "module-console.tar", layout: "modules/console/release")
+        #expect(["alpha", "beta", "stable"].allSatisfy(channels.contains), "\(channels)")
+        // v1.2.0 was only on alpha and beta.
+        let versions = Self.tags(entries, tar: "module-console.tar", layout: "modules/console")
+        #expect(versions.contains("v1.1.5") && !versions.contains("v1.2.0"), "\(versions)")
+    }
+
+    /// package-versions.tar never fails a pull (as in d8): a packages catalog the source refuses
+    /// (403), or one package's version repository it fails to list, leaves that part out with a note.
+    @Test func packageVersionsThatCannotBeListedAreANote() async throws {
+        let (registry, _) = try await PullTests.seededEdition { $0.modules = [:]; $0.plugins = false }
+        let proxy = try await HTTPFaultProxy.start(upstream: registry, rules: [
+            .init(.status(403), methods: ["GET"], pathContains: "/deckhouse/ee/packages/tags/list"),
+        ])
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let refused = try await FaultMatrixTests.pull(from: proxy, into: directory, ["--no-security-db", "--no-packages", "--no-modules"])
+        #expect(refused.status == 0, "\(refused.stderrString)")
+        #expect(refused.stderrString.contains("package-versions.tar not written") && refused.stderrString.contains("403"), "\(refused.stderrString)")
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("package-versions.tar").path))
+
+        proxy.setRules([.init(.status(500), methods: ["GET"], pathContains: "/packages/nginx-tools/version/tags/list")])
+        let other = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let failing = try await FaultMatrixTests.pull(from: proxy, into: other, ["--no-security-db", "--no-packages", "--no-modules", "--retries", "1"])
+        #expect(failing.status == 0, "\(failing.stderrString)")
+        #expect(failing.stderrString.contains("packages/nginx-tools/version cannot be listed, left out"), "\(failing.stderrString)")
+        withExtendedLifetime(registry) {}
+    }
+
     @Test func includePlatformTakesARangeOfVersions() async throws {
         let (registry, _) = try await PullTests.seededEdition()
         let directory = try TestRegistry.temporaryDirectory("dkp-bundle")

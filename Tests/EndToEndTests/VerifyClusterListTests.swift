@@ -55,7 +55,7 @@ import TestSupport
         #expect(missing.failures.map(\.source) == expected.map(\.0))
         #expect(missing.failures.map(\.image) == expected.map(\.1))
         let text = try await CLITests.run(base)
-        #expect(text.stdoutString.hasPrefix("Mode: Default\n0 of 4 items processed, 4 items with errors\n- source: "), "\(text.stdoutString)")
+        #expect(text.stdoutString.hasPrefix("Mode: Default\n0 of 4 items processed, 4 items with errors:\n- source: "), "\(text.stdoutString)")
         #expect(text.stdoutString.contains("- source: module/control-plane-manager/kube-apiserver133\n  image: \(image)@"))
 
         let push = try await PushTests.push(bundle, to: target, password: "pw-list-3")
@@ -116,7 +116,7 @@ import TestSupport
         // More than five errors: the first five, then `...and more`, as the cluster writes it.
         let text = try await CLITests.run(["verify", bundle.path, "--registry", "\(target.host)/system/deckhouse", "--insecure",
                                            "--only-cluster-list"])
-        #expect(text.stdoutString.hasPrefix("Mode: Default\n0 of 8 items processed, 8 items with errors\n"), "\(text.stdoutString)")
+        #expect(text.stdoutString.hasPrefix("Mode: Default\n0 of 8 items processed, 8 items with errors:\n"), "\(text.stdoutString)")
         #expect(text.stdoutString.components(separatedBy: "- source: ").count - 1 == 5)
         #expect(text.stdoutString.hasSuffix("\n  ...and more\n"))
         for label in ["kube-apiserver133", "control-plane-manager", "v1-beta", "http-server", "snake-case", "cni-cilium", "iptables-wrapper"] {
@@ -168,7 +168,7 @@ import TestSupport
         let text = whole.stdoutString
         #expect(text.hasPrefix("Mode: Default\nall "), "the cluster's list first: \(text)")
         #expect(text.contains("The rest of the bundle (every tag, children by digest, discovery tags):\n")
-                && text.contains(" items with errors\n"), "\(text)")
+                && text.contains(" items with errors:\n"), "\(text)")
         struct Whole: Decodable {
             struct Section: Decodable { var total: Int; var failures: [VerifyClusterListTests.Report.Failure] }
             var failures: [VerifyClusterListTests.Report.Failure]; var bundle: Section

@@ -60,7 +60,7 @@ import TestSupport
         #expect(before.stdoutString.contains("unexpected status code 404 Not Found"))
         // The cluster's list: the controller's four images_digests.json digests and the controller
         // itself (at most five errors are listed; VerifyClusterListTests has more).
-        #expect(lines.dropFirst().first == "0 of 5 items processed, 5 items with errors", "\(before.stdoutString)")
+        #expect(lines.dropFirst().first == "0 of 5 items processed, 5 items with errors:", "\(before.stdoutString)")
         let sections = before.stdoutString.components(separatedBy: "The rest of the bundle (every tag, children by digest, discovery tags):\n")
         #expect(sections.count == 2, "\(before.stdoutString)")
         #expect(!sections[0].contains("...and more"))
