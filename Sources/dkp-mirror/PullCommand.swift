@@ -229,8 +229,7 @@ struct PullCommand: AsyncParsableCommand {
     /// The source's credential: the license key (flag or D8_MIRROR_LICENSE_TOKEN), else a login
     /// and password, else what the Docker config holds for the host.
     private func sourceConfiguration(host: String) throws -> RegistryConfiguration {
-        let licenseGiven = license != nil || licenseStdin
-        if licenseGiven && (sourceLogin != nil || sourcePassword != nil || sourcePasswordStdin) {
+        if (license != nil || licenseStdin) && (sourceLogin != nil || sourcePassword != nil || sourcePasswordStdin) {
             throw UsageError("--license and --source-login/--source-password both name the source's credential: pass one of them")
         }
         if license != nil && licenseStdin { throw UsageError("pass either --license or --license-stdin, not both") }
@@ -249,7 +248,6 @@ struct PullCommand: AsyncParsableCommand {
                 names: ("--source-login", "--source-password", "--source-password-stdin"),
                 environment: ("D8_MIRROR_SOURCE_LOGIN", "D8_MIRROR_SOURCE_PASSWORD"))
         }
-
         return configuration
     }
 
