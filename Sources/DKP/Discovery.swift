@@ -155,6 +155,8 @@ public struct EditionDiscovery: Sendable {
     public let concurrency: Int
     /// Where modules live in the source, relative to `<E>` (`--modules-path-suffix`, `/` for `<E>` itself).
     public let modulesPathSuffix: String
+    /// Where packages live, likewise (`--packages-path-suffix`).
+    public let packagesPathSuffix: String
     /// What `readChannels` read, shared by every copy of this value.
     let channelPins = ChannelPins()
 
@@ -163,20 +165,25 @@ public struct EditionDiscovery: Sendable {
         ("trivy-db", "2"), ("trivy-bdu", "1"), ("trivy-java-db", "1"), ("trivy-checks", "0"),
     ]
 
-    public init(client: RegistryClient, source: EditionSource, concurrency: Int = 8, modulesPathSuffix: String = "/modules") {
+    public init(client: RegistryClient, source: EditionSource, concurrency: Int = 8, modulesPathSuffix: String = "/modules",
+                packagesPathSuffix: String = "/packages") {
         self.client = client
         self.source = source
         self.concurrency = concurrency
         self.modulesPathSuffix = modulesPathSuffix
+        self.packagesPathSuffix = packagesPathSuffix
     }
 
-    /// The source repository of a bundle layout path: `<E>/<path>`, a leading `modules` segment
-    /// replaced by the modules path suffix (the bundle always says `modules/`).
+    /// The source repository of a bundle layout path: `<E>/<path>`, a leading `modules` or
+    /// `packages` segment replaced by its path suffix (the bundle always says `modules/`, `packages/`).
     func sourceRepository(_ layout: String) -> String {
-        guard layout == "modules" || layout.hasPrefix("modules/") else { return source.repository(layout) }
-        let suffix = modulesPathSuffix.split(separator: "/").joined(separator: "/")
-        let rest = layout.dropFirst("modules".count).split(separator: "/").joined(separator: "/")
-        return source.repository([suffix, rest].filter { !$0.isEmpty }.joined(separator: "/"))
+        for (catalog, pathSuffix) in [("modules", modulesPathSuffix), ("packages", packagesPathSuffix)]
+        where layout == catalog || layout.hasPrefix(catalog + "/") {
+            let suffix = pathSuffix.split(separator: "/").joined(separator: "/")
+            let rest = layout.dropFirst(catalog.count).split(separator: "/").joined(separator: "/")
+            return source.repository([suffix, rest].filter { !$0.isEmpty }.joined(separator: "/"))
+        }
+        return source.repository(layout)
     }
 
     public func discover(_ selection: PullSelection) async throws -> DiscoveredEdition {

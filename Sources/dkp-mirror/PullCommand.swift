@@ -96,6 +96,9 @@ struct PullCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Where modules live in the source, relative to --source (\"/\" for the edition root itself; empty: the default, as d8 reads it); the bundle always names them modules/<name>.", valueName: "PATH"),
             transform: { $0.isEmpty ? "/modules" : $0 })
     var modulesPathSuffix = "/modules"
+    @Option(help: ArgumentHelp("Where packages live in the source, relative to --source, as --modules-path-suffix; the bundle always names them packages/<name>.", valueName: "PATH"),
+            transform: { $0.isEmpty ? "/packages" : $0 })
+    var packagesPathSuffix = "/packages"
     @Option(help: ArgumentHelp("Accepted for d8 compatibility and unused: dkp-mirror writes every blob in place in the final tars and needs no temporary directory.", valueName: "DIR"))
     var tmpDir: String?
     @Flag(help: "List every module, package and plugin version in the final summary.")
@@ -181,13 +184,15 @@ struct PullCommand: AsyncParsableCommand {
         let renderer = ProgressRenderer.start(dryRun ? .none : common.progress)
         do {
             let discovery = EditionDiscovery(client: client, source: edition, concurrency: common.jobs,
-                                             modulesPathSuffix: modulesPathSuffix)
+                                             modulesPathSuffix: modulesPathSuffix, packagesPathSuffix: packagesPathSuffix)
             writeErr("discovering \(edition) ...\n")
             let found = try await discovery.discover(selection)
             for note in found.notes { writeErr("note: \(note)\n") }
-            let modulesPath = LayoutRepositories.path(ofSuffix: modulesPathSuffix)
-            if modulesPath != "modules", !found.modules.isEmpty {
-                writeErr("note: modules are read from \(edition)/\(modulesPath), not from the standard \(edition)/modules (--modules-path-suffix)\n")
+            for (catalog, suffix, found) in [("modules", modulesPathSuffix, !found.modules.isEmpty), ("packages", packagesPathSuffix, !found.packages.isEmpty)] {
+                let path = LayoutRepositories.path(ofSuffix: suffix)
+                if path != catalog, found {
+                    writeErr("note: \(catalog) are read from \(edition)/\(path), not from the standard \(edition)/\(catalog) (--\(catalog)-path-suffix)\n")
+                }
             }
             releaseFreedMemory()
             let puller = BundlePuller(client: client, jobs: common.jobs, progress: renderer.progress)
@@ -224,31 +229,6 @@ struct PullCommand: AsyncParsableCommand {
             if created { rmdir(directory) }
             throw error
         }
-    }
-
-    /// The source's credential: the license key (flag or D8_MIRROR_LICENSE_TOKEN), else a login
-    /// and password, else what the Docker config holds for the host.
-    private func sourceConfiguration(host: String) throws -> RegistryConfiguration {
-        if (license != nil || licenseStdin) && (sourceLogin != nil || sourcePassword != nil || sourcePasswordStdin) {
-            throw UsageError("--license and --source-login/--source-password both name the source's credential: pass one of them")
-        }
-        if license != nil && licenseStdin { throw UsageError("pass either --license or --license-stdin, not both") }
-        var configuration = transport.configuration(common: common, credential: nil)
-        configuration.optionNames.login = "--source-login"
-        configuration.optionNames.password = "--source-password"
-        let license = try licenseStdin ? readSecretFromStdin(option: "--license-stdin", what: "license key")
-            : self.license ?? ProcessInfo.processInfo.environment["D8_MIRROR_LICENSE_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        if let license {
-            configuration.credential = .licenseKey(license)
-            configuration.optionNames.login = "--license"
-            configuration.optionNames.password = "D8_MIRROR_LICENSE_TOKEN"
-        } else {
-            configuration.credential = try resolveCredential(
-                host: host, login: sourceLogin, password: sourcePassword, passwordStdin: sourcePasswordStdin,
-                names: ("--source-login", "--source-password", "--source-password-stdin"),
-                environment: ("D8_MIRROR_SOURCE_LOGIN", "D8_MIRROR_SOURCE_PASSWORD"))
-        }
-        return configuration
     }
 
     private static func printResult(_ result: PullResult, _ summary: PullSummary, verbose: Bool) {

@@ -305,6 +305,35 @@ import TestSupport
         withExtendedLifetime(registry) {}
     }
 
+    /// A source whose modules and packages live under other paths (a mirror filled with
+    /// `push --modules-path-suffix /mods --packages-path-suffix /pkgs`) is pulled with the same
+    /// two flags into a bundle that names them modules/ and packages/ as always.
+    @Test func pathSuffixesFindModulesAndPackagesElsewhereInTheSource() async throws {
+        let (_, bundle) = try await PushTests.pulledBundle(["--no-security-db"])
+        let mirror = try await TestRegistry.start()
+        let pushed = try await CLITests.run(["push", bundle.path, "\(mirror.host)/mirror/ee", "--insecure", "--progress", "none",
+                                             "--modules-path-suffix", "/mods", "--packages-path-suffix", "/pkgs"])
+        try #require(pushed.status == 0, "\(pushed.stderrString)")
+        let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let arguments = ["pull", directory.path, "--source", "\(mirror.host)/mirror/ee", "--insecure", "--deckhouse-tag", "v1.69.3",
+                         "--no-security-db", "--progress", "none", "--modules-path-suffix", "/mods"]
+        let pulled = try await CLITests.run(arguments + ["--packages-path-suffix", "/pkgs"])
+        #expect(pulled.status == 0, "\(pulled.stderrString)")
+        #expect(pulled.stderrString.contains("note: packages are read from \(mirror.host)/mirror/ee/pkgs"), "\(pulled.stderrString)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        #expect(["module-console.tar", "package-nginx-tools.tar", "package-versions.tar"].allSatisfy(files.contains), "\(files)")
+        let entries = try await Self.entries(directory)
+        #expect(!Self.tags(entries, tar: "package-nginx-tools.tar", layout: "packages/nginx-tools").isEmpty)
+        #expect(!Self.tags(entries, tar: "package-versions.tar", layout: "packages/nginx-tools/version").isEmpty)
+        let verified = try await CLITests.run(["verify", directory.path, "--progress", "none"])
+        #expect(verified.status == 0, "\(verified.stderrString)")
+
+        // Without the flag the standard path has no packages: said, and none pulled.
+        let standard = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let without = try await CLITests.run(["pull", standard.path] + arguments.dropFirst(2) + ["--dry-run"])
+        #expect(without.status == 0 && without.stderrString.contains("mirror/ee/packages does not exist: no packages pulled"), "\(without.stderrString)")
+    }
+
     @Test func includePlatformTakesARangeOfVersions() async throws {
         let (registry, _) = try await PullTests.seededEdition()
         let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
