@@ -13,8 +13,10 @@ actor KubeCredentialSource {
     private var current: KubeCredentials
     private let exec: ExecCredentialPlugin?
     private let oidc: OIDCAuthProvider?
-    /// A renewal in progress, which concurrent requests wait for instead of running the plugin again.
-    private var renewal: Task<KubeCredentials, Error>?
+    /// A renewal in progress, which concurrent requests wait for instead of running the plugin
+    /// again, numbered so that a slower waiter never puts back the credentials of an older one.
+    private var renewal: (number: Int, task: Task<KubeCredentials, Error>)?
+    private var renewalsStarted = 0, renewalTaken = 0
 
     init(_ credentials: KubeCredentials) {
         current = credentials
@@ -22,7 +24,8 @@ actor KubeCredentialSource {
         oidc = credentials.oidc
     }
 
-    private var renewable: Bool { exec != nil || oidc != nil }
+    /// Only a token can be renewed: a client certificate is fixed in the TLS configuration.
+    private var renewable: Bool { (exec != nil || oidc != nil) && current.token != nil }
 
     /// The credentials to send now: renewed first when they have expired.
     func credentials(now: Date = Date()) async throws -> KubeCredentials {
@@ -41,29 +44,36 @@ actor KubeCredentialSource {
     }
 
     private func renew() async throws {
+        let (number, task): (Int, Task<KubeCredentials, Error>)
         if let renewal {
-            current = try await renewal.value
-            return
+            (number, task) = renewal
+        } else {
+            renewalsStarted += 1
+            let (exec, oidc, previous) = (self.exec, self.oidc, current)
+            (number, task) = (renewalsStarted, Task {
+                var fresh = previous
+                if let exec {
+                    fresh = try await exec.credentials()
+                } else if let oidc {
+                    fresh = try oidc.credentials()
+                }
+                fresh.exec = exec
+                fresh.oidc = oidc
+                // The TLS configuration keeps the certificate the client was made with.
+                fresh.clientCertificatePEM = previous.clientCertificatePEM
+                fresh.clientKeyPEM = previous.clientKeyPEM
+                return fresh
+            })
+            renewal = (number, task)
         }
-        let (exec, oidc, previous) = (self.exec, self.oidc, current)
-        let task = Task<KubeCredentials, Error> {
-            var fresh: KubeCredentials
-            if let exec {
-                fresh = try await exec.credentials()
-            } else if let oidc {
-                fresh = try oidc.credentials()
-            } else {
-                return previous
-            }
-            fresh.exec = exec
-            fresh.oidc = oidc
-            // The TLS configuration keeps the certificate the client was made with.
-            fresh.clientCertificatePEM = previous.clientCertificatePEM
-            fresh.clientKeyPEM = previous.clientKeyPEM
-            return fresh
+        // Ctrl-C cancels the run, and with it the plugin (SIGTERM).
+        let outcome = await withTaskCancellationHandler { await task.result } onCancel: { task.cancel() }
+        // Done, well or not: the next renewal runs the plugin again.
+        if renewal?.number == number { renewal = nil }
+        let fresh = try outcome.get()
+        if number > renewalTaken {
+            renewalTaken = number
+            current = fresh
         }
-        renewal = task
-        defer { renewal = nil }
-        current = try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
     }
 }

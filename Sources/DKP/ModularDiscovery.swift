@@ -97,7 +97,7 @@ extension EditionDiscovery {
                 channelNotes.append("\(kind.catalog.dropLast()) \(name) channel \(channel.rawValue): \(failure); no version taken from it")
             }
             // Every channel the source has for it is pulled, so any suspended one stops the pull.
-            try checkSuspended(Array(read.states.keys), read, selection, repository: channelLayout)
+            try checkSuspended(Array(read.states.keys) + Array(read.failures.keys), read, selection, repository: channelLayout)
         }
         // Every channel's version, whatever the constraint (d8 pulls them "in addition"), then
         // the latest patch per minor of what matches a range, then the pins.
@@ -210,14 +210,15 @@ extension EditionDiscovery {
         let pinned: [String: Set<String>] = selection.packages && !selection.onlyExtraImages
             ? selection.includePackages.compactMapValues { $0.map { Set($0.channelAliases.flatMap(\.channels).map(\.rawValue)) } }
             : [:]
-        // Never the reason a pull fails (as in d8, which warns and goes on): a catalog or a
-        // package's version repository that cannot be listed leaves that part out, with a note.
+        // A refusal is never the reason a pull fails (d8 warns and goes on): a catalog or a
+        // package's version repository the source will not list is left out, with a note. A
+        // network or a busy registry that failed fails the pull, which a re-run completes.
         let names: [String]
         do {
             names = try await client.tags(repository: sourceRepository("packages")).sorted()
         } catch RegistryError.notFound {
             return
-        } catch let error as RegistryError {
+        } catch let error as RegistryError where !error.mayPassOnRetry {
             result.notes.append("package-versions.tar not written: \(source)/packages cannot be listed (\(error))")
             return
         }
@@ -228,7 +229,7 @@ extension EditionDiscovery {
                 tags = try await self.client.tags(repository: self.sourceRepository(layout))
             } catch RegistryError.notFound {
                 return ([], nil)
-            } catch let error as RegistryError {
+            } catch let error as RegistryError where !error.mayPassOnRetry {
                 return ([], "package-versions.tar: \(self.source)/\(layout) cannot be listed, left out (\(error))")
             }
             let retagged = pinned[name] ?? []

@@ -16,8 +16,16 @@ public struct ChannelState: Sendable, Equatable {
 struct ChannelRead: Sendable {
     var states: [ReleaseChannel: ChannelState] = [:]
     var failures: [ReleaseChannel: String] = [:]
+    /// Channels among the failures whose version.json still says `"suspend": true`.
+    var suspendedFailures: Set<ReleaseChannel> = []
 
     var hasLTS: Bool { states[.lts] != nil }
+}
+
+/// A channel image whose version cannot be read, and whether it says it is suspended all the same.
+struct ChannelFailure: Error {
+    var message: String
+    var suspended = false
 }
 
 /// The digest of each channel tag discovery read (`REPOSITORY:CHANNEL` -> manifest digest), so
@@ -186,7 +194,7 @@ extension EditionDiscovery {
     /// `repository` names the channels' repository in the message (the platform's by default).
     func checkSuspended(_ channels: [ReleaseChannel], _ read: ChannelRead, _ selection: PullSelection,
                         repository: String = "release-channel") throws {
-        let suspended = channels.filter { read.states[$0]?.suspended == true }.map(\.rawValue).sorted()
+        let suspended = channels.filter { read.states[$0]?.suspended == true || read.suspendedFailures.contains($0) }.map(\.rawValue).sorted()
         guard !suspended.isEmpty, !selection.ignoreSuspend else { return }
         throw DKPError.suspended("\(source)/\(repository): channel \(suspended.joined(separator: ", ")) is suspended "
                                  + "(version.json says \"suspend\": true); try again later, or pass --ignore-suspend to pull it anyway")
@@ -261,7 +269,7 @@ extension EditionDiscovery {
     /// version may be a release candidate (`v1.3.0-rc.1`, as a module's channel may name; d8
     /// takes it as written); the platform's are `vX.Y.Z`.
     func readChannels(repository: String, prerelease: Bool = false) async throws -> ChannelRead {
-        let pairs = try await concurrentMap(ReleaseChannel.allCases, limit: concurrency) { channel -> (ReleaseChannel, Result<ChannelState, DKPError>?) in
+        let pairs = try await concurrentMap(ReleaseChannel.allCases, limit: concurrency) { channel -> (ReleaseChannel, Result<ChannelState, ChannelFailure>?) in
             // The manifest's GET answers whether the channel exists: no HEAD before it (one round
             // trip less before the first blob byte).
             let manifest: FetchedManifest
@@ -275,14 +283,15 @@ extension EditionDiscovery {
             let what = "\(source.host)/\(repository):\(channel.rawValue)"
             let files = try await ImageFiles.read(["version.json"], client: client, repository: repository, manifest: manifest)
             guard let bytes = files["version.json"] else {
-                return (channel, .failure(.invalidSource("\(what) has no version.json")))
+                return (channel, .failure(ChannelFailure(message: "\(what) has no version.json")))
             }
             guard let file = try? JSONDecoder().decode(ChannelVersionFile.self, from: Data(bytes)) else {
-                return (channel, .failure(.invalidSource("\(what): version.json is not {\"version\": \"vX.Y.Z\", ...}")))
+                return (channel, .failure(ChannelFailure(message: "\(what): version.json is not {\"version\": \"vX.Y.Z\", ...}")))
             }
             let written = file.version.hasPrefix("v") ? file.version : "v" + file.version
             guard let version = prerelease ? Version(releaseTag: written) : Version(tag: written) else {
-                return (channel, .failure(.invalidSource("\(what): version.json says version \"\(file.version)\", which is not vX.Y.Z\(prerelease ? " or vX.Y.Z-PRE" : "")")))
+                return (channel, .failure(ChannelFailure(message: "\(what): version.json says version \"\(file.version)\", which is not vX.Y.Z\(prerelease ? " or vX.Y.Z-PRE" : "")",
+                                                         suspended: file.suspend ?? false)))
             }
             return (channel, .success(ChannelState(version: version, suspended: file.suspend ?? false)))
         }
@@ -290,7 +299,9 @@ extension EditionDiscovery {
         for (channel, outcome) in pairs {
             switch outcome {
             case let .success(state): read.states[channel] = state
-            case let .failure(error): read.failures[channel] = error.description
+            case let .failure(failure):
+                read.failures[channel] = failure.message
+                if failure.suspended { read.suspendedFailures.insert(channel) }
             case nil: break
             }
         }

@@ -128,10 +128,11 @@ struct PullCommand: AsyncParsableCommand {
             throw ValidationError("--include-module and --exclude-module exclude each other")
         }
         // 0 is d8's default, "no chunks": runbooks pass it.
-        if let chunkSize, chunkSize != 0, chunkSize < 0 || chunkSize * 1e9 < 4096 {
+        if let chunkSize, chunkSize != 0, !chunkSize.isFinite || chunkSize * 1e9 < 4096 || chunkSize * 1e9 > 9e18 {
             throw ValidationError("--images-bundle-chunk-size must be 0 (no chunks) or a positive number of gigabytes (decimals allowed, at least 0.000004)")
         }
         if detect && deckhouseTag != nil { throw ValidationError("--detect and --deckhouse-tag exclude each other") }
+        try validateSourceCredentialFlags()
         if !includePackages.isEmpty && !excludePackages.isEmpty {
             throw ValidationError("--include-package and --exclude-package exclude each other")
         }

@@ -120,7 +120,7 @@ struct ClusterAPITests {
     @Test func anExpiredExecTokenIsRenewedBeforeItIsSent() async throws {
         let fake = try await FakeKubernetes.start(token: "tok-2")
         let scratch = try ClusterScratch()
-        let (yaml, runs) = try countingPlugin(scratch) { $0 == 1 ? "2020-01-01T00:00:00Z" : "2099-01-01T00:00:00.250Z" }
+        let (yaml, runs) = try countingPlugin(scratch) { $0 == 1 ? "2020-01-01T00:00:00Z" : "2099-01-01T00:00:00.250000000Z" }
         let config = try await Kubeconfig(yaml: yaml.replacingOccurrences(of: "SERVER", with: fake.url),
                                           path: scratch.url.appendingPathComponent("config").path).resolvingCredentials()
         #expect(config.credentials.expires == ISO8601DateFormatter().date(from: "2020-01-01T00:00:00Z"))

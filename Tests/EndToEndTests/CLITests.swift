@@ -115,6 +115,8 @@ import TestSupport
             (["copy", "\(source.host)/a/b:v1", dest, "--src-insecure", "--dest-insecure"], 1, "hint: drop --dest-insecure"),
             (["tags", "\(source.host)/a/b:v1", "--insecure"], 2, "drop the tag"),
             (["pull", "/tmp/dkp-never-made", "-c=-1"], 2, "must be 0 (no chunks) or a positive number of gigabytes"),
+            (["pull", "/tmp/dkp-never-made", "-c", "inf"], 2, "must be 0 (no chunks) or a positive number of gigabytes"),
+            (["pull", "/tmp/dkp-never-made", "--license", "k", "--license-stdin"], 2, "pass either --license or --license-stdin"),
             (["inspect", "\(source.host)/a/b:v1", "--ca-file", "/nonexistent.pem"], 2, "/nonexistent.pem"),
         ]
         for c in cases {

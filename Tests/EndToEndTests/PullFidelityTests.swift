@@ -282,10 +282,18 @@ import TestSupport
         // v1.2.0 was only on alpha and beta.
         let versions = Self.tags(entries, tar: "module-console.tar", layout: "modules/console")
         #expect(versions.contains("v1.1.5") && !versions.contains("v1.2.0"), "\(versions)")
+
+        // One that says it is suspended stops the pull all the same.
+        let (suspended, _) = try await PullTests.seededEdition {
+            $0.unreadableModularChannels = ["console": ["alpha"]]; $0.suspendedModular = ["console": ["alpha"]]; $0.packages = [:]; $0.plugins = false
+        }
+        let refused = try await PullTests.pull(suspended, into: try TestRegistry.temporaryDirectory("dkp-bundle"),
+                                               ["--no-security-db", "--deckhouse-tag", "v1.69.3", "--include-module", "console", "--dry-run"])
+        #expect(refused.status == 1 && refused.stderrString.contains("modules/console/release: channel alpha is suspended"), "\(refused.stderrString)")
     }
 
-    /// package-versions.tar never fails a pull (as in d8): a packages catalog the source refuses
-    /// (403), or one package's version repository it fails to list, leaves that part out with a note.
+    /// A refusal in package-versions.tar never fails a pull (as in d8): a packages catalog the
+    /// source refuses (403), or one package's version repository, is left out with a note.
     @Test func packageVersionsThatCannotBeListedAreANote() async throws {
         let (registry, _) = try await PullTests.seededEdition { $0.modules = [:]; $0.plugins = false }
         let proxy = try await HTTPFaultProxy.start(upstream: registry, rules: [
@@ -294,14 +302,20 @@ import TestSupport
         let directory = try TestRegistry.temporaryDirectory("dkp-bundle")
         let refused = try await FaultMatrixTests.pull(from: proxy, into: directory, ["--no-security-db", "--no-packages", "--no-modules"])
         #expect(refused.status == 0, "\(refused.stderrString)")
-        #expect(refused.stderrString.contains("package-versions.tar not written") && refused.stderrString.contains("403"), "\(refused.stderrString)")
+        #expect(refused.stderrString.contains("package-versions.tar not written") && refused.stderrString.contains("denied anonymous access"), "\(refused.stderrString)")
         #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("package-versions.tar").path))
 
-        proxy.setRules([.init(.status(500), methods: ["GET"], pathContains: "/packages/nginx-tools/version/tags/list")])
+        proxy.setRules([.init(.status(403), methods: ["GET"], pathContains: "/packages/nginx-tools/version/tags/list")])
         let other = try TestRegistry.temporaryDirectory("dkp-bundle")
-        let failing = try await FaultMatrixTests.pull(from: proxy, into: other, ["--no-security-db", "--no-packages", "--no-modules", "--retries", "1"])
-        #expect(failing.status == 0, "\(failing.stderrString)")
-        #expect(failing.stderrString.contains("packages/nginx-tools/version cannot be listed, left out"), "\(failing.stderrString)")
+        let refusedOne = try await FaultMatrixTests.pull(from: proxy, into: other, ["--no-security-db", "--no-packages", "--no-modules"])
+        #expect(refusedOne.status == 0, "\(refusedOne.stderrString)")
+        #expect(refusedOne.stderrString.contains("packages/nginx-tools/version cannot be listed, left out"), "\(refusedOne.stderrString)")
+
+        // A registry failing (5xx after the retries) is no refusal: the pull fails, and a re-run completes it.
+        proxy.setRules([.init(.status(500), methods: ["GET"], pathContains: "/packages/nginx-tools/version/tags/list")])
+        let third = try TestRegistry.temporaryDirectory("dkp-bundle")
+        let failing = try await FaultMatrixTests.pull(from: proxy, into: third, ["--no-security-db", "--no-packages", "--no-modules", "--retries", "1"])
+        #expect(failing.status == 1 && failing.stderrString.contains("500"), "\(failing.stderrString)")
         withExtendedLifetime(registry) {}
     }
 
