@@ -19,6 +19,10 @@ public struct ExecCredentialPlugin: Sendable, CustomStringConvertible, CustomDeb
     var installHint: String?
     /// `Never`, `IfAvailable` or `Always` (v1 requires it; v1beta1 defaults to IfAvailable).
     var interactiveMode: String
+    /// `provideClusterInfo: true`: `KUBERNETES_EXEC_INFO` carries the cluster (`spec.cluster`),
+    /// as `clusterJSON` gives it once the kubeconfig's cluster is known.
+    var provideClusterInfo = false
+    var clusterJSON: String?
     /// The kubeconfig file naming it (a command with a `/` is relative to its directory) and user.
     var kubeconfigPath: String
     var userName: String
@@ -73,7 +77,8 @@ public struct ExecCredentialPlugin: Sendable, CustomStringConvertible, CustomDeb
         let (executable, arguments) = invocation
         var environment = ProcessInfo.processInfo.environment
         for entry in self.environment { environment[entry.name] = entry.value }
-        environment["KUBERNETES_EXEC_INFO"] = #"{"apiVersion":"\#(apiVersion)","kind":"ExecCredential","spec":{"interactive":\#(interactive)}}"#
+        let cluster = provideClusterInfo ? clusterJSON.map { #","cluster":\#($0)"# } ?? "" : ""
+        environment["KUBERNETES_EXEC_INFO"] = #"{"apiVersion":"\#(apiVersion)","kind":"ExecCredential","spec":{"interactive":\#(interactive)\#(cluster)}}"#
         var pipeEnds: [Int32] = [-1, -1]
         guard pipe(&pipeEnds) == 0 else {
             throw ClusterError.credentialsUnavailable(path: kubeconfigPath, message: "cannot run the exec plugin of user '\(userName)': no pipe (\(String(cString: strerror(errno))))")
@@ -160,6 +165,14 @@ public struct ExecCredentialPlugin: Sendable, CustomStringConvertible, CustomDeb
             credentials.expires = expires
         }
         return credentials
+    }
+
+    /// The cluster as client-go puts it into `spec.cluster`: the server, its CA, whether TLS is verified.
+    static func clusterJSON(of kubeconfig: Kubeconfig) -> String? {
+        var cluster: [String: Any] = ["server": kubeconfig.server, "insecure-skip-tls-verify": kubeconfig.insecureSkipTLSVerify]
+        if let ca = kubeconfig.certificateAuthorityPEM { cluster["certificate-authority-data"] = Data(ca).base64EncodedString() }
+        guard let data = try? JSONSerialization.data(withJSONObject: cluster, options: [.sortedKeys, .withoutEscapingSlashes]) else { return nil }
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// `2026-12-08T02:00:00Z`, with or without fractional seconds, as Go's time.RFC3339 reads it.

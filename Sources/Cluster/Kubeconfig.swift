@@ -53,12 +53,14 @@ public struct Kubeconfig: Sendable, CustomStringConvertible, CustomDebugStringCo
     /// kept, so that the client can get a new token when this one expires or is refused.
     public func resolvingCredentials() async throws -> Kubeconfig {
         var resolved = self
-        if let plugin = credentials.exec {
+        var plugin = credentials.exec
+        plugin?.clusterJSON = ExecCredentialPlugin.clusterJSON(of: self)
+        if let plugin {
             resolved.credentials = try await plugin.credentials()
         } else if let oidc = credentials.oidc {
             resolved.credentials = try oidc.credentials()
         }
-        resolved.credentials.exec = credentials.exec
+        resolved.credentials.exec = plugin
         resolved.credentials.oidc = credentials.oidc
         return resolved
     }

@@ -162,6 +162,7 @@ struct KubeconfigFile: Decodable {
         var apiVersion: String?
         var installHint: String?
         var interactiveMode: String?
+        var provideClusterInfo: Bool?
     }
 
     struct AuthProvider: Decodable {

@@ -227,7 +227,8 @@ struct KubeconfigReader {
             return (name, variable.value ?? "")
         }
         return ExecCredentialPlugin(command: command, arguments: exec.args ?? [], environment: variables, apiVersion: apiVersion,
-                                    installHint: exec.installHint, interactiveMode: mode, kubeconfigPath: file, userName: userName)
+                                    installHint: exec.installHint, interactiveMode: mode, provideClusterInfo: exec.provideClusterInfo ?? false,
+                                    kubeconfigPath: file, userName: userName)
     }
 
     /// The oidc auth-provider's config: its id-token, and whether kubectl could refresh it.

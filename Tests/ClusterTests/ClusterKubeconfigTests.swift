@@ -226,6 +226,37 @@ struct ClusterKubeconfigTests {
     /// An exec credential plugin, run as kubectl runs it: a command relative to the kubeconfig's
     /// directory, its args and env, KUBERNETES_EXEC_INFO, the ExecCredential's token; the token
     /// and the arguments never show.
+    /// `provideClusterInfo: true` (Pinniped's kubeconfigs): KUBERNETES_EXEC_INFO carries the cluster
+    /// in `spec.cluster`, as client-go gives it; without it, no cluster.
+    @Test func execPluginGetsTheClusterWhenItAsks() async throws {
+        let scratch = try ClusterScratch()
+        let plugin = try scratch.write("plugin.sh", """
+            #!/bin/sh
+            printf '%s' "$KUBERNETES_EXEC_INFO" > "$(dirname "$0")/exec-info.json"
+            printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"t"}}'
+            """)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: plugin)
+        let ca = Data("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".utf8).base64EncodedString()
+        for provide in [true, false] {
+            let path = try scratch.write("config", clusterKubeconfig(
+                server: "https://api.example.com:6443", cluster: ["certificate-authority-data: \(ca)"],
+                user: ["exec:", "  apiVersion: client.authentication.k8s.io/v1", "  command: \(plugin)", "  interactiveMode: Never",
+                       "  provideClusterInfo: \(provide)"]))
+            _ = try await Kubeconfig.load(path: path, environment: [:]).resolvingCredentials()
+            let info = try JSONSerialization.jsonObject(with: Data(contentsOf: scratch.url.appendingPathComponent("exec-info.json"))) as? [String: Any]
+            let spec = info?["spec"] as? [String: Any]
+            let cluster = spec?["cluster"] as? [String: Any]
+            #expect(spec?["interactive"] as? Bool == false)
+            if provide {
+                #expect(cluster?["server"] as? String == "https://api.example.com:6443", "\(String(describing: info))")
+                #expect(cluster?["certificate-authority-data"] as? String == ca)
+                #expect(cluster?["insecure-skip-tls-verify"] as? Bool == false)
+            } else {
+                #expect(cluster == nil, "\(String(describing: info))")
+            }
+        }
+    }
+
     @Test func execPluginIsRunAsKubectlRunsIt() async throws {
         let scratch = try ClusterScratch()
         let plugin = try scratch.write("bin/plugin.sh", """
