@@ -30,12 +30,11 @@ public struct ExecCredentialPlugin: Sendable, CustomStringConvertible, CustomDeb
     static let apiVersions = ["client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1"]
 
     /// The executable: a command with a path separator, relative to the kubeconfig's directory
-    /// (as kubectl resolves it); a bare name is looked up in `PATH` by `/usr/bin/env`.
-    var invocation: (executable: String, arguments: [String]) {
-        guard command.contains("/") else { return ("/usr/bin/env", [command] + arguments) }
+    /// (as kubectl resolves it); a bare name is looked up in this process's `PATH`, as kubectl does.
+    var executable: (path: String, searchPath: Bool) {
+        guard command.contains("/") else { return (command, true) }
         let directory = URL(fileURLWithPath: kubeconfigPath).deletingLastPathComponent()
-        let path = command.hasPrefix("/") ? command : directory.appendingPathComponent(command).standardizedFileURL.path
-        return (path, arguments)
+        return (command.hasPrefix("/") ? command : directory.appendingPathComponent(command).standardizedFileURL.path, false)
     }
 
     /// Runs the plugin and returns the credentials it gave. It is spawned in this process's
@@ -58,12 +57,6 @@ public struct ExecCredentialPlugin: Sendable, CustomStringConvertible, CustomDeb
             _ = kill(pid, SIGTERM)
         }
         let who = "the exec plugin of user '\(userName)' (command '\(command)')"
-        if status == 127 {
-            // /usr/bin/env found no such command: this machine lacks it (bad input, exit 2).
-            throw ClusterError.unsupportedAuthentication(path: kubeconfigPath, message: "\(who) is not installed or not in PATH"
-                + (installHint.map { " (\($0.trimmingCharacters(in: .whitespacesAndNewlines)))" } ?? "")
-                + "; install it, or use a kubeconfig whose user has a token or a client certificate")
-        }
         guard status == 0 else {
             throw ClusterError.credentialsUnavailable(path: kubeconfigPath, message: "\(who) exited with status \(status); "
                 + "its messages are above; run it by hand to log in, or use a kubeconfig whose user has a token or a client certificate")
@@ -74,7 +67,7 @@ public struct ExecCredentialPlugin: Sendable, CustomStringConvertible, CustomDeb
     /// Starts the plugin: stdout into a pipe whose read end is returned, stderr shared, stdin
     /// the terminal when interactive, else /dev/null.
     private func spawn(interactive: Bool) throws -> (pid_t, Int32) {
-        let (executable, arguments) = invocation
+        let (executable, searchPath) = self.executable
         var environment = ProcessInfo.processInfo.environment
         for entry in self.environment { environment[entry.name] = entry.value }
         let cluster = provideClusterInfo ? clusterJSON.map { #","cluster":\#($0)"# } ?? "" : ""
@@ -94,18 +87,27 @@ public struct ExecCredentialPlugin: Sendable, CustomStringConvertible, CustomDeb
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (argv + envp).forEach { free($0) } }
         var pid: pid_t = 0
-        var result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        func start() -> Int32 {
+            searchPath ? posix_spawnp(&pid, executable, &actions, nil, argv, envp) : posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        }
+        var result = start()
         // ETXTBSY: the file is still open for writing somewhere, e.g. in a child another thread
         // forked while it was being installed; that passes in moments.
         for _ in 0..<10 where result == ETXTBSY {
             usleep(20_000)
-            result = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+            result = start()
         }
         close(pipeEnds[1])
         guard result == 0 else {
             close(pipeEnds[0])
+            let hint = installHint.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            if result == ENOENT {
+                // This machine lacks it: bad input (exit 2).
+                throw ClusterError.unsupportedAuthentication(path: kubeconfigPath, message: "the exec plugin of user '\(userName)' (command '\(command)') "
+                    + "is not installed or not in PATH\(hint.map { " (\($0))" } ?? ""); install it, or use a kubeconfig whose user has a token or a client certificate")
+            }
             throw ClusterError.unsupportedAuthentication(path: kubeconfigPath, message: "cannot run the exec plugin of user '\(userName)' "
-                + "(\(executable)): \(String(cString: strerror(result)))\(installHint.map { "; \($0.trimmingCharacters(in: .whitespacesAndNewlines))" } ?? "")")
+                + "(\(executable)): \(String(cString: strerror(result)))\(hint.map { "; \($0)" } ?? "")")
         }
         return (pid, pipeEnds[0])
     }

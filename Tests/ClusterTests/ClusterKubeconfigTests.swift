@@ -289,6 +289,13 @@ struct ClusterKubeconfigTests {
         #expect(absent?.description.contains("is not installed or not in PATH (install the dkp test plugin)") == true, "\(absent!)")
         #expect(failed?.isUsageError == false, "a plugin that fails is not bad input: exit 1")
         #expect(absent?.description.contains("exec-secret-9") == false && absent?.isUsageError == true)
+        // A bare name is looked up in PATH, as kubectl does; a plugin that itself exits 127 failed, it is not missing.
+        let bare = try scratch.write("bare", clusterKubeconfig(server: "https://a:6443", user: user(
+            "sh", #"[-c, 'printf "{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"from-sh\"}}"']"#)))
+        #expect(try await Kubeconfig.load(path: bare, environment: [:]).resolvingCredentials().credentials.token == "from-sh")
+        let exits127 = try scratch.write("exits127", clusterKubeconfig(server: "https://a:6443", user: user("sh", "[-c, 'exit 127']")))
+        let failed127 = await #expect(throws: ClusterError.self) { _ = try await Kubeconfig.load(path: exits127, environment: [:]).resolvingCredentials() }
+        #expect(failed127?.description.contains("exited with status 127") == true && failed127?.isUsageError == false, "\(failed127!)")
 
         // v1 without interactiveMode, and an apiVersion kubectl does not know: refused by name before anything runs.
         let noMode = #expect(throws: ClusterError.self) { try Kubeconfig(yaml: clusterKubeconfig(server: "https://a:6443", user: user("x", mode: nil)), path: "/k") }
