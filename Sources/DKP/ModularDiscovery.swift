@@ -94,10 +94,10 @@ extension EditionDiscovery {
             // A channel whose version cannot be read gives no version, as in d8; its image is
             // still mirrored as the source has it.
             for (channel, failure) in read.failures.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
-                channelNotes.append("\(kind.catalog.dropLast()) \(name) channel \(channel.rawValue): \(failure); no version taken from it")
+                channelNotes.append("\(kind.catalog.dropLast()) \(name) channel \(channel.rawValue): \(failure.message); no version taken from it")
             }
             // Every channel the source has for it is pulled, so any suspended one stops the pull.
-            try checkSuspended(Array(read.states.keys) + Array(read.failures.keys), read, selection, repository: channelLayout)
+            try checkSuspended(read.present, read, selection, repository: channelLayout)
         }
         // Every channel's version, whatever the constraint (d8 pulls them "in addition"), then
         // the latest patch per minor of what matches a range, then the pins.
@@ -141,7 +141,7 @@ extension EditionDiscovery {
                     images.append(image(tar: tar, layout: channelLayout, tag: pin.tag, shortTag: channel.rawValue))
                 }
             }
-            for channel in Set(read.states.keys).union(read.failures.keys).sorted(by: { $0.rawValue < $1.rawValue }) {
+            for channel in read.present {
                 images.append(image(tar: tar, layout: channelLayout, tag: channel.rawValue))
             }
         }

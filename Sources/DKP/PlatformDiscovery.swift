@@ -15,11 +15,11 @@ public struct ChannelState: Sendable, Equatable {
 /// could not be read (a pinned pull may go on without an unrelated broken channel).
 struct ChannelRead: Sendable {
     var states: [ReleaseChannel: ChannelState] = [:]
-    var failures: [ReleaseChannel: String] = [:]
-    /// Channels among the failures whose version.json still says `"suspend": true`.
-    var suspendedFailures: Set<ReleaseChannel> = []
+    var failures: [ReleaseChannel: ChannelFailure] = [:]
 
     var hasLTS: Bool { states[.lts] != nil }
+    /// Every channel the source has, read or not.
+    var present: [ReleaseChannel] { Set(states.keys).union(failures.keys).sorted { $0.rawValue < $1.rawValue } }
 }
 
 /// A channel image whose version cannot be read, and whether it says it is suspended all the same.
@@ -107,7 +107,7 @@ extension EditionDiscovery {
         let tag: String
         if let channel = ReleaseChannel(rawValue: wanted) {
             guard let state = read.states[channel] else {
-                if let failure = read.failures[channel] { throw DKPError.invalidSource(failure) }
+                if let failure = read.failures[channel] { throw DKPError.invalidSource(failure.message) }
                 throw DKPError.notFound("release channel \(wanted) is not published in \(source); \(describe(read.states, await knownVersions(selection)))")
             }
             tag = state.version.tag
@@ -154,7 +154,7 @@ extension EditionDiscovery {
         let channelRepository = source.repository("release-channel")
         var choice = PlatformChoice()
         if let (channel, failure) = read.failures.sorted(by: { $0.key.rawValue < $1.key.rawValue }).first {
-            throw DKPError.invalidSource("release channel \(channel.rawValue): \(failure)")
+            throw DKPError.invalidSource("release channel \(channel.rawValue): \(failure.message)")
         }
         let missing = ReleaseChannel.standard.filter { read.states[$0] == nil }
         if !read.hasLTS && !missing.isEmpty {
@@ -194,7 +194,7 @@ extension EditionDiscovery {
     /// `repository` names the channels' repository in the message (the platform's by default).
     func checkSuspended(_ channels: [ReleaseChannel], _ read: ChannelRead, _ selection: PullSelection,
                         repository: String = "release-channel") throws {
-        let suspended = channels.filter { read.states[$0]?.suspended == true || read.suspendedFailures.contains($0) }.map(\.rawValue).sorted()
+        let suspended = channels.filter { read.states[$0]?.suspended == true || read.failures[$0]?.suspended == true }.map(\.rawValue).sorted()
         guard !suspended.isEmpty, !selection.ignoreSuspend else { return }
         throw DKPError.suspended("\(source)/\(repository): channel \(suspended.joined(separator: ", ")) is suspended "
                                  + "(version.json says \"suspend\": true); try again later, or pass --ignore-suspend to pull it anyway")
@@ -299,9 +299,7 @@ extension EditionDiscovery {
         for (channel, outcome) in pairs {
             switch outcome {
             case let .success(state): read.states[channel] = state
-            case let .failure(failure):
-                read.failures[channel] = failure.message
-                if failure.suspended { read.suspendedFailures.insert(channel) }
+            case let .failure(failure): read.failures[channel] = failure
             case nil: break
             }
         }

@@ -189,9 +189,9 @@ struct PullCommand: AsyncParsableCommand {
             writeErr("discovering \(edition) ...\n")
             let found = try await discovery.discover(selection)
             for note in found.notes { writeErr("note: \(note)\n") }
-            for (catalog, suffix, found) in [("modules", modulesPathSuffix, !found.modules.isEmpty), ("packages", packagesPathSuffix, !found.packages.isEmpty)] {
+            for (catalog, suffix, pulled) in [("modules", modulesPathSuffix, !found.modules.isEmpty), ("packages", packagesPathSuffix, !found.packages.isEmpty)] {
                 let path = LayoutRepositories.path(ofSuffix: suffix)
-                if path != catalog, found {
+                if path != catalog, pulled {
                     writeErr("note: \(catalog) are read from \(edition)/\(path), not from the standard \(edition)/\(catalog) (--\(catalog)-path-suffix)\n")
                 }
             }
